@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Prepares a Debian 12 machine to run the client test matrix (scripts/test-clients.sh):
+#   - psql from Debian's postgresql-client,
+#   - a Python venv at .venv/ with the pinned clients of tests/clients/requirements.txt,
+#   - node-postgres in tests/clients/node/ from its committed package-lock.json.
+# Safe to run again: each step is skipped when what it would install is already there.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+REQS="$ROOT/tests/clients/requirements.txt"
+NODE_DIR="$ROOT/tests/clients/node"
+PYTHON="${PYTHON:-python3}"
+
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+sha() { sha256sum "$@" | sha256sum | cut -d' ' -f1; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "need root to run: $*"
+    fi
+}
+
+# --- Debian packages ---------------------------------------------------------
+apt_pkgs=()
+command -v psql >/dev/null 2>&1 || apt_pkgs+=(postgresql-client)
+command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found"
+# Debian's own python3 ships venv without ensurepip unless python3-venv is installed.
+"$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_pkgs+=(python3-venv)
+command -v node >/dev/null 2>&1 || apt_pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || apt_pkgs+=(npm)
+
+if [ "${#apt_pkgs[@]}" -gt 0 ]; then
+    say "installing Debian packages: ${apt_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    as_root apt-get update -qq
+    as_root apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >/dev/null
+else
+    say "Debian packages present (psql $(psql --version | awk '{print $3}'))"
+fi
+
+# --- Python venv -------------------------------------------------------------
+want_py="$(sha "$REQS")"
+stamp_py="$VENV/.weir-requirements.sha256"
+if [ -x "$VENV/bin/python" ] && [ -f "$stamp_py" ] && [ "$(cat "$stamp_py")" = "$want_py" ]; then
+    say "Python venv up to date ($VENV)"
+else
+    if [ ! -x "$VENV/bin/python" ]; then
+        say "creating Python venv at $VENV"
+        "$PYTHON" -m venv "$VENV"
+    fi
+    say "installing Python clients from ${REQS#"$ROOT"/}"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input -r "$REQS"
+    printf '%s\n' "$want_py" >"$stamp_py"
+fi
+
+# --- node-postgres -----------------------------------------------------------
+[ -f "$NODE_DIR/package-lock.json" ] || die "missing $NODE_DIR/package-lock.json"
+want_node="$(sha "$NODE_DIR/package.json" "$NODE_DIR/package-lock.json")"
+stamp_node="$NODE_DIR/node_modules/.weir-lock.sha256"
+if [ -f "$stamp_node" ] && [ "$(cat "$stamp_node")" = "$want_node" ]; then
+    say "node modules up to date (${NODE_DIR#"$ROOT"/}/node_modules)"
+else
+    say "installing node modules in ${NODE_DIR#"$ROOT"/} (npm ci)"
+    (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    printf '%s\n' "$want_node" >"$stamp_node"
+fi
+
+say "done"

@@ -1,0 +1,144 @@
+//! The server's configuration: one typed struct with documented defaults, read from an
+//! optional `weir.toml`, then `WEIR_*` environment variables, then command-line flags
+//! (each later layer wins). Nothing else in the server reads the environment.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, WeirError};
+
+/// Everything `weir serve` can be told. Every key can be set in `weir.toml`, as
+/// `WEIR_<KEY>` in the environment, or as `--<key>` (underscores become dashes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address of the PostgreSQL wire listener. Default `127.0.0.1:5433`.
+    pub pg_listen: SocketAddr,
+    /// Address of the HTTP listener (`/healthz`, `/metrics`). Default `127.0.0.1:8080`.
+    pub http_listen: SocketAddr,
+    /// Folder of `.sql` files applied at start-up. Default `./sql`.
+    pub sql_dir: PathBuf,
+    /// Folder for checkpoints and state. Default `./weir-data`.
+    pub data_dir: PathBuf,
+    /// How long a shutdown waits for running queries before closing them, in seconds.
+    /// Default 10.
+    pub shutdown_grace_secs: u64,
+    /// Log filter in `tracing`'s syntax (`info`, `weir=debug,info`…). Default `info`.
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            pg_listen: SocketAddr::from(([127, 0, 0, 1], 5433)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            sql_dir: PathBuf::from("sql"),
+            data_dir: PathBuf::from("weir-data"),
+            shutdown_grace_secs: 10,
+            log: "info".to_string(),
+        }
+    }
+}
+
+/// Values given on the command line or in the environment; `None` keeps the lower layer.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct Overrides {
+    /// PostgreSQL wire listener address [default: 127.0.0.1:5433]
+    #[arg(long, env = "WEIR_PG_LISTEN")]
+    pub pg_listen: Option<SocketAddr>,
+    /// HTTP listener address for /healthz and /metrics [default: 127.0.0.1:8080]
+    #[arg(long, env = "WEIR_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// Folder of .sql files applied at start-up [default: ./sql]
+    #[arg(long, env = "WEIR_SQL_DIR")]
+    pub sql_dir: Option<PathBuf>,
+    /// Folder for checkpoints and state [default: ./weir-data]
+    #[arg(long, env = "WEIR_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Seconds a shutdown waits for running queries [default: 10]
+    #[arg(long, env = "WEIR_SHUTDOWN_GRACE_SECS")]
+    pub shutdown_grace_secs: Option<u64>,
+    /// Log filter, e.g. `info` or `weir=debug,info` [default: info]
+    #[arg(long, env = "WEIR_LOG")]
+    pub log: Option<String>,
+}
+
+impl Config {
+    /// Read `file` (or `./weir.toml` when it exists and no file is named), then apply
+    /// `overrides`.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config> {
+        let mut config = match file {
+            Some(path) => Self::from_file(path)?,
+            None if Path::new("weir.toml").exists() => Self::from_file(Path::new("weir.toml"))?,
+            None => Config::default(),
+        };
+        config.apply(overrides);
+        Ok(config)
+    }
+
+    /// Parse a `weir.toml`; unknown keys are an error that lists the valid ones.
+    pub fn from_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| WeirError::Config(format!("cannot read {}: {e}", path.display())))?;
+        Self::from_toml(&text).map_err(|e| match e {
+            WeirError::Config(msg) => WeirError::Config(format!("{}: {msg}", path.display())),
+            other => other,
+        })
+    }
+
+    /// Parse the text of a `weir.toml`.
+    pub fn from_toml(text: &str) -> Result<Config> {
+        toml::from_str(text).map_err(|e| WeirError::Config(e.message().to_string()))
+    }
+
+    fn apply(&mut self, o: &Overrides) {
+        if let Some(v) = o.pg_listen {
+            self.pg_listen = v;
+        }
+        if let Some(v) = o.http_listen {
+            self.http_listen = v;
+        }
+        if let Some(v) = &o.sql_dir {
+            self.sql_dir = v.clone();
+        }
+        if let Some(v) = &o.data_dir {
+            self.data_dir = v.clone();
+        }
+        if let Some(v) = o.shutdown_grace_secs {
+            self.shutdown_grace_secs = v;
+        }
+        if let Some(v) = &o.log {
+            self.log = v.clone();
+        }
+    }
+
+    /// [`Config::shutdown_grace_secs`] as a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        let mut c = Config::from_toml("pg_listen = \"127.0.0.1:6000\"\nlog = \"debug\"").unwrap();
+        assert_eq!(c.pg_listen.port(), 6000);
+        assert_eq!(c.http_listen.port(), 8080);
+        c.apply(&Overrides { pg_listen: Some("127.0.0.1:7000".parse().unwrap()), ..Default::default() });
+        assert_eq!(c.pg_listen.port(), 7000);
+        assert_eq!(c.log, "debug");
+    }
+
+    #[test]
+    fn unknown_key_names_it_and_lists_valid_ones() {
+        let err = Config::from_toml("pg_port = 1").unwrap_err().to_string();
+        assert!(err.contains("pg_port"), "{err}");
+        assert!(err.contains("pg_listen"), "{err}");
+    }
+}

@@ -1,0 +1,178 @@
+//! The engine: one DataFusion `SessionContext` that holds Weir's catalog (database
+//! `weir`, schema `public`, plus `pg_catalog` and `information_schema`), and the one
+//! code path that runs a statement for every front (the `.sql` loader, pgwire, Flight).
+//! It owns no sockets and no session variables; those belong to the servers.
+
+pub mod functions;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use tracing::info;
+
+use crate::error::{Result, WeirError};
+use crate::sql::loader::{self, Definition};
+use crate::sql::{Statement, parse_postgres};
+use crate::storage::{ObjectStores, resolve_location};
+
+/// The one database the catalog shows.
+pub const DATABASE: &str = "weir";
+/// The schema that holds user objects.
+pub const SCHEMA: &str = "public";
+
+/// What running a statement produced.
+pub enum Outcome {
+    /// Rows to stream to the client.
+    Rows(DataFrame),
+    /// A command that completed, with its PostgreSQL command tag (`CREATE TABLE`, `DROP VIEW`…).
+    Done(String),
+}
+
+/// Weir's catalog and executor, shared by every connection.
+pub struct Engine {
+    ctx: Arc<SessionContext>,
+}
+
+impl Engine {
+    /// An engine with an empty `public` schema and the PostgreSQL catalogs.
+    pub fn new() -> Result<Self> {
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(DATABASE, SCHEMA)
+            .with_create_default_catalog_and_schema(true)
+            .with_information_schema(true)
+            // Hive-style folders (`dt=2026-11-21/`) become columns without declaring them.
+            .set_bool("datafusion.execution.listing_table_factory_infer_partitions", true);
+        let runtime = RuntimeEnvBuilder::new()
+            .with_object_store_registry(Arc::new(ObjectStores::new()))
+            .build_arc()?;
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider).map_err(|e| WeirError::DataFusion(*e))?;
+        functions::register(&ctx);
+        Ok(Engine { ctx: Arc::new(ctx) })
+    }
+
+    /// The shared DataFusion context (the pgwire front plans ordinary SQL on it).
+    pub fn context(&self) -> &Arc<SessionContext> {
+        &self.ctx
+    }
+
+    /// Does `name` exist in `public`?
+    pub fn exists(&self, name: &str) -> bool {
+        self.ctx
+            .catalog(DATABASE)
+            .and_then(|c| c.schema(SCHEMA))
+            .is_some_and(|s| s.table_exist(name))
+    }
+
+    /// Read a folder of `.sql` files and apply them in dependency order.
+    pub async fn load_dir(&self, dir: &Path) -> Result<Vec<Definition>> {
+        let defs = loader::load_dir(dir, &|name| self.exists(name))?;
+        for def in &defs {
+            self.apply(def).await?;
+        }
+        Ok(defs)
+    }
+
+    /// Run one definition from a file; errors point at its file and line.
+    pub async fn apply(&self, def: &Definition) -> Result<()> {
+        let run = async {
+            match self.execute(&def.statement, def.base_dir()).await? {
+                Outcome::Rows(df) => {
+                    df.collect().await?;
+                }
+                Outcome::Done(tag) => {
+                    if let Some(name) = &def.creates {
+                        info!(target: "weir::sql", "{}: {} {name}", def.location(), tag.to_lowercase());
+                    }
+                }
+            }
+            Ok::<_, WeirError>(())
+        };
+        run.await
+            .map_err(|e| WeirError::Definition(format!("{}: {e} [SQLSTATE {}]", def.location(), e.sqlstate())))
+    }
+
+    /// The columns a statement returns, for statements the engine runs itself
+    /// (`None`: it returns no rows). Lets extended-protocol clients describe them.
+    pub fn result_schema(&self, statement: &Statement) -> Option<SchemaRef> {
+        match statement {
+            Statement::ShowTables => Some(Arc::new(Schema::new(vec![
+                Field::new("name", DataType::Utf8, false),
+                Field::new("kind", DataType::Utf8, false),
+            ]))),
+            Statement::DataFusion(_) | Statement::Postgres(_) => None,
+        }
+    }
+
+    /// Run one statement. `base` is the folder relative locations are read from.
+    pub async fn execute(&self, statement: &Statement, base: Option<&Path>) -> Result<Outcome> {
+        match statement {
+            Statement::DataFusion(df) => self.execute_datafusion((**df).clone(), base).await,
+            Statement::ShowTables => Ok(Outcome::Rows(
+                self.ctx
+                    .sql(&format!(
+                        "SELECT table_name AS name, \
+                         CASE table_type WHEN 'BASE TABLE' THEN 'table' WHEN 'VIEW' THEN 'view' \
+                         ELSE lower(table_type) END AS kind \
+                         FROM information_schema.tables \
+                         WHERE table_catalog = '{DATABASE}' AND table_schema = '{SCHEMA}' ORDER BY name"
+                    ))
+                    .await?,
+            )),
+            Statement::Postgres(text) => self.execute_datafusion(parse_postgres(text)?, base).await,
+        }
+    }
+
+    async fn execute_datafusion(&self, mut statement: DFStatement, base: Option<&Path>) -> Result<Outcome> {
+        if let DFStatement::CreateExternalTable(create) = &mut statement {
+            for location in &mut create.locations {
+                *location = resolve_location(location, base)?;
+            }
+        }
+        let plan = self.ctx.state().statement_to_plan(statement).await?;
+        let tag = command_tag(&plan);
+        let df = self.ctx.execute_logical_plan(plan).await?;
+        match tag {
+            Some(tag) => {
+                df.collect().await?;
+                Ok(Outcome::Done(tag))
+            }
+            None => Ok(Outcome::Rows(df)),
+        }
+    }
+}
+
+/// The PostgreSQL command tag of a plan that does not return rows.
+fn command_tag(plan: &LogicalPlan) -> Option<String> {
+    let tag = match plan {
+        LogicalPlan::Ddl(ddl) => match ddl {
+            DdlStatement::CreateExternalTable(_) | DdlStatement::CreateMemoryTable(_) => "CREATE TABLE",
+            DdlStatement::CreateView(_) => "CREATE VIEW",
+            DdlStatement::CreateCatalogSchema(_) => "CREATE SCHEMA",
+            DdlStatement::CreateCatalog(_) => "CREATE DATABASE",
+            DdlStatement::CreateIndex(_) => "CREATE INDEX",
+            DdlStatement::DropTable(_) => "DROP TABLE",
+            DdlStatement::DropView(_) => "DROP VIEW",
+            DdlStatement::DropCatalogSchema(_) => "DROP SCHEMA",
+            DdlStatement::CreateFunction(_) => "CREATE FUNCTION",
+            DdlStatement::DropFunction(_) => "DROP FUNCTION",
+        },
+        LogicalPlan::Statement(_) => "SET",
+        _ => return None,
+    };
+    Some(tag.to_string())
+}

@@ -1,0 +1,90 @@
+//! Running the server: build the engine, apply the `.sql` folder, open the listeners,
+//! and stop gracefully. Shutdown is one mechanism everywhere: a cancellation token
+//! that every listener watches, and a task tracker that waits for open connections.
+
+pub mod http;
+pub mod metrics;
+pub mod pgwire;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::error::{Result, WeirError};
+use metrics::Metrics;
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| WeirError::Config(format!("cannot listen for {what} on {addr}: {e}")))
+}
+
+/// Start the server and run until SIGINT or SIGTERM; then stop accepting, give running
+/// statements `shutdown_grace_secs` to finish, and return.
+pub async fn run(config: Config) -> Result<()> {
+    if !config.pg_listen.ip().is_loopback() {
+        return Err(WeirError::Config(format!(
+            "refusing to listen on {} without authentication; listen on a loopback address",
+            config.pg_listen
+        )));
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| WeirError::Config(format!("cannot create data directory {}: {e}", config.data_dir.display())))?;
+
+    let engine = Arc::new(Engine::new()?);
+    if config.sql_dir.is_dir() {
+        let defs = engine.load_dir(&config.sql_dir).await?;
+        info!("applied {} statements from {}", defs.len(), config.sql_dir.display());
+    } else {
+        warn!("no SQL folder at {}; starting with an empty catalog", config.sql_dir.display());
+    }
+
+    let pg_listener = bind(config.pg_listen, "PostgreSQL").await?;
+    let http_listener = bind(config.http_listen, "HTTP").await?;
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let metrics = Metrics::new();
+
+    let handlers = Arc::new(pgwire::Handlers::new(engine.clone(), metrics.clone(), shutdown.clone()));
+    let pg = tokio::spawn(pgwire::serve(pg_listener, handlers, metrics.clone(), shutdown.clone(), tracker.clone()));
+    let http = tokio::spawn(http::serve(http_listener, metrics.clone(), shutdown.clone()));
+    info!(
+        "weir {} ready: PostgreSQL on {}, HTTP on {}",
+        env!("CARGO_PKG_VERSION"),
+        config.pg_listen,
+        config.http_listen
+    );
+
+    wait_for_signal().await;
+    info!("shutting down: no new connections; waiting up to {}s for running statements", config.shutdown_grace_secs);
+    shutdown.cancel();
+    let _ = pg.await;
+    tracker.close();
+    if tokio::time::timeout(config.shutdown_grace(), tracker.wait()).await.is_err() {
+        warn!("{} statements still running after the grace period; closing their connections", metrics.in_flight());
+    }
+    let _ = http.await;
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,257 @@
+//! Query handling for the PostgreSQL wire front, simple and extended protocols.
+//! Statements Weir owns (`CREATE EXTERNAL TABLE`, `SHOW TABLES`, later the streaming
+//! DDL) run through the engine; ordinary PostgreSQL SQL goes through
+//! `datafusion-postgres`, which brings the pg_catalog rewrites, `SET`/`SHOW`,
+//! transactions and cursors. Every error leaves here with its SQLSTATE.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::sqlparser;
+use datafusion_postgres::DfSessionService;
+use futures::{Sink, StreamExt};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::types::format::FormatOptions;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{Engine, Outcome};
+use crate::error::WeirError;
+use crate::server::metrics::Metrics;
+use crate::sql::{Statement, classify, split_statements};
+
+/// A prepared statement: its text, and for ordinary SQL the parsed statement and plan.
+/// Statements Weir runs itself keep only their text and are planned at execution.
+pub type PgStatement = (String, Option<(sqlparser::ast::Statement, LogicalPlan)>);
+
+/// The query handler shared by all connections.
+pub struct QueryHandler {
+    engine: Arc<Engine>,
+    df: Arc<DfSessionService>,
+    parser: Arc<Parser>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+}
+
+impl QueryHandler {
+    pub fn new(engine: Arc<Engine>, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Self {
+        let df = Arc::new(DfSessionService::new(engine.context().clone()));
+        let parser = Arc::new(Parser { engine: engine.clone(), df: ExtendedQueryHandler::query_parser(&*df) });
+        QueryHandler { engine, df, parser, metrics, shutdown }
+    }
+
+    fn check_open(&self) -> Result<(), WeirError> {
+        if self.shutdown.is_cancelled() {
+            return Err(WeirError::ShuttingDown);
+        }
+        Ok(())
+    }
+
+    /// Run one statement of a simple-protocol query string.
+    async fn simple_one<C>(&self, client: &mut C, text: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match classify(text).map_err(|e| pg_error(&e))? {
+            Statement::Postgres(sql) => {
+                let responses = SimpleQueryHandler::do_query(&*self.df, client, &sql).await.map_err(map_error)?;
+                Ok(responses.into_iter().map(map_response).collect())
+            }
+            statement => {
+                let outcome = self.engine.execute(&statement, None).await.map_err(|e| pg_error(&e))?;
+                Ok(vec![outcome_response(outcome, &Format::UnifiedText, client).await?])
+            }
+        }
+    }
+}
+
+/// The PostgreSQL error for a Weir error.
+pub fn pg_error(e: &WeirError) -> PgWireError {
+    let severity = if matches!(e, WeirError::ShuttingDown) { "FATAL" } else { "ERROR" };
+    PgWireError::UserError(Box::new(ErrorInfo::new(severity.to_string(), e.sqlstate().to_string(), e.to_string())))
+}
+
+/// Give errors coming back from datafusion-postgres and pgwire their SQLSTATE.
+fn map_error(e: PgWireError) -> PgWireError {
+    match e {
+        PgWireError::ApiError(inner) => match inner.downcast::<DataFusionError>() {
+            Ok(df) => pg_error(&WeirError::DataFusion(*df)),
+            Err(other) => match other.downcast::<WeirError>() {
+                Ok(weir) => pg_error(&weir),
+                Err(other) => pg_error(&WeirError::Internal(other.to_string())),
+            },
+        },
+        other => other,
+    }
+}
+
+/// Errors raised while rows stream out (division by zero in row 10,000) need codes too.
+fn map_response(response: Response) -> Response {
+    match response {
+        Response::Query(q) => {
+            let tag = q.command_tag().to_string();
+            let mut mapped = QueryResponse::new(q.row_schema(), q.data_rows.map(|row| row.map_err(map_error)));
+            mapped.set_command_tag(&tag);
+            Response::Query(mapped)
+        }
+        other => other,
+    }
+}
+
+async fn outcome_response<C: ClientInfo>(outcome: Outcome, format: &Format, client: &C) -> PgWireResult<Response> {
+    match outcome {
+        Outcome::Rows(df) => {
+            let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+            let rows = arrow_pg::datatypes::df::encode_dataframe(df, format, Some(options)).await.map_err(map_error)?;
+            Ok(map_response(Response::Query(rows)))
+        }
+        Outcome::Done(tag) => Ok(Response::Execution(Tag::new(&tag))),
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for QueryHandler {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.check_open().map_err(|e| pg_error(&e))?;
+        let pieces = split_statements(query).map_err(|e| pg_error(&e))?;
+        if pieces.is_empty() {
+            // A comment-only query (Grafana's `-- ping`) is an empty query, not an error.
+            return Ok(vec![Response::EmptyQuery]);
+        }
+        let mut responses = Vec::with_capacity(pieces.len());
+        for piece in pieces {
+            let timer = self.metrics.query_started();
+            match self.simple_one(client, &piece.text).await {
+                Ok(r) => {
+                    timer.finish(None);
+                    responses.extend(r);
+                }
+                Err(e) => {
+                    // PostgreSQL stops a multi-statement query at its first error.
+                    let info = ErrorInfo::from(e);
+                    timer.finish(Some(&info.code));
+                    responses.push(Response::Error(Box::new(info)));
+                    break;
+                }
+            }
+        }
+        Ok(responses)
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for QueryHandler {
+    type Statement = PgStatement;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Self::Statement>, max_rows: usize) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.check_open().map_err(|e| pg_error(&e))?;
+        let timer = self.metrics.query_started();
+        let result = match &portal.statement.statement {
+            (_, Some(_)) => ExtendedQueryHandler::do_query(&*self.df, client, portal, max_rows)
+                .await
+                .map(map_response)
+                .map_err(map_error),
+            (text, None) => match classify(text) {
+                Ok(statement) => match self.engine.execute(&statement, None).await {
+                    Ok(outcome) => outcome_response(outcome, &portal.result_column_format, client).await,
+                    Err(e) => Err(pg_error(&e)),
+                },
+                Err(e) => Err(pg_error(&e)),
+            },
+        };
+        match result {
+            Ok(r) => {
+                timer.finish(None);
+                Ok(r)
+            }
+            Err(e) => {
+                let info = ErrorInfo::from(e);
+                timer.finish(Some(&info.code));
+                Err(PgWireError::UserError(Box::new(info)))
+            }
+        }
+    }
+}
+
+/// Parses extended-protocol statements: Weir's own statements by Weir, the rest by
+/// datafusion-postgres (which plans them without side effects).
+pub struct Parser {
+    engine: Arc<Engine>,
+    df: Arc<datafusion_postgres::Parser>,
+}
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = PgStatement;
+
+    async fn parse_sql<C>(&self, client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut pieces = split_statements(sql).map_err(|e| pg_error(&e))?;
+        match pieces.len() {
+            0 => return Ok(None),
+            1 => {}
+            _ => {
+                return Err(pg_error(&WeirError::Syntax(
+                    "cannot insert multiple commands into a prepared statement".into(),
+                )));
+            }
+        }
+        let piece = pieces.remove(0);
+        match classify(&piece.text).map_err(|e| pg_error(&e))? {
+            Statement::Postgres(text) => self.df.parse_sql(client, &text, types).await.map_err(map_error),
+            _ => Ok(Some((piece.text, None))),
+        }
+    }
+
+    fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        self.df.get_parameter_types(stmt)
+    }
+
+    fn get_result_schema(&self, stmt: &Self::Statement, column_format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        match stmt {
+            (_, Some(_)) => self.df.get_result_schema(stmt, column_format),
+            (text, None) => {
+                let statement = classify(text).map_err(|e| pg_error(&e))?;
+                match self.engine.result_schema(&statement) {
+                    Some(schema) => Ok(arrow_pg::datatypes::arrow_schema_to_pg_fields(
+                        &schema,
+                        column_format.unwrap_or(&Format::UnifiedText),
+                        None,
+                    )?),
+                    None => Ok(vec![]),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,130 @@
+"""Starts one `weir serve` for the whole client test session.
+
+The server reads the SQL in tests/fixtures/sql, listens on free loopback ports and keeps its
+state in a temporary directory. It is stopped with SIGTERM at the end of the session and
+must exit 0.
+
+Set WEIR_TEST_PG=host:port to run the suite against a server that is already running
+(for example a real PostgreSQL loaded with the same fixtures, to check the tests
+themselves); nothing is started or stopped then.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Weir:
+    host: str
+    port: int
+    http_port: int | None
+    log_path: Path | None
+    dbname: str = "weir"
+    user: str = "tester"
+
+    def psycopg_kwargs(self, **extra) -> dict:
+        kw = dict(host=self.host, port=self.port, user=self.user, dbname=self.dbname, connect_timeout=10)
+        kw.update(extra)
+        return kw
+
+    def url(self, scheme: str = "postgresql") -> str:
+        return f"{scheme}://{self.user}@{self.host}:{self.port}/{self.dbname}"
+
+    def log_tail(self, lines: int = 60) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return "(no server log)"
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthz(http_port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=2) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, ConnectionError, OSError):
+        return False
+
+
+def weir_binary() -> Path:
+    raw = os.environ.get("WEIR_BIN", "target/debug/weir")
+    path = Path(raw)
+    if not path.is_absolute():
+        path = ROOT / path
+    return path
+
+
+@pytest.fixture(scope="session")
+def weir(tmp_path_factory) -> Weir:
+    external = os.environ.get("WEIR_TEST_PG")
+    if external:
+        host, _, port = external.rpartition(":")
+        yield Weir(host=host or "127.0.0.1", port=int(port), http_port=None, log_path=None)
+        return
+
+    binary = weir_binary()
+    if not binary.exists():
+        pytest.fail(f"server binary {binary} not found; build it or set WEIR_BIN", pytrace=False)
+
+    data_dir = tmp_path_factory.mktemp("weir-data")
+    log_path = data_dir.parent / "weir-server.log"
+    pg_port, http_port = _free_port(), _free_port()
+    while http_port == pg_port:
+        http_port = _free_port()
+    cmd = [
+        str(binary),
+        "serve",
+        "--sql-dir", str(ROOT / "tests/fixtures/sql"),
+        "--pg-listen", f"127.0.0.1:{pg_port}",
+        "--http-listen", f"127.0.0.1:{http_port}",
+        "--data-dir", str(data_dir),
+    ]
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    server = Weir(host="127.0.0.1", port=pg_port, http_port=http_port, log_path=log_path)
+
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    try:
+        while not _healthz(http_port):
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"weir exited with code {proc.returncode} before it was ready\n"
+                    f"command: {' '.join(cmd)}\n{server.log_tail()}",
+                    pytrace=False,
+                )
+            if time.monotonic() > deadline:
+                pytest.fail(f"weir not ready after {READY_TIMEOUT_S:.0f}s\n{server.log_tail()}", pytrace=False)
+            time.sleep(0.1)  # readiness polling interval
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                log.close()
+                pytest.fail(f"weir did not stop within {STOP_TIMEOUT_S:.0f}s of SIGTERM\n{server.log_tail()}")
+        log.close()
+    assert proc.returncode == 0, f"weir exited with {proc.returncode} after SIGTERM\n{server.log_tail()}"
