@@ -1,0 +1,95 @@
+//! Starting and stopping a real `weir serve` on free loopback ports.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running server; killed on drop if the test did not stop it.
+pub struct Server {
+    child: Option<Child>,
+    pub pg_port: u16,
+    pub http_port: u16,
+    _data: tempfile::TempDir,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn weir_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_weir")
+}
+
+/// GET a path from the HTTP listener; `None` while nothing listens.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+impl Server {
+    /// Start on `sql_dir` (relative to the package root) and wait for `/healthz`.
+    pub fn start(sql_dir: &str) -> Server {
+        let pg_port = free_port();
+        let http_port = free_port();
+        let data = tempfile::tempdir().unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut child = Command::new(weir_bin())
+            .current_dir(root)
+            .args(["serve", "--sql-dir", sql_dir])
+            .args(["--pg-listen", &format!("127.0.0.1:{pg_port}")])
+            .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("WEIR_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn weir");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some((200, _)) = http_get(http_port, "/healthz") {
+                break;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("weir exited before it was ready: {status}");
+            }
+            assert!(Instant::now() < deadline, "weir not ready after 60 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Server { child: Some(child), pg_port, http_port, _data: data }
+    }
+
+    pub fn pg_config(&self) -> tokio_postgres::Config {
+        let mut c = tokio_postgres::Config::new();
+        c.host("127.0.0.1").port(self.pg_port).user("weir_test").dbname("weir");
+        c
+    }
+
+    /// Is the process still running?
+    pub fn alive(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    pub fn stop(mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Hostile bytes on the PostgreSQL port: random and truncated frames, absurd lengths and
+//! broken start-up packets, from many connections. Each may close its own connection
+//! but the server must keep answering everyone else.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+
+use crate::harness::Server;
+
+/// A valid protocol 3.0 start-up packet.
+fn startup(user: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&196608i32.to_be_bytes());
+    for s in ["user", user, "database", "weir", ""] {
+        body.extend_from_slice(s.as_bytes());
+        body.push(0);
+    }
+    let mut out = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    out.extend(body);
+    out
+}
+
+fn frame(tag: u8, len: i32, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// One hostile payload, chosen by the case number.
+fn payload(rng: &mut StdRng, case: usize) -> Vec<u8> {
+    let mut random = |n: usize| {
+        let mut v = vec![0u8; n];
+        rng.fill_bytes(&mut v);
+        v
+    };
+    match case % 10 {
+        // Pure noise before start-up.
+        0 => {
+            let n = rng.random_range(0..2048);
+            random(n)
+        }
+        // Start-up lengths that lie: huge, negative, too small.
+        1 => [i32::MAX, -1, 0, 3, 7, 10_001, 1 << 30][rng.random_range(0..7)].to_be_bytes().to_vec(),
+        // Unknown protocol versions and SSL/GSS/cancel codes with garbage after them.
+        2 => {
+            let code: i32 = [80877103, 80877104, 80877102, 1234, 0x00020000, 0x7fff_ffff][rng.random_range(0..6)];
+            let mut v = 8i32.to_be_bytes().to_vec();
+            v.extend_from_slice(&code.to_be_bytes());
+            let n = rng.random_range(0..64);
+            v.extend(random(n));
+            v
+        }
+        // A start-up packet cut short.
+        3 => {
+            let s = startup("hostile");
+            let cut = rng.random_range(1..s.len());
+            s[..cut].to_vec()
+        }
+        // Valid start-up, then random message frames.
+        4 => {
+            let mut v = startup("hostile");
+            for _ in 0..rng.random_range(1..8) {
+                let tag = b"QPBDESHCXdcfpF"[rng.random_range(0..14)];
+                let n = rng.random_range(0..256);
+                let body = random(n);
+                v.extend(frame(tag, body.len() as i32 + 4, &body));
+            }
+            v
+        }
+        // Valid start-up, then a frame whose length is absurd or negative.
+        5 => {
+            let mut v = startup("hostile");
+            let len = [i32::MAX, 0x3fff_fffd, -5, 0, 2, 3][rng.random_range(0..6)];
+            v.extend(frame(b"Q", len, b"SELECT 1\0"));
+            v
+        }
+        // Valid start-up, then a truncated frame.
+        6 => {
+            let mut v = startup("hostile");
+            v.extend(frame(b"Q", 100, b"SELECT"));
+            v
+        }
+        // Extended-protocol messages with counts that do not match their bodies.
+        7 => {
+            let mut v = startup("hostile");
+            let mut bind = b"\0\0".to_vec();
+            bind.extend_from_slice(&[0xff, 0xff, 0, 1, 0xff, 0xff, 0xff, 0xff, 0, 0]);
+            v.extend(frame(b'B', bind.len() as i32 + 4, &bind));
+            let mut parse = b"s1\0SELECT $1\0".to_vec();
+            parse.extend_from_slice(&[0x7f, 0xff, 0, 0, 0, 23]);
+            v.extend(frame(b'P', parse.len() as i32 + 4, &parse));
+            v.extend(frame(b'S', 4, &[]));
+            v
+        }
+        // Invalid UTF-8 in a query and in start-up parameters.
+        8 => {
+            let mut v = startup("\u{fffd}");
+            v.extend(frame(b'Q', 4 + 5, &[0xff, 0xfe, b';', 0xc3, 0]));
+            v
+        }
+        // Noise after a valid query.
+        _ => {
+            let mut v = startup("hostile");
+            v.extend(frame(b'Q', 4 + 9, b"SELECT 1\0"));
+            let n = rng.random_range(1..512);
+            v.extend(random(n));
+            v
+        }
+    }
+}
+
+fn send(port: u16, bytes: &[u8]) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = s.write_all(bytes);
+    let _ = s.shutdown(Shutdown::Write);
+    // Drain whatever the server says until it closes; a timeout here means a stuck connection.
+    let mut sink = [0u8; 4096];
+    while let Ok(n) = s.read(&mut sink) {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_bytes_close_only_their_own_connection() {
+    let mut server = Server::start("tests/fixtures/sql");
+    let (client, conn) = server.pg_config().connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+
+    let seed: u64 = std::env::var("WEIR_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5EED_0001);
+    println!("hostile-input seed: {seed}");
+    let port = server.pg_port;
+    const CONNECTIONS: usize = 3000;
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            std::thread::spawn(move || {
+                let mut rng = StdRng::seed_from_u64(seed + w);
+                for case in (w as usize..CONNECTIONS).step_by(4) {
+                    let bytes = payload(&mut rng, case);
+                    send(port, &bytes);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+
+    assert!(server.alive(), "server died under hostile input");
+    // The connection opened before the storm still works, and so does a new one.
+    let n: i64 = client.query_one("SELECT count(*) FROM typed", &[]).await.unwrap().get(0);
+    assert_eq!(n, 4);
+    let (fresh, conn) = server.pg_config().connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let rows = fresh.simple_query("SELECT 41 + 1 AS answer").await.unwrap();
+    let answer = rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(answer.as_deref(), Some("42"));
+    drop(client);
+    drop(fresh);
+    assert!(server.stop().success());
+}

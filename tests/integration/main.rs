@@ -1,0 +1,7 @@
+//! End-to-end tests against a real `weir serve` process over TCP: the sqllogictest
+//! suites (simple and extended protocol), hostile bytes on the PostgreSQL port, and
+//! the `weir` command line. One binary, so the server is built and linked once.
+
+mod harness;
+mod hostile;
+mod slt;
