@@ -139,13 +139,11 @@ fn missing_table_name(msg: &str) -> Option<String> {
 fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
     match root(e) {
         DataFusionError::SQL(..) => "42601",
-        DataFusionError::SchemaError(err, _) => match err {
+        DataFusionError::SchemaError(err, _) => match &**err {
             SchemaError::FieldNotFound { .. } => "42703",
             SchemaError::AmbiguousReference { .. } => "42702",
             SchemaError::DuplicateQualifiedField { .. }
-            | SchemaError::DuplicateUnqualifiedField { .. }
-            | SchemaError::DuplicateQualifiedFieldName { .. } => "42701",
-            _ => "42000",
+            | SchemaError::DuplicateUnqualifiedField { .. } => "42701",
         },
         DataFusionError::Plan(msg) => plan_sqlstate(msg),
         DataFusionError::NotImplemented(_) => "0A000",

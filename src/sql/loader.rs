@@ -2,10 +2,10 @@
 //! creates and what it reads, put in dependency order so a file may use names that a
 //! later file defines. Cycles and unknown names are reported with file and line.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use datafusion::sql::TableReference;
+use datafusion::common::TableReference;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::resolve::resolve_table_references;
 use datafusion::sql::sqlparser::ast::{ObjectName, Statement as SQLStatement};

@@ -66,10 +66,6 @@ impl ObjectStoreRegistry for ObjectStores {
             ))),
         }
     }
-
-    fn get_store_url(&self) -> Vec<Url> {
-        self.inner.get_store_url()
-    }
 }
 
 /// Resolve a table location as written in SQL: URLs (`hdfs://…`, `file://…`) stay as

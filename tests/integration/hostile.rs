@@ -32,17 +32,18 @@ fn frame(tag: u8, len: i32, body: &[u8]) -> Vec<u8> {
 }
 
 /// One hostile payload, chosen by the case number.
+fn random(rng: &mut StdRng, n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    rng.fill_bytes(&mut v);
+    v
+}
+
 fn payload(rng: &mut StdRng, case: usize) -> Vec<u8> {
-    let mut random = |n: usize| {
-        let mut v = vec![0u8; n];
-        rng.fill_bytes(&mut v);
-        v
-    };
     match case % 10 {
         // Pure noise before start-up.
         0 => {
             let n = rng.random_range(0..2048);
-            random(n)
+            random(rng, n)
         }
         // Start-up lengths that lie: huge, negative, too small.
         1 => [i32::MAX, -1, 0, 3, 7, 10_001, 1 << 30][rng.random_range(0..7)].to_be_bytes().to_vec(),
@@ -52,7 +53,7 @@ fn payload(rng: &mut StdRng, case: usize) -> Vec<u8> {
             let mut v = 8i32.to_be_bytes().to_vec();
             v.extend_from_slice(&code.to_be_bytes());
             let n = rng.random_range(0..64);
-            v.extend(random(n));
+            v.extend(random(rng, n));
             v
         }
         // A start-up packet cut short.
@@ -67,7 +68,7 @@ fn payload(rng: &mut StdRng, case: usize) -> Vec<u8> {
             for _ in 0..rng.random_range(1..8) {
                 let tag = b"QPBDESHCXdcfpF"[rng.random_range(0..14)];
                 let n = rng.random_range(0..256);
-                let body = random(n);
+                let body = random(rng, n);
                 v.extend(frame(tag, body.len() as i32 + 4, &body));
             }
             v
@@ -76,13 +77,13 @@ fn payload(rng: &mut StdRng, case: usize) -> Vec<u8> {
         5 => {
             let mut v = startup("hostile");
             let len = [i32::MAX, 0x3fff_fffd, -5, 0, 2, 3][rng.random_range(0..6)];
-            v.extend(frame(b"Q", len, b"SELECT 1\0"));
+            v.extend(frame(b'Q', len, b"SELECT 1\0"));
             v
         }
         // Valid start-up, then a truncated frame.
         6 => {
             let mut v = startup("hostile");
-            v.extend(frame(b"Q", 100, b"SELECT"));
+            v.extend(frame(b'Q', 100, b"SELECT"));
             v
         }
         // Extended-protocol messages with counts that do not match their bodies.
@@ -108,7 +109,7 @@ fn payload(rng: &mut StdRng, case: usize) -> Vec<u8> {
             let mut v = startup("hostile");
             v.extend(frame(b'Q', 4 + 9, b"SELECT 1\0"));
             let n = rng.random_range(1..512);
-            v.extend(random(n));
+            v.extend(random(rng, n));
             v
         }
     }

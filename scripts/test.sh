@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every test: installs what they need (scripts/setup.sh), builds weir, runs the
+# Rust unit and integration tests (sqllogictest over the wire, hostile input, weir check),
+# then the client matrix (psql, psycopg2/3, asyncpg, SQLAlchemy, pandas, node-postgres,
+# Grafana's queries) against a real server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+export CARGO_TERM_COLOR=never
+echo "== cargo build"
+cargo build --locked --bins --tests
+echo "== cargo test"
+cargo test --locked -- --test-threads=2
+echo "== client matrix"
+WEIR_BIN="$PWD/target/debug/weir" bash scripts/test-clients.sh
