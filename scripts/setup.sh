@@ -15,7 +15,8 @@ PYTHON="${PYTHON:-python3}"
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
-sha() { sha256sum "$@" | sha256sum | cut -d' ' -f1; }
+# Content hash of the given files, so a moved checkout keeps its stamps.
+sha() { cat "$@" | sha256sum | cut -d' ' -f1; }
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then

@@ -130,7 +130,10 @@ mod tests {
         let mut c = Config::from_toml("pg_listen = \"127.0.0.1:6000\"\nlog = \"debug\"").unwrap();
         assert_eq!(c.pg_listen.port(), 6000);
         assert_eq!(c.http_listen.port(), 8080);
-        c.apply(&Overrides { pg_listen: Some("127.0.0.1:7000".parse().unwrap()), ..Default::default() });
+        c.apply(&Overrides {
+            pg_listen: Some("127.0.0.1:7000".parse().unwrap()),
+            ..Default::default()
+        });
         assert_eq!(c.pg_listen.port(), 7000);
         assert_eq!(c.log, "debug");
     }

@@ -31,6 +31,9 @@ pub enum WeirError {
     /// Problems in a `.sql` folder: dependency cycles, unknown names; carries file and line.
     #[error("{0}")]
     Definition(String),
+    /// `SHOW` or `current_setting` of a name that is no setting.
+    #[error("unrecognized configuration parameter \"{0}\"")]
+    UnknownSetting(String),
     /// Configuration that cannot be used (weir.toml, flags, environment).
     #[error("configuration error: {0}")]
     Config(String),
@@ -66,6 +69,7 @@ impl WeirError {
             WeirError::NotSupported(_) => "0A000",
             WeirError::InvalidParameter(_) => "22023",
             WeirError::Definition(_) => "42000",
+            WeirError::UnknownSetting(_) => "42704",
             WeirError::Config(_) => "F0000",
             WeirError::DataFusion(e) => datafusion_sqlstate(e),
             WeirError::Io(_) => "58030",
@@ -162,15 +166,21 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
 }
 
 fn plan_sqlstate(msg: &str) -> &'static str {
-    if is_missing_table(msg) {
+    if msg.starts_with("No files found at") {
+        "58P01"
+    } else if is_missing_table(msg) {
         "42P01"
     } else if msg.contains("already exists") {
         "42P07"
     } else if msg.contains("Invalid function") || msg.contains("No function matches") {
         "42883"
-    } else if msg.contains("No field named") || msg.contains("column") && msg.contains("not found") {
+    } else if msg.contains("No field named") || msg.contains("column") && msg.contains("not found")
+    {
         "42703"
-    } else if msg.contains("Cannot infer common") || msg.contains("type coercion") || msg.contains("Cannot coerce") {
+    } else if msg.contains("Cannot infer common")
+        || msg.contains("type coercion")
+        || msg.contains("Cannot coerce")
+    {
         "42804"
     } else if msg.contains("Unsupported") || msg.contains("not supported") {
         "0A000"
@@ -193,7 +203,10 @@ fn arrow_sqlstate(err: &ArrowError) -> &'static str {
 fn execution_sqlstate(msg: &str) -> &'static str {
     if msg.contains("Divide by zero") || msg.contains("division by zero") {
         "22012"
-    } else if msg.contains("Cast error") || msg.contains("Cannot cast") || msg.contains("invalid input syntax") {
+    } else if msg.contains("Cast error")
+        || msg.contains("Cannot cast")
+        || msg.contains("invalid input syntax")
+    {
         "22P02"
     } else if msg.contains("verflow") || msg.contains("out of range") {
         "22003"

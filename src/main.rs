@@ -35,12 +35,18 @@ enum Command {
 
 fn init_logs(filter: &str) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve { config, overrides } => {
@@ -64,7 +70,11 @@ async fn check(dir: &std::path::Path) -> weir::Result<()> {
     let engine = Engine::new()?;
     let defs = engine.load_dir(dir).await?;
     for def in &defs {
-        let what = def.creates.as_deref().map(|n| format!("creates {n}")).unwrap_or_else(|| "runs".into());
+        let what = def
+            .creates
+            .as_deref()
+            .map(|n| format!("creates {n}"))
+            .unwrap_or_else(|| "runs".into());
         println!("{}: {what}", def.location());
     }
     println!("ok: {} statements in {}", defs.len(), dir.display());

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, StringArray};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{ScalarValue, exec_err};
-use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility, create_udf,
+};
 use datafusion::prelude::SessionContext;
 
 /// The PostgreSQL release Weir answers as; psql and drivers pick their catalog queries by it.
@@ -66,47 +69,13 @@ pub fn register(ctx: &SessionContext) {
         vec![],
         DataType::Utf8,
         Volatility::Stable,
-        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(version_string()))))),
+        Arc::new(|_| {
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+                version_string(),
+            ))))
+        }),
     ));
-    for arity in [1usize, 2] {
-        // current_setting(name [, missing_ok])
-        let mut args = vec![DataType::Utf8];
-        if arity == 2 {
-            args.push(DataType::Boolean);
-        }
-        ctx.register_udf(create_udf(
-            "current_setting",
-            args,
-            DataType::Utf8,
-            Volatility::Stable,
-            Arc::new(move |args: &[ColumnarValue]| {
-                let missing_ok = matches!(args.get(1), Some(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true)))));
-                let lookup = |name: &str| -> datafusion::error::Result<Option<String>> {
-                    match setting(name) {
-                        Some(v) => Ok(Some(v.to_string())),
-                        None if missing_ok => Ok(None),
-                        None => exec_err!("unrecognized configuration parameter \"{name}\""),
-                    }
-                };
-                match &args[0] {
-                    ColumnarValue::Scalar(ScalarValue::Utf8(name) | ScalarValue::Utf8View(name) | ScalarValue::LargeUtf8(name)) => {
-                        let value = match name { Some(n) => lookup(n)?, None => None };
-                        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(value)))
-                    }
-                    ColumnarValue::Array(array) => {
-                        let names = datafusion::arrow::compute::cast(array, &DataType::Utf8)?;
-                        let names = names.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
-                        let mut out = Vec::with_capacity(names.len());
-                        for i in 0..names.len() {
-                            out.push(if names.is_null(i) { None } else { lookup(names.value(i))? });
-                        }
-                        Ok(ColumnarValue::Array(Arc::new(StringArray::from(out))))
-                    }
-                    other => exec_err!("current_setting expects text, got {}", other.data_type()),
-                }
-            }),
-        ));
-    }
+    ctx.register_udf(ScalarUDF::new_from_impl(CurrentSetting::new()));
     // Pooled drivers (asyncpg) reset connections with these; Weir holds no advisory locks.
     ctx.register_udf(create_udf(
         "pg_advisory_unlock_all",
@@ -115,4 +84,80 @@ pub fn register(ctx: &SessionContext) {
         Volatility::Volatile,
         Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Null))),
     ));
+}
+
+/// `current_setting(name [, missing_ok])`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CurrentSetting {
+    signature: Signature,
+}
+
+impl CurrentSetting {
+    fn new() -> Self {
+        CurrentSetting {
+            signature: Signature::one_of(
+                vec![
+                    TypeSignature::Exact(vec![DataType::Utf8]),
+                    TypeSignature::Exact(vec![DataType::Utf8, DataType::Boolean]),
+                ],
+                Volatility::Stable,
+            ),
+        }
+    }
+}
+
+impl ScalarUDFImpl for CurrentSetting {
+    fn name(&self) -> &str {
+        "current_setting"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let missing_ok = matches!(
+            args.args.get(1),
+            Some(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))
+        );
+        let lookup = |name: &str| -> datafusion::error::Result<Option<String>> {
+            match setting(name) {
+                Some(v) => Ok(Some(v.to_string())),
+                None if missing_ok => Ok(None),
+                None => exec_err!("unrecognized configuration parameter \"{name}\""),
+            }
+        };
+        match &args.args[0] {
+            ColumnarValue::Scalar(ScalarValue::Utf8(name)) => {
+                let value = match name {
+                    Some(n) => lookup(n)?,
+                    None => None,
+                };
+                Ok(ColumnarValue::Scalar(ScalarValue::Utf8(value)))
+            }
+            ColumnarValue::Array(array) => {
+                let names = array
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .expect("signature is Utf8");
+                let mut out = Vec::with_capacity(names.len());
+                for i in 0..names.len() {
+                    out.push(if names.is_null(i) {
+                        None
+                    } else {
+                        lookup(names.value(i))?
+                    });
+                }
+                Ok(ColumnarValue::Array(Arc::new(StringArray::from(out))))
+            }
+            other => exec_err!("current_setting expects text, got {}", other.data_type()),
+        }
+    }
 }

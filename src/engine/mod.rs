@@ -8,6 +8,7 @@ pub mod functions;
 use std::path::Path;
 use std::sync::Arc;
 
+use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -50,7 +51,12 @@ impl Engine {
             .with_create_default_catalog_and_schema(true)
             .with_information_schema(true)
             // Hive-style folders (`dt=2026-11-21/`) become columns without declaring them.
-            .set_bool("datafusion.execution.listing_table_factory_infer_partitions", true);
+            .set_bool(
+                "datafusion.execution.listing_table_factory_infer_partitions",
+                true,
+            )
+            // `timestamptz` means a UTC-anchored instant, as in PostgreSQL with TimeZone=UTC.
+            .set_str("datafusion.execution.time_zone", "UTC");
         let runtime = RuntimeEnvBuilder::new()
             .with_object_store_registry(Arc::new(ObjectStores::new()))
             .build_arc()?;
@@ -60,7 +66,8 @@ impl Engine {
             .with_default_features()
             .build();
         let ctx = SessionContext::new_with_state(state);
-        setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider).map_err(|e| WeirError::DataFusion(*e))?;
+        setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
+            .map_err(|e| WeirError::DataFusion(*e))?;
         functions::register(&ctx);
         Ok(Engine { ctx: Arc::new(ctx) })
     }
@@ -102,8 +109,13 @@ impl Engine {
             }
             Ok::<_, WeirError>(())
         };
-        run.await
-            .map_err(|e| WeirError::Definition(format!("{}: {e} [SQLSTATE {}]", def.location(), e.sqlstate())))
+        run.await.map_err(|e| {
+            WeirError::Definition(format!(
+                "{}: {e} [SQLSTATE {}]",
+                def.location(),
+                e.sqlstate()
+            ))
+        })
     }
 
     /// The columns a statement returns, for statements the engine runs itself
@@ -114,6 +126,11 @@ impl Engine {
                 Field::new("name", DataType::Utf8, false),
                 Field::new("kind", DataType::Utf8, false),
             ]))),
+            Statement::Show(name) => Some(Arc::new(Schema::new(vec![Field::new(
+                name,
+                DataType::Utf8,
+                false,
+            )]))),
             Statement::DataFusion(_) | Statement::Postgres(_) => None,
         }
     }
@@ -133,11 +150,30 @@ impl Engine {
                     ))
                     .await?,
             )),
+            Statement::Show(name) => self.show(name, None),
             Statement::Postgres(text) => self.execute_datafusion(parse_postgres(text)?, base).await,
         }
     }
 
-    async fn execute_datafusion(&self, mut statement: DFStatement, base: Option<&Path>) -> Result<Outcome> {
+    /// `SHOW name`: `session` is the connection's own value when it has set one.
+    pub fn show(&self, name: &str, session: Option<&str>) -> Result<Outcome> {
+        let value = match session {
+            Some(v) => v.to_string(),
+            None => functions::setting(name)
+                .ok_or_else(|| WeirError::UnknownSetting(name.to_string()))?
+                .to_string(),
+        };
+        let schema = Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, false)]));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec![value]))])
+            .map_err(|e| WeirError::Internal(e.to_string()))?;
+        Ok(Outcome::Rows(self.ctx.read_batch(batch)?))
+    }
+
+    async fn execute_datafusion(
+        &self,
+        mut statement: DFStatement,
+        base: Option<&Path>,
+    ) -> Result<Outcome> {
         if let DFStatement::CreateExternalTable(create) = &mut statement {
             for location in &mut create.locations {
                 *location = resolve_location(location, base)?;
@@ -160,7 +196,9 @@ impl Engine {
 fn command_tag(plan: &LogicalPlan) -> Option<String> {
     let tag = match plan {
         LogicalPlan::Ddl(ddl) => match ddl {
-            DdlStatement::CreateExternalTable(_) | DdlStatement::CreateMemoryTable(_) => "CREATE TABLE",
+            DdlStatement::CreateExternalTable(_) | DdlStatement::CreateMemoryTable(_) => {
+                "CREATE TABLE"
+            }
             DdlStatement::CreateView(_) => "CREATE VIEW",
             DdlStatement::CreateCatalogSchema(_) => "CREATE SCHEMA",
             DdlStatement::CreateCatalog(_) => "CREATE DATABASE",

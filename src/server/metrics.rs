@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
 use tokio::sync::Notify;
 
 /// The server's counters, one registry for the `/metrics` page.
@@ -24,15 +27,25 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Arc<Self> {
         let registry = Registry::new_custom(Some("weir".into()), None).expect("valid prefix");
-        let connections_total = IntCounter::new("pg_connections_total", "PostgreSQL connections accepted").unwrap();
-        let connections_open = IntGauge::new("pg_connections_open", "PostgreSQL connections open now").unwrap();
+        let connections_total =
+            IntCounter::new("pg_connections_total", "PostgreSQL connections accepted").unwrap();
+        let connections_open =
+            IntGauge::new("pg_connections_open", "PostgreSQL connections open now").unwrap();
         let queries_total = IntCounter::new("queries_total", "Statements executed").unwrap();
-        let query_errors_total =
-            IntCounterVec::new(Opts::new("query_errors_total", "Statements that failed, by SQLSTATE"), &["sqlstate"])
-                .unwrap();
+        let query_errors_total = IntCounterVec::new(
+            Opts::new("query_errors_total", "Statements that failed, by SQLSTATE"),
+            &["sqlstate"],
+        )
+        .unwrap();
         let query_seconds = Histogram::with_opts(
-            HistogramOpts::new("query_duration_seconds", "Statement latency until the result starts streaming")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(
+                "query_duration_seconds",
+                "Statement latency until the result starts streaming",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
         )
         .unwrap();
         for c in [
@@ -66,7 +79,11 @@ impl Metrics {
     /// Start timing a statement; call [`QueryTimer::finish`] when it is answered.
     pub fn query_started(self: &Arc<Self>) -> QueryTimer {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        QueryTimer { metrics: self.clone(), start: Instant::now(), done: false }
+        QueryTimer {
+            metrics: self.clone(),
+            start: Instant::now(),
+            done: false,
+        }
     }
 
     /// Statements running now.
@@ -88,7 +105,9 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding cannot fail");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding cannot fail");
         String::from_utf8(out).expect("Prometheus text is UTF-8")
     }
 }

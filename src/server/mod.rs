@@ -34,15 +34,26 @@ pub async fn run(config: Config) -> Result<()> {
             config.pg_listen
         )));
     }
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| WeirError::Config(format!("cannot create data directory {}: {e}", config.data_dir.display())))?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        WeirError::Config(format!(
+            "cannot create data directory {}: {e}",
+            config.data_dir.display()
+        ))
+    })?;
 
     let engine = Arc::new(Engine::new()?);
     if config.sql_dir.is_dir() {
         let defs = engine.load_dir(&config.sql_dir).await?;
-        info!("applied {} statements from {}", defs.len(), config.sql_dir.display());
+        info!(
+            "applied {} statements from {}",
+            defs.len(),
+            config.sql_dir.display()
+        );
     } else {
-        warn!("no SQL folder at {}; starting with an empty catalog", config.sql_dir.display());
+        warn!(
+            "no SQL folder at {}; starting with an empty catalog",
+            config.sql_dir.display()
+        );
     }
 
     let pg_listener = bind(config.pg_listen, "PostgreSQL").await?;
@@ -51,9 +62,23 @@ pub async fn run(config: Config) -> Result<()> {
     let tracker = TaskTracker::new();
     let metrics = Metrics::new();
 
-    let handlers = Arc::new(pgwire::Handlers::new(engine.clone(), metrics.clone(), shutdown.clone()));
-    let pg = tokio::spawn(pgwire::serve(pg_listener, handlers, metrics.clone(), shutdown.clone(), tracker.clone()));
-    let http = tokio::spawn(http::serve(http_listener, metrics.clone(), shutdown.clone()));
+    let handlers = Arc::new(pgwire::Handlers::new(
+        engine.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let pg = tokio::spawn(pgwire::serve(
+        pg_listener,
+        handlers,
+        metrics.clone(),
+        shutdown.clone(),
+        tracker.clone(),
+    ));
+    let http = tokio::spawn(http::serve(
+        http_listener,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     info!(
         "weir {} ready: PostgreSQL on {}, HTTP on {}",
         env!("CARGO_PKG_VERSION"),
@@ -62,12 +87,21 @@ pub async fn run(config: Config) -> Result<()> {
     );
 
     wait_for_signal().await;
-    info!("shutting down: no new connections; waiting up to {}s for running statements", config.shutdown_grace_secs);
+    info!(
+        "shutting down: no new connections; waiting up to {}s for running statements",
+        config.shutdown_grace_secs
+    );
     shutdown.cancel();
     let _ = pg.await;
     tracker.close();
-    if tokio::time::timeout(config.shutdown_grace(), tracker.wait()).await.is_err() {
-        warn!("{} statements still running after the grace period; closing their connections", metrics.in_flight());
+    if tokio::time::timeout(config.shutdown_grace(), tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            "{} statements still running after the grace period; closing their connections",
+            metrics.in_flight()
+        );
     }
     let _ = http.await;
     info!("stopped");

@@ -65,9 +65,8 @@ pub fn load_dir(dir: &Path, known: &dyn Fn(&str) -> bool) -> Result<Vec<Definiti
 
 /// The statements of one script, classified, with what each creates and reads.
 pub fn read_script(file: &Path, script: &str) -> Result<Vec<Definition>> {
-    let at = |line: u64, e: WeirError| {
-        WeirError::Definition(format!("{}:{line}: {e}", file.display()))
-    };
+    let at =
+        |line: u64, e: WeirError| WeirError::Definition(format!("{}:{line}: {e}", file.display()));
     let mut defs = Vec::new();
     for piece in split_statements(script).map_err(|e| at(1, e))? {
         let statement = classify(&piece.text).map_err(|e| at(piece.line, e))?;
@@ -103,7 +102,7 @@ fn is_system(r: &TableReference) -> bool {
 fn names(statement: &Statement) -> Result<(Option<String>, Vec<String>)> {
     let df = match statement {
         Statement::DataFusion(df) => (**df).clone(),
-        Statement::ShowTables => return Ok((None, vec![])),
+        Statement::ShowTables | Statement::Show(_) => return Ok((None, vec![])),
         Statement::Postgres(text) => parse_postgres(text)?,
     };
     let creates = match &df {
@@ -184,7 +183,11 @@ fn order(defs: Vec<Definition>, known: &dyn Fn(&str) -> bool) -> Result<Vec<Defi
                     .iter()
                     .chain(std::iter::once(&i))
                     .map(|&k| {
-                        format!("{} ({})", defs[k].creates.as_deref().unwrap_or("?"), defs[k].location())
+                        format!(
+                            "{} ({})",
+                            defs[k].creates.as_deref().unwrap_or("?"),
+                            defs[k].location()
+                        )
                     })
                     .collect();
                 return Err(WeirError::Definition(format!(
@@ -234,7 +237,10 @@ mod tests {
     fn later_files_may_define_what_earlier_ones_read() {
         let ordered = defs(&[
             ("a.sql", "CREATE VIEW v AS SELECT * FROM t;"),
-            ("b.sql", "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION 'x/';"),
+            (
+                "b.sql",
+                "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION 'x/';",
+            ),
         ])
         .unwrap();
         let created: Vec<_> = ordered.iter().map(|d| d.creates.clone().unwrap()).collect();
@@ -243,12 +249,20 @@ mod tests {
 
     #[test]
     fn cycles_and_unknown_names_point_at_file_and_line() {
-        let err = defs(&[("a.sql", "CREATE VIEW a AS SELECT * FROM b;\nCREATE VIEW b AS SELECT * FROM a;")])
-            .unwrap_err()
-            .to_string();
+        let err = defs(&[(
+            "a.sql",
+            "CREATE VIEW a AS SELECT * FROM b;\nCREATE VIEW b AS SELECT * FROM a;",
+        )])
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("dependency cycle"), "{err}");
         assert!(err.contains("a.sql:1") && err.contains("a.sql:2"), "{err}");
-        let err = defs(&[("x.sql", "\n\nCREATE VIEW v AS SELECT * FROM missing;")]).unwrap_err().to_string();
-        assert!(err.starts_with("x.sql:3: unknown relation \"missing\""), "{err}");
+        let err = defs(&[("x.sql", "\n\nCREATE VIEW v AS SELECT * FROM missing;")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("x.sql:3: unknown relation \"missing\""),
+            "{err}"
+        );
     }
 }

@@ -27,6 +27,8 @@ pub enum Statement {
     DataFusion(Box<DFStatement>),
     /// `SHOW TABLES`: the user's tables and views in `public`.
     ShowTables,
+    /// `SHOW name`: a server or session setting, by its canonical lower-case name.
+    Show(String),
     /// Everything else: PostgreSQL-dialect SQL (queries, `CREATE VIEW`, `DROP`, `SET`…).
     Postgres(String),
 }
@@ -79,7 +81,10 @@ pub fn split_statements(script: &str) -> Result<Vec<SqlText>> {
         if let (Some(f), Some(l)) = (first, last) {
             let start = index.offset(f.span.start.line, f.span.start.column);
             let end = index.offset(l.span.end.line, l.span.end.column);
-            out.push(SqlText { line: f.span.start.line, text: script[start..end].to_string() });
+            out.push(SqlText {
+                line: f.span.start.line,
+                text: script[start..end].to_string(),
+            });
         }
     };
     for t in &tokens {
@@ -128,12 +133,26 @@ pub fn classify(text: &str) -> Result<Statement> {
         let mut parsed = DFParser::parse_sql_with_dialect(text, &PostgreSqlDialect {})
             .map_err(|e| WeirError::Syntax(e.to_string()))?;
         return match parsed.len() {
-            1 => Ok(Statement::DataFusion(Box::new(parsed.pop_front().expect("one statement")))),
+            1 => Ok(Statement::DataFusion(Box::new(
+                parsed.pop_front().expect("one statement"),
+            ))),
             _ => Err(WeirError::Syntax("expected exactly one statement".into())),
         };
     }
     if matches!(w.as_slice(), ["SHOW", "TABLES"]) {
         return Ok(Statement::ShowTables);
+    }
+    if let ["SHOW", rest @ ..] = w.as_slice() {
+        let name = rest.join("_").to_ascii_lowercase();
+        match name.as_str() {
+            // Session state that the PostgreSQL front keeps itself.
+            "time_zone" | "timezone" | "statement_timeout" | "catalogs" | "all" => {}
+            "transaction_isolation_level" => {
+                return Ok(Statement::Show("transaction_isolation".into()));
+            }
+            _ if rest.len() == 1 => return Ok(Statement::Show(name)),
+            _ => {}
+        }
     }
     Ok(Statement::Postgres(text.to_string()))
 }
@@ -162,8 +181,14 @@ mod tests {
         assert_eq!(
             parts,
             vec![
-                SqlText { line: 2, text: "SELECT 1".into() },
-                SqlText { line: 4, text: "SELECT ';' AS s\n  FROM t".into() },
+                SqlText {
+                    line: 2,
+                    text: "SELECT 1".into()
+                },
+                SqlText {
+                    line: 4,
+                    text: "SELECT ';' AS s\n  FROM t".into()
+                },
             ]
         );
         assert!(split_statements("-- ping").unwrap().is_empty());
@@ -175,7 +200,13 @@ mod tests {
             classify("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION 'x/'").unwrap(),
             Statement::DataFusion(_)
         ));
-        assert!(matches!(classify("show tables").unwrap(), Statement::ShowTables));
-        assert!(matches!(classify("SELECT 1").unwrap(), Statement::Postgres(_)));
+        assert!(matches!(
+            classify("show tables").unwrap(),
+            Statement::ShowTables
+        ));
+        assert!(matches!(
+            classify("SELECT 1").unwrap(),
+            Statement::Postgres(_)
+        ));
     }
 }

@@ -28,11 +28,19 @@ impl ObjectStores {
 }
 
 fn store_key(url: &Url) -> String {
-    format!("{}://{}", url.scheme(), &url[url::Position::BeforeHost..url::Position::AfterPort])
+    format!(
+        "{}://{}",
+        url.scheme(),
+        &url[url::Position::BeforeHost..url::Position::AfterPort]
+    )
 }
 
 impl ObjectStoreRegistry for ObjectStores {
-    fn register_store(&self, url: &Url, store: Arc<dyn ObjectStore>) -> Option<Arc<dyn ObjectStore>> {
+    fn register_store(
+        &self,
+        url: &Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
         self.inner.register_store(url, store)
     }
 
@@ -72,8 +80,9 @@ impl ObjectStoreRegistry for ObjectStores {
 /// they are; a plain path is taken relative to `base` (the `.sql` file's folder).
 pub fn resolve_location(location: &str, base: Option<&Path>) -> Result<String> {
     if location.contains("://") {
-        let url = Url::parse(location)
-            .map_err(|e| WeirError::InvalidParameter(format!("invalid location \"{location}\": {e}")))?;
+        let url = Url::parse(location).map_err(|e| {
+            WeirError::InvalidParameter(format!("invalid location \"{location}\": {e}"))
+        })?;
         return match url.scheme() {
             "file" | "hdfs" | "viewfs" => Ok(location.to_string()),
             other => Err(WeirError::InvalidParameter(format!(
@@ -101,18 +110,37 @@ mod tests {
     #[test]
     fn locations_resolve_against_the_sql_folder() {
         let base = Path::new("/srv/sql");
-        assert_eq!(resolve_location("data/x.parquet", Some(base)).unwrap(), "/srv/sql/data/x.parquet");
+        assert_eq!(
+            resolve_location("data/x.parquet", Some(base)).unwrap(),
+            "/srv/sql/data/x.parquet"
+        );
         assert_eq!(resolve_location("/abs/y/", Some(base)).unwrap(), "/abs/y/");
-        assert_eq!(resolve_location("hdfs://nn:8020/shop/", Some(base)).unwrap(), "hdfs://nn:8020/shop/");
-        assert!(resolve_location("gopher://x/", None).unwrap_err().to_string().contains("supported"));
+        assert_eq!(
+            resolve_location("hdfs://nn:8020/shop/", Some(base)).unwrap(),
+            "hdfs://nn:8020/shop/"
+        );
+        assert!(
+            resolve_location("gopher://x/", None)
+                .unwrap_err()
+                .to_string()
+                .contains("supported")
+        );
     }
 
     #[test]
     fn hdfs_stores_are_built_per_authority() {
         let stores = ObjectStores::new();
-        let a = stores.get_store(&Url::parse("hdfs://nn1:8020/a/b").unwrap()).unwrap();
-        let b = stores.get_store(&Url::parse("hdfs://nn1:8020/c").unwrap()).unwrap();
+        let a = stores
+            .get_store(&Url::parse("hdfs://nn1:8020/a/b").unwrap())
+            .unwrap();
+        let b = stores
+            .get_store(&Url::parse("hdfs://nn1:8020/c").unwrap())
+            .unwrap();
         assert!(Arc::ptr_eq(&a, &b));
-        assert!(stores.get_store(&Url::parse("file:///tmp").unwrap()).is_ok());
+        assert!(
+            stores
+                .get_store(&Url::parse("file:///tmp").unwrap())
+                .is_ok()
+        );
     }
 }

@@ -180,7 +180,7 @@ def simple(conn, sql):
     """Run sql as one simple-protocol Query message (PQexec) and return its text result."""
     res = conn.pgconn.exec_(sql.encode())
     assert res.status == pq.ExecStatus.TUPLES_OK, (
-        f"query failed ({res.status.name}): {res.error_message.decode(errors='replace')}\n{sql}"
+        f"query failed ({pq.ExecStatus(res.status).name}): {res.error_message.decode(errors='replace')}\n{sql}"
     )
     out = Result(res)
     unknown = [(n, o) for n, o in zip(out.names, out.oids) if o not in PGX_KNOWN_OIDS]
@@ -190,7 +190,7 @@ def simple(conn, sql):
 
 def test_health_check_ping_is_an_empty_query(conn):
     res = conn.pgconn.exec_(b"-- ping")
-    assert res.status == pq.ExecStatus.EMPTY_QUERY, (res.status.name, res.error_message)
+    assert res.status == pq.ExecStatus.EMPTY_QUERY, (pq.ExecStatus(res.status).name, res.error_message)
     assert conn.execute("SELECT 1").fetchone() == (1,)
 
 

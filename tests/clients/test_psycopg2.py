@@ -76,6 +76,17 @@ def test_parameters(conn):
     conn.rollback()
 
 
+def test_unaliased_column_names_match_postgres(conn):
+    # Applications read rows by column name (row["count"]), so expressions without an alias
+    # must be named as PostgreSQL names them.
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*), max(id), sum(amount), upper(min(label)), 1, 'x' FROM typed")
+        assert [d.name for d in cur.description] == ["count", "max", "sum", "upper", "?column?", "?column?"]
+        cur.execute("SELECT version(), current_database(), t.id, typed.label FROM typed t, typed WHERE t.id = 1 AND typed.id = 1")
+        assert [d.name for d in cur.description] == ["version", "current_database", "id", "label"]
+    conn.rollback()
+
+
 def test_view(conn):
     with conn.cursor() as cur:
         cur.execute("SELECT city, category, amount, dt FROM paris_sales ORDER BY amount")

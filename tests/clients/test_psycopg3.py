@@ -3,6 +3,8 @@ prepared statements (prepare=True, or the same statement run past prepare_thresh
 results and parameters, and server-side (named) cursors."""
 
 import datetime as dt
+import subprocess
+import sys
 from decimal import Decimal
 
 import psycopg
@@ -143,19 +145,38 @@ def test_comment_only_query_is_an_empty_query(conn):
     assert res.status == pq.ExecStatus.EMPTY_QUERY, (res.status, res.error_message)
 
 
-def test_server_side_cursor_with_itersize(conn):
-    # A named cursor is DECLARE ... CURSOR FOR ... and FETCH FORWARD n inside a transaction.
+SERVER_CURSOR_SCRIPT = """
+import sys, psycopg
+with psycopg.connect(host=sys.argv[1], port=int(sys.argv[2]), user="tester", dbname="weir") as conn:
     with conn.cursor(name="weir_cursor") as cur:
         cur.itersize = 2
         cur.execute("SELECT id, label FROM typed ORDER BY id")
-        got = [r for r in cur]
-    assert got == [(r[0], r[6]) for r in TYPED_ROWS]
+        print(repr([tuple(r) for r in cur]))
     with conn.cursor(name="weir_cursor_params") as cur:
         cur.execute("SELECT id FROM typed WHERE id > %s ORDER BY id", (1,))
-        assert cur.fetchmany(2) == [(2,), (3,)]
-        assert cur.fetchone() == (4,)
-        assert cur.fetchone() is None
+        print(repr(cur.fetchmany(2)))
+        print(repr(cur.fetchone()))
+        print(repr(cur.fetchone()))
     conn.commit()
+"""
+
+
+def test_server_side_cursor_with_itersize(weir):
+    # A named cursor is DECLARE ... CURSOR FOR ..., Describe of that portal, then
+    # FETCH FORWARD n, inside a transaction. psycopg decodes FETCH results with the columns the
+    # Describe announced, and crashes (SIGSEGV) if they disagree, hence the separate process.
+    proc = subprocess.run(
+        [sys.executable, "-c", SERVER_CURSOR_SCRIPT, weir.host, str(weir.port)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, f"named cursor failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+    lines = proc.stdout.splitlines()
+    assert lines == [
+        repr([(r[0], r[6]) for r in TYPED_ROWS]),
+        repr([(2,), (3,)]),
+        repr((4,)),
+        repr(None),
+    ], proc.stdout
 
 
 def test_errors_over_extended_protocol_leave_connection_usable(conn):

@@ -106,7 +106,10 @@ def test_inspector_table_and_view_names(engine):
     assert TABLES <= set(insp.get_table_names()), insp.get_table_names()
     assert not VIEWS & set(insp.get_table_names())
     assert VIEWS <= set(insp.get_view_names()), insp.get_view_names()
-    assert "public" in insp.get_schema_names()
+
+
+def test_inspector_schema_names(engine):
+    assert "public" in sa.inspect(engine).get_schema_names()
 
 
 def test_inspector_columns(engine):

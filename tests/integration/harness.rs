@@ -15,7 +15,11 @@ pub struct Server {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn weir_bin() -> &'static str {
@@ -26,11 +30,18 @@ pub fn weir_bin() -> &'static str {
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((status, body))
 }
 
@@ -48,7 +59,7 @@ impl Server {
             .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
             .arg("--data-dir")
             .arg(data.path())
-            .env("WEIR_LOG", "warn")
+            .env("WEIR_LOG", "error")
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn weir");
@@ -63,24 +74,36 @@ impl Server {
             assert!(Instant::now() < deadline, "weir not ready after 60 s");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Server { child: Some(child), pg_port, http_port, _data: data }
+        Server {
+            child: Some(child),
+            pg_port,
+            http_port,
+            _data: data,
+        }
     }
 
     pub fn pg_config(&self) -> tokio_postgres::Config {
         let mut c = tokio_postgres::Config::new();
-        c.host("127.0.0.1").port(self.pg_port).user("weir_test").dbname("weir");
+        c.host("127.0.0.1")
+            .port(self.pg_port)
+            .user("weir_test")
+            .dbname("weir");
         c
     }
 
     /// Is the process still running?
     pub fn alive(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 
     /// SIGTERM, then wait for the exit status.
     pub fn stop(mut self) -> ExitStatus {
         let mut child = self.child.take().unwrap();
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         child.wait().unwrap()
     }
 }

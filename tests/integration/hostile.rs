@@ -46,10 +46,13 @@ fn payload(rng: &mut StdRng, case: usize) -> Vec<u8> {
             random(rng, n)
         }
         // Start-up lengths that lie: huge, negative, too small.
-        1 => [i32::MAX, -1, 0, 3, 7, 10_001, 1 << 30][rng.random_range(0..7)].to_be_bytes().to_vec(),
+        1 => [i32::MAX, -1, 0, 3, 7, 10_001, 1 << 30][rng.random_range(0..7)]
+            .to_be_bytes()
+            .to_vec(),
         // Unknown protocol versions and SSL/GSS/cancel codes with garbage after them.
         2 => {
-            let code: i32 = [80877103, 80877104, 80877102, 1234, 0x00020000, 0x7fff_ffff][rng.random_range(0..6)];
+            let code: i32 = [80877103, 80877104, 80877102, 1234, 0x00020000, 0x7fff_ffff]
+                [rng.random_range(0..6)];
             let mut v = 8i32.to_be_bytes().to_vec();
             v.extend_from_slice(&code.to_be_bytes());
             let n = rng.random_range(0..64);
@@ -116,7 +119,9 @@ fn payload(rng: &mut StdRng, case: usize) -> Vec<u8> {
 }
 
 fn send(port: u16, bytes: &[u8]) {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return };
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return;
+    };
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
     let _ = s.write_all(bytes);
     let _ = s.shutdown(Shutdown::Write);
@@ -132,10 +137,17 @@ fn send(port: u16, bytes: &[u8]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_bytes_close_only_their_own_connection() {
     let mut server = Server::start("tests/fixtures/sql");
-    let (client, conn) = server.pg_config().connect(tokio_postgres::NoTls).await.unwrap();
+    let (client, conn) = server
+        .pg_config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
 
-    let seed: u64 = std::env::var("WEIR_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5EED_0001);
+    let seed: u64 = std::env::var("WEIR_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5EED_0001);
     println!("hostile-input seed: {seed}");
     let port = server.pg_port;
     const CONNECTIONS: usize = 3000;
@@ -156,9 +168,17 @@ async fn hostile_bytes_close_only_their_own_connection() {
 
     assert!(server.alive(), "server died under hostile input");
     // The connection opened before the storm still works, and so does a new one.
-    let n: i64 = client.query_one("SELECT count(*) FROM typed", &[]).await.unwrap().get(0);
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM typed", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 4);
-    let (fresh, conn) = server.pg_config().connect(tokio_postgres::NoTls).await.unwrap();
+    let (fresh, conn) = server
+        .pg_config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let rows = fresh.simple_query("SELECT 41 + 1 AS answer").await.unwrap();
     let answer = rows.iter().find_map(|m| match m {
@@ -166,6 +186,18 @@ async fn hostile_bytes_close_only_their_own_connection() {
         _ => None,
     });
     assert_eq!(answer.as_deref(), Some("42"));
+    // Every hostile connection was accepted and counted; none is left open.
+    let (status, metrics) =
+        crate::harness::http_get(server.http_port, "/metrics").expect("metrics page");
+    assert_eq!(status, 200);
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{metrics}"))
+    };
+    assert!(value("weir_pg_connections_total ") >= (CONNECTIONS + 2) as f64);
+    assert_eq!(value("weir_pg_connections_open "), 2.0);
     drop(client);
     drop(fresh);
     assert!(server.stop().success());

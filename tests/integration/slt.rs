@@ -15,7 +15,11 @@ fn slt_files() -> Vec<PathBuf> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "slt"))
-        .filter(|p| filter.as_ref().is_none_or(|f| p.to_string_lossy().contains(f.as_str())))
+        .filter(|p| {
+            filter
+                .as_ref()
+                .is_none_or(|f| p.to_string_lossy().contains(f.as_str()))
+        })
         .collect();
     files.sort();
     files
@@ -49,11 +53,26 @@ async fn sqllogictest_over_the_wire() {
     let config = server.pg_config();
 
     let c = config.clone();
-    let mut failures =
-        run_all("simple", &files, move || Postgres::<Simple>::connect(c.clone())).await;
+    let mut failures = run_all("simple", &files, move || {
+        Postgres::<Simple>::connect(c.clone())
+    })
+    .await;
     let c = config.clone();
-    failures.extend(run_all("extended", &files, move || Postgres::<Extended>::connect(c.clone())).await);
+    failures.extend(
+        run_all("extended", &files, move || {
+            Postgres::<Extended>::connect(c.clone())
+        })
+        .await,
+    );
 
-    assert!(failures.is_empty(), "{} failure(s):\n\n{}", failures.len(), failures.join("\n\n"));
-    assert!(server.stop().success(), "weir did not exit cleanly on SIGTERM");
+    assert!(
+        failures.is_empty(),
+        "{} failure(s):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+    assert!(
+        server.stop().success(),
+        "weir did not exit cleanly on SIGTERM"
+    );
 }

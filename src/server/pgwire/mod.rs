@@ -2,6 +2,7 @@
 //! clients treat Weir as PostgreSQL 16), cancellation, and handing each connection to
 //! pgwire with Weir's query handlers ([`query`]). Planning and execution stay in the engine.
 
+pub mod pgtext;
 pub mod query;
 
 use std::fmt::Debug;
@@ -41,7 +42,11 @@ pub struct Startup {
 
 #[async_trait]
 impl StartupHandler for Startup {
-    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
         C::Error: Debug,
@@ -54,7 +59,9 @@ impl StartupHandler for Startup {
             client.set_pid_and_secret_key(pid, secret.clone());
             // Registered so that a CancelRequest carrying this key reaches the running query.
             let (handle, guard) = self.connections.register(pid, secret);
-            client.session_extensions().insert::<Arc<ConnectionHandle>>(handle);
+            client
+                .session_extensions()
+                .insert::<Arc<ConnectionHandle>>(handle);
             client.session_extensions().insert(guard);
             finish_authentication(client, &self.parameters).await?;
         }
@@ -114,6 +121,19 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    // A panic inside one connection (the message decoder tripping on hostile bytes)
+    // ends that connection's task only; log it as one line, not a backtrace per frame.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("tokio"))
+        {
+            warn!("closed a connection after a malformed message: {info}");
+        } else {
+            default_hook(info);
+        }
+    }));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,

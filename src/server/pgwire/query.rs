@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::sqlparser;
+use datafusion::sql::sqlparser::parser::ParserError;
 use datafusion_postgres::DfSessionService;
 use futures::{Sink, StreamExt};
 use pgwire::api::portal::{Format, Portal};
@@ -24,6 +25,7 @@ use pgwire::messages::PgWireBackendMessage;
 use pgwire::types::format::FormatOptions;
 use tokio_util::sync::CancellationToken;
 
+use super::pgtext;
 use crate::engine::{Engine, Outcome};
 use crate::error::WeirError;
 use crate::server::metrics::Metrics;
@@ -45,8 +47,17 @@ pub struct QueryHandler {
 impl QueryHandler {
     pub fn new(engine: Arc<Engine>, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Self {
         let df = Arc::new(DfSessionService::new(engine.context().clone()));
-        let parser = Arc::new(Parser { engine: engine.clone(), df: ExtendedQueryHandler::query_parser(&*df) });
-        QueryHandler { engine, df, parser, metrics, shutdown }
+        let parser = Arc::new(Parser {
+            engine: engine.clone(),
+            df: ExtendedQueryHandler::query_parser(&*df),
+        });
+        QueryHandler {
+            engine,
+            df,
+            parser,
+            metrics,
+            shutdown,
+        }
     }
 
     fn check_open(&self) -> Result<(), WeirError> {
@@ -66,21 +77,52 @@ impl QueryHandler {
     {
         match classify(text).map_err(|e| pg_error(&e))? {
             Statement::Postgres(sql) => {
-                let responses = SimpleQueryHandler::do_query(&*self.df, client, &sql).await.map_err(map_error)?;
+                let responses = SimpleQueryHandler::do_query(&*self.df, client, &sql)
+                    .await
+                    .map_err(map_error)?;
                 Ok(responses.into_iter().map(map_response).collect())
             }
             statement => {
-                let outcome = self.engine.execute(&statement, None).await.map_err(|e| pg_error(&e))?;
-                Ok(vec![outcome_response(outcome, &Format::UnifiedText, client).await?])
+                let outcome = self
+                    .run_engine(client, &statement)
+                    .await
+                    .map_err(|e| pg_error(&e))?;
+                Ok(vec![
+                    outcome_response(outcome, &Format::UnifiedText, client).await?,
+                ])
             }
+        }
+    }
+}
+
+impl QueryHandler {
+    /// Run a statement the engine owns; `SHOW` first looks at what this session has `SET`.
+    async fn run_engine<C: ClientInfo>(
+        &self,
+        client: &C,
+        statement: &Statement,
+    ) -> Result<Outcome, WeirError> {
+        match statement {
+            Statement::Show(name) => self
+                .engine
+                .show(name, client.metadata().get(name).map(String::as_str)),
+            other => self.engine.execute(other, None).await,
         }
     }
 }
 
 /// The PostgreSQL error for a Weir error.
 pub fn pg_error(e: &WeirError) -> PgWireError {
-    let severity = if matches!(e, WeirError::ShuttingDown) { "FATAL" } else { "ERROR" };
-    PgWireError::UserError(Box::new(ErrorInfo::new(severity.to_string(), e.sqlstate().to_string(), e.to_string())))
+    let severity = if matches!(e, WeirError::ShuttingDown) {
+        "FATAL"
+    } else {
+        "ERROR"
+    };
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        severity.to_string(),
+        e.sqlstate().to_string(),
+        e.to_string(),
+    )))
 }
 
 /// Give errors coming back from datafusion-postgres and pgwire their SQLSTATE.
@@ -90,19 +132,29 @@ fn map_error(e: PgWireError) -> PgWireError {
             Ok(df) => pg_error(&WeirError::DataFusion(*df)),
             Err(other) => match other.downcast::<WeirError>() {
                 Ok(weir) => pg_error(&weir),
-                Err(other) => pg_error(&WeirError::Internal(other.to_string())),
+                Err(other) => match other.downcast::<ParserError>() {
+                    Ok(parse) => pg_error(&WeirError::Syntax(parse.to_string())),
+                    Err(other) => pg_error(&WeirError::Internal(other.to_string())),
+                },
             },
         },
         other => other,
     }
 }
 
-/// Errors raised while rows stream out (division by zero in row 10,000) need codes too.
+/// Rows leave in PostgreSQL's text forms ([`pgtext`]), and errors raised while they
+/// stream out (division by zero in row 10,000) get their codes too.
 fn map_response(response: Response) -> Response {
     match response {
         Response::Query(q) => {
             let tag = q.command_tag().to_string();
-            let mut mapped = QueryResponse::new(q.row_schema(), q.data_rows.map(|row| row.map_err(map_error)));
+            let schema = q.row_schema();
+            let fixes = pgtext::plan(&schema);
+            let rows = q.data_rows.map(move |row| match (row, &fixes) {
+                (Ok(row), Some(fixes)) => Ok(pgtext::rewrite(row, fixes)),
+                (row, _) => row.map_err(map_error),
+            });
+            let mut mapped = QueryResponse::new(schema, rows);
             mapped.set_command_tag(&tag);
             Response::Query(mapped)
         }
@@ -110,11 +162,17 @@ fn map_response(response: Response) -> Response {
     }
 }
 
-async fn outcome_response<C: ClientInfo>(outcome: Outcome, format: &Format, client: &C) -> PgWireResult<Response> {
+async fn outcome_response<C: ClientInfo>(
+    outcome: Outcome,
+    format: &Format,
+    client: &C,
+) -> PgWireResult<Response> {
     match outcome {
         Outcome::Rows(df) => {
             let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-            let rows = arrow_pg::datatypes::df::encode_dataframe(df, format, Some(options)).await.map_err(map_error)?;
+            let rows = arrow_pg::datatypes::df::encode_dataframe(df, format, Some(options))
+                .await
+                .map_err(map_error)?;
             Ok(map_response(Response::Query(rows)))
         }
         Outcome::Done(tag) => Ok(Response::Execution(Tag::new(&tag))),
@@ -166,7 +224,12 @@ impl ExtendedQueryHandler for QueryHandler {
         self.parser.clone()
     }
 
-    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Self::Statement>, max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        max_rows: usize,
+    ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
@@ -181,8 +244,10 @@ impl ExtendedQueryHandler for QueryHandler {
                 .map(map_response)
                 .map_err(map_error),
             (text, None) => match classify(text) {
-                Ok(statement) => match self.engine.execute(&statement, None).await {
-                    Ok(outcome) => outcome_response(outcome, &portal.result_column_format, client).await,
+                Ok(statement) => match self.run_engine(client, &statement).await {
+                    Ok(outcome) => {
+                        outcome_response(outcome, &portal.result_column_format, client).await
+                    }
                     Err(e) => Err(pg_error(&e)),
                 },
                 Err(e) => Err(pg_error(&e)),
@@ -213,7 +278,12 @@ pub struct Parser {
 impl QueryParser for Parser {
     type Statement = PgStatement;
 
-    async fn parse_sql<C>(&self, client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Option<Self::Statement>>
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
@@ -229,7 +299,11 @@ impl QueryParser for Parser {
         }
         let piece = pieces.remove(0);
         match classify(&piece.text).map_err(|e| pg_error(&e))? {
-            Statement::Postgres(text) => self.df.parse_sql(client, &text, types).await.map_err(map_error),
+            Statement::Postgres(text) => self
+                .df
+                .parse_sql(client, &text, types)
+                .await
+                .map_err(map_error),
             _ => Ok(Some((piece.text, None))),
         }
     }
@@ -238,7 +312,11 @@ impl QueryParser for Parser {
         self.df.get_parameter_types(stmt)
     }
 
-    fn get_result_schema(&self, stmt: &Self::Statement, column_format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+    fn get_result_schema(
+        &self,
+        stmt: &Self::Statement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
         match stmt {
             (_, Some(_)) => self.df.get_result_schema(stmt, column_format),
             (text, None) => {

@@ -147,9 +147,23 @@ describe('node-postgres', () => {
   });
 
   test('several statements in one simple query', async () => {
-    const res = await client.query("SELECT 1 AS a; SELECT 'two' AS b");
+    const res = await client.query("SELECT id FROM typed WHERE id = 1; SELECT 'two' AS b");
     assert.ok(Array.isArray(res), 'pg returns one result per statement');
-    assert.deepEqual(res.map((r) => r.rows), [[{ a: 1 }], [{ b: 'two' }]]);
+    assert.deepEqual(res.map((r) => r.rows), [[{ id: 1 }], [{ b: 'two' }]]);
+  });
+
+  test('integer literals are int4, as in PostgreSQL', async () => {
+    // pg turns int4 into a number but leaves int8 as a string, so the literal's type shows.
+    for (const res of [await client.query('SELECT 1 AS a'), await client.query('SELECT 1 AS a WHERE $1::int4 = 1', [1])]) {
+      assert.equal(res.fields[0].dataTypeID, OID.int4);
+      assert.deepEqual(res.rows, [{ a: 1 }]);
+    }
+  });
+
+  test('count(*) is named count and is int8 (a string in pg)', async () => {
+    const res = await client.query('SELECT count(*) FROM sales WHERE city = $1', ['Paris']);
+    assert.equal(res.fields[0].dataTypeID, OID.int8);
+    assert.deepEqual(res.rows, [{ count: '3' }]);
   });
 
   test('extended protocol with parameters', async () => {
@@ -253,8 +267,8 @@ describe('node-postgres', () => {
       assert.equal(err.code, '42601');
       return true;
     });
-    res = await client.query('SELECT 1 AS one');
-    assert.deepEqual(res.rows, [{ one: 1 }]);
+    res = await client.query('SELECT label FROM typed WHERE id = 3');
+    assert.deepEqual(res.rows, [{ label: '' }]);
   });
 
   test('pool runs queries on several connections', async () => {
