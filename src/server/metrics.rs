@@ -86,6 +86,12 @@ impl Metrics {
         }
     }
 
+    /// Count a statement that failed before it ran (in Parse, say).
+    pub fn failed(&self, sqlstate: &str) {
+        self.queries_total.inc();
+        self.query_errors_total.with_label_values(&[sqlstate]).inc();
+    }
+
     /// Statements running now.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)

@@ -2,6 +2,7 @@
 //! clients treat Weir as PostgreSQL 16), cancellation, and handing each connection to
 //! pgwire with Weir's query handlers ([`query`]). Planning and execution stay in the engine.
 
+pub mod cancel;
 pub mod pgtext;
 pub mod query;
 
@@ -15,7 +16,6 @@ use pgwire::api::auth::{
     DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
     save_startup_parameters_to_metadata,
 };
-use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::{
     ClientInfo, ConnectionHandle, ConnectionManager, PgWireServerHandlers, PidSecretKeyGenerator,
@@ -31,6 +31,7 @@ use tracing::{debug, warn};
 use crate::engine::Engine;
 use crate::engine::functions::server_version;
 use crate::server::metrics::Metrics;
+use cancel::Cancels;
 use query::QueryHandler;
 
 /// Start-up without authentication (loopback only), reporting PostgreSQL 16 parameters.
@@ -38,6 +39,7 @@ pub struct Startup {
     parameters: DefaultServerParameterProvider,
     pids: RandomPidSecretKeyGenerator,
     connections: Arc<ConnectionManager>,
+    cancels: Arc<Cancels>,
 }
 
 #[async_trait]
@@ -58,11 +60,14 @@ impl StartupHandler for Startup {
             let (pid, secret) = self.pids.generate(client);
             client.set_pid_and_secret_key(pid, secret.clone());
             // Registered so that a CancelRequest carrying this key reaches the running query.
-            let (handle, guard) = self.connections.register(pid, secret);
+            let (handle, guard) = self.connections.register(pid, secret.clone());
             client
                 .session_extensions()
                 .insert::<Arc<ConnectionHandle>>(handle);
             client.session_extensions().insert(guard);
+            let (flag, registration) = self.cancels.register(pid, &secret);
+            client.session_extensions().insert(flag);
+            client.session_extensions().insert(registration);
             finish_authentication(client, &self.parameters).await?;
         }
         Ok(())
@@ -73,12 +78,13 @@ impl StartupHandler for Startup {
 pub struct Handlers {
     query: Arc<QueryHandler>,
     startup: Arc<Startup>,
-    cancel: Arc<DefaultCancelHandler>,
+    cancel: Arc<Cancels>,
 }
 
 impl Handlers {
     pub fn new(engine: Arc<Engine>, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Self {
         let connections = Arc::new(ConnectionManager::new());
+        let cancels = Cancels::new(connections.clone());
         let mut parameters = DefaultServerParameterProvider::default();
         parameters.server_version = server_version();
         parameters.search_path = "public".to_string();
@@ -87,9 +93,10 @@ impl Handlers {
             startup: Arc::new(Startup {
                 parameters,
                 pids: RandomPidSecretKeyGenerator::default(),
-                connections: connections.clone(),
+                connections,
+                cancels: cancels.clone(),
             }),
-            cancel: Arc::new(DefaultCancelHandler::new(connections)),
+            cancel: cancels,
         }
     }
 }

@@ -25,6 +25,7 @@ use pgwire::messages::PgWireBackendMessage;
 use pgwire::types::format::FormatOptions;
 use tokio_util::sync::CancellationToken;
 
+use super::cancel::{CancelFlag, cancellable};
 use super::pgtext;
 use crate::engine::{Engine, Outcome};
 use crate::error::WeirError;
@@ -50,6 +51,7 @@ impl QueryHandler {
         let parser = Arc::new(Parser {
             engine: engine.clone(),
             df: ExtendedQueryHandler::query_parser(&*df),
+            metrics: metrics.clone(),
         });
         QueryHandler {
             engine,
@@ -80,7 +82,10 @@ impl QueryHandler {
                 let responses = SimpleQueryHandler::do_query(&*self.df, client, &sql)
                     .await
                     .map_err(map_error)?;
-                Ok(responses.into_iter().map(map_response).collect())
+                Ok(responses
+                    .into_iter()
+                    .map(|r| map_response(client, r))
+                    .collect())
             }
             statement => {
                 let outcome = self
@@ -142,9 +147,10 @@ fn map_error(e: PgWireError) -> PgWireError {
     }
 }
 
-/// Rows leave in PostgreSQL's text forms ([`pgtext`]), and errors raised while they
-/// stream out (division by zero in row 10,000) get their codes too.
-fn map_response(response: Response) -> Response {
+/// Rows leave in PostgreSQL's text forms ([`pgtext`]), errors raised while they
+/// stream out (division by zero in row 10,000) get their codes too, and a
+/// CancelRequest stops the stream.
+fn map_response<C: ClientInfo>(client: &C, response: Response) -> Response {
     match response {
         Response::Query(q) => {
             let tag = q.command_tag().to_string();
@@ -154,7 +160,14 @@ fn map_response(response: Response) -> Response {
                 (Ok(row), Some(fixes)) => Ok(pgtext::rewrite(row, fixes)),
                 (row, _) => row.map_err(map_error),
             });
-            let mut mapped = QueryResponse::new(schema, rows);
+            let mut mapped = match client.session_extensions().get::<Arc<CancelFlag>>() {
+                Some(flag) => {
+                    let flag: Arc<CancelFlag> = Arc::clone(&*flag);
+                    let epoch = flag.epoch();
+                    QueryResponse::new(schema, cancellable(rows, flag, epoch))
+                }
+                None => QueryResponse::new(schema, rows),
+            };
             mapped.set_command_tag(&tag);
             Response::Query(mapped)
         }
@@ -173,7 +186,7 @@ async fn outcome_response<C: ClientInfo>(
             let rows = arrow_pg::datatypes::df::encode_dataframe(df, format, Some(options))
                 .await
                 .map_err(map_error)?;
-            Ok(map_response(Response::Query(rows)))
+            Ok(map_response(client, Response::Query(rows)))
         }
         Outcome::Done(tag) => Ok(Response::Execution(Tag::new(&tag))),
     }
@@ -241,7 +254,7 @@ impl ExtendedQueryHandler for QueryHandler {
         let result = match &portal.statement.statement {
             (_, Some(_)) => ExtendedQueryHandler::do_query(&*self.df, client, portal, max_rows)
                 .await
-                .map(map_response)
+                .map(|r| map_response(client, r))
                 .map_err(map_error),
             (text, None) => match classify(text) {
                 Ok(statement) => match self.run_engine(client, &statement).await {
@@ -272,18 +285,16 @@ impl ExtendedQueryHandler for QueryHandler {
 pub struct Parser {
     engine: Arc<Engine>,
     df: Arc<datafusion_postgres::Parser>,
+    metrics: Arc<Metrics>,
 }
 
-#[async_trait]
-impl QueryParser for Parser {
-    type Statement = PgStatement;
-
-    async fn parse_sql<C>(
+impl Parser {
+    async fn parse<C>(
         &self,
         client: &C,
         sql: &str,
         types: &[Option<Type>],
-    ) -> PgWireResult<Option<Self::Statement>>
+    ) -> PgWireResult<Option<PgStatement>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
@@ -306,6 +317,28 @@ impl QueryParser for Parser {
                 .map_err(map_error),
             _ => Ok(Some((piece.text, None))),
         }
+    }
+}
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = PgStatement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        // Statements that fail to plan never reach Execute; count them here.
+        self.parse(client, sql, types).await.inspect_err(|e| {
+            if let PgWireError::UserError(info) = e {
+                self.metrics.failed(&info.code);
+            }
+        })
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {

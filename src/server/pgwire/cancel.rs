@@ -1,0 +1,150 @@
+//! Cancelling running statements. pgwire cancels a statement only while its handler
+//! runs; Weir's results are computed while rows stream out, so each connection also
+//! gets a [`CancelFlag`] that the result stream watches. A CancelRequest (pid and
+//! secret key from start-up) fires both.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use pgwire::api::ConnectionManager;
+use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::startup::SecretKey;
+use tokio::sync::Notify;
+
+/// One connection's cancel signal: an epoch that a CancelRequest advances.
+#[derive(Default)]
+pub struct CancelFlag {
+    epoch: AtomicU64,
+    notify: Notify,
+}
+
+impl CancelFlag {
+    /// The current epoch; a statement started now is cancelled once it moves.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    fn cancel(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    async fn cancelled_since(&self, epoch: u64) {
+        loop {
+            let notified = self.notify.notified();
+            if self.epoch() != epoch {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+type Key = (i32, Bytes);
+
+/// The cancel flags of open connections, by (pid, secret key).
+pub struct Cancels {
+    flags: Mutex<HashMap<Key, Arc<CancelFlag>>>,
+    pgwire: DefaultCancelHandler,
+}
+
+/// Removes a connection's flag when the connection ends.
+pub struct Registration {
+    cancels: Arc<Cancels>,
+    key: Key,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.cancels
+            .flags
+            .lock()
+            .expect("cancel registry")
+            .remove(&self.key);
+    }
+}
+
+impl Cancels {
+    pub fn new(connections: Arc<ConnectionManager>) -> Arc<Self> {
+        Arc::new(Cancels {
+            flags: Mutex::new(HashMap::new()),
+            pgwire: DefaultCancelHandler::new(connections),
+        })
+    }
+
+    /// Give a new connection its flag.
+    pub fn register(
+        self: &Arc<Self>,
+        pid: i32,
+        secret: &SecretKey,
+    ) -> (Arc<CancelFlag>, Registration) {
+        let key = (pid, secret.to_bytes());
+        let flag = Arc::new(CancelFlag::default());
+        self.flags
+            .lock()
+            .expect("cancel registry")
+            .insert(key.clone(), flag.clone());
+        (
+            flag,
+            Registration {
+                cancels: self.clone(),
+                key,
+            },
+        )
+    }
+}
+
+#[async_trait]
+impl CancelHandler for Cancels {
+    async fn on_cancel_request(&self, request: CancelRequest) {
+        let flag = self
+            .flags
+            .lock()
+            .expect("cancel registry")
+            .get(&(request.pid, request.secret_key.to_bytes()))
+            .cloned();
+        if let Some(flag) = flag {
+            flag.cancel();
+        }
+        self.pgwire.on_cancel_request(request).await;
+    }
+}
+
+fn cancelled() -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".into(),
+        "57014".into(),
+        "canceling statement due to user request".into(),
+    )))
+}
+
+/// Rows that end with a 57014 error as soon as the connection's flag moves past `epoch`.
+pub fn cancellable<S, T>(
+    rows: S,
+    flag: Arc<CancelFlag>,
+    epoch: u64,
+) -> impl Stream<Item = PgWireResult<T>> + Send
+where
+    S: Stream<Item = PgWireResult<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    futures::stream::unfold(
+        (rows.boxed(), flag, false),
+        move |(mut rows, flag, done)| async move {
+            if done {
+                return None;
+            }
+            tokio::select! {
+                biased;
+                _ = flag.cancelled_since(epoch) => Some((Err(cancelled()), (rows, flag, true))),
+                item = rows.next() => item.map(|item| (item, (rows, flag, false))),
+            }
+        },
+    )
+}
