@@ -174,10 +174,14 @@ impl Engine {
         mut statement: DFStatement,
         base: Option<&Path>,
     ) -> Result<Outcome> {
-        if let DFStatement::CreateExternalTable(create) = &mut statement {
-            for location in &mut create.locations {
-                *location = resolve_location(location, base)?;
+        match &mut statement {
+            DFStatement::CreateExternalTable(create) => {
+                for location in &mut create.locations {
+                    *location = resolve_location(location, base)?;
+                }
             }
+            DFStatement::CopyTo(copy) => copy.target = resolve_location(&copy.target, base)?,
+            _ => {}
         }
         let plan = self.ctx.state().statement_to_plan(statement).await?;
         let tag = command_tag(&plan);

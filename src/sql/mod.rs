@@ -22,7 +22,7 @@ pub struct SqlText {
 /// A statement sorted by who runs it.
 #[derive(Debug, Clone)]
 pub enum Statement {
-    /// DataFusion's own extensions (`CREATE EXTERNAL TABLE`), parsed by its parser and
+    /// DataFusion's own extensions (`CREATE EXTERNAL TABLE`, `COPY … TO`), parsed by its parser and
     /// run by the engine so locations can be resolved and object stores registered.
     DataFusion(Box<DFStatement>),
     /// `SHOW TABLES`: the user's tables and views in `public`.
@@ -122,13 +122,18 @@ pub fn classify(text: &str) -> Result<Statement> {
     let tokens = tokenize(text)?;
     let words = leading_words(&tokens, 6);
     let w: Vec<&str> = words.iter().map(String::as_str).collect();
-    let external = match w.as_slice() {
-        ["CREATE", "EXTERNAL", ..]
-        | ["CREATE", "UNBOUNDED", "EXTERNAL", ..]
-        | ["CREATE", "OR", "REPLACE", "EXTERNAL", ..]
-        | ["CREATE", "OR", "REPLACE", "UNBOUNDED", "EXTERNAL", ..] => true,
-        _ => false,
-    };
+    // `COPY (query) TO 'location'` writes files; PostgreSQL's COPY … TO STDOUT is not it.
+    let copy_to_files = w.first().is_some_and(|w| *w == "COPY")
+        && !text.to_ascii_uppercase().contains("STDOUT")
+        && !text.to_ascii_uppercase().contains("STDIN");
+    let external = copy_to_files
+        || match w.as_slice() {
+            ["CREATE", "EXTERNAL", ..]
+            | ["CREATE", "UNBOUNDED", "EXTERNAL", ..]
+            | ["CREATE", "OR", "REPLACE", "EXTERNAL", ..]
+            | ["CREATE", "OR", "REPLACE", "UNBOUNDED", "EXTERNAL", ..] => true,
+            _ => false,
+        };
     if external {
         let mut parsed = DFParser::parse_sql_with_dialect(text, &PostgreSqlDialect {})
             .map_err(|e| WeirError::Syntax(e.to_string()))?;

@@ -4,5 +4,6 @@
 
 mod harness;
 mod hostile;
+mod object_store;
 mod protocol;
 mod slt;
