@@ -66,6 +66,17 @@ def _healthz(http_port: int) -> bool:
         return False
 
 
+def _die_with_parent():
+    """Have the kernel SIGTERM the server if this pytest process dies without tearing down."""
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
 def weir_binary() -> Path:
     raw = os.environ.get("WEIR_BIN", "target/debug/weir")
     path = Path(raw)
@@ -100,7 +111,10 @@ def weir(tmp_path_factory) -> Weir:
         "--data-dir", str(data_dir),
     ]
     log = open(log_path, "wb")
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent if os.name == "posix" else None,
+    )
     server = Weir(host="127.0.0.1", port=pg_port, http_port=http_port, log_path=log_path)
 
     deadline = time.monotonic() + READY_TIMEOUT_S

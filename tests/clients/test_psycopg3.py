@@ -179,6 +179,25 @@ def test_server_side_cursor_with_itersize(weir):
     ], proc.stdout
 
 
+def test_declared_cursor_portal_is_described_and_fetched(conn):
+    # The protocol steps under a named cursor, checked one by one.
+    pg = conn.pgconn
+    assert pg.exec_(b"BEGIN").status == pq.ExecStatus.COMMAND_OK
+    res = pg.exec_params(b'DECLARE "weir_c" CURSOR FOR SELECT id, label FROM typed ORDER BY id', [])
+    assert res.status == pq.ExecStatus.COMMAND_OK, res.error_message
+    desc = pg.describe_portal(b"weir_c")
+    assert desc.status == pq.ExecStatus.COMMAND_OK, desc.error_message
+    assert [desc.fname(i) for i in range(desc.nfields)] == [b"id", b"label"], "Describe of the cursor's portal"
+    fetched = pg.exec_(b'FETCH FORWARD 3 FROM "weir_c"')
+    assert fetched.status == pq.ExecStatus.TUPLES_OK, fetched.error_message
+    assert (fetched.nfields, fetched.ntuples) == (2, 3)
+    assert [fetched.get_value(i, 0) for i in range(3)] == [b"1", b"2", b"3"]
+    fetched = pg.exec_(b'FETCH FORWARD 3 FROM "weir_c"')
+    assert fetched.ntuples == 1 and fetched.get_value(0, 1) is None
+    assert pg.exec_(b'CLOSE "weir_c"').status == pq.ExecStatus.COMMAND_OK
+    assert pg.exec_(b"COMMIT").status == pq.ExecStatus.COMMAND_OK
+
+
 def test_errors_over_extended_protocol_leave_connection_usable(conn):
     with conn.cursor() as cur:
         with pytest.raises(psycopg.errors.UndefinedTable) as info:
