@@ -201,7 +201,9 @@ fn arrow_sqlstate(err: &ArrowError) -> &'static str {
 }
 
 fn execution_sqlstate(msg: &str) -> &'static str {
-    if msg.contains("Divide by zero") || msg.contains("division by zero") {
+    if msg.contains("unrecognized configuration parameter") {
+        "42704"
+    } else if msg.contains("Divide by zero") || msg.contains("division by zero") {
         "22012"
     } else if msg.contains("Cast error")
         || msg.contains("Cannot cast")

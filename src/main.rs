@@ -67,7 +67,7 @@ fn main() -> ExitCode {
 }
 
 async fn check(dir: &std::path::Path) -> weir::Result<()> {
-    let engine = Engine::new()?;
+    let engine = Engine::new().await?;
     let defs = engine.load_dir(dir).await?;
     for def in &defs {
         let what = def

@@ -58,6 +58,8 @@ pub fn setting(name: &str) -> Option<&'static str> {
         "statement_timeout" | "lock_timeout" | "idle_in_transaction_session_timeout" => "0",
         "block_size" => "8192",
         "bytea_output" => "hex",
+        // No JIT: asyncpg turns it off before introspecting types and reads it first.
+        "jit" => "off",
         _ => return None,
     })
 }
@@ -76,6 +78,23 @@ pub fn register(ctx: &SessionContext) {
         }),
     ));
     ctx.register_udf(ScalarUDF::new_from_impl(CurrentSetting::new()));
+    // set_config(name, value, is_local) answers the value; settings live per session
+    // in the PostgreSQL front (`SET`), so this only keeps drivers that call it working.
+    ctx.register_udf(create_udf(
+        "set_config",
+        vec![DataType::Utf8, DataType::Utf8, DataType::Boolean],
+        DataType::Utf8,
+        Volatility::Volatile,
+        Arc::new(|args: &[ColumnarValue]| Ok(args[1].clone())),
+    ));
+    // SQLAlchemy reads it for every column; Weir has no sequences.
+    ctx.register_udf(create_udf(
+        "pg_get_serial_sequence",
+        vec![DataType::Utf8, DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))),
+    ));
     // Pooled drivers (asyncpg) reset connections with these; Weir holds no advisory locks.
     ctx.register_udf(create_udf(
         "pg_advisory_unlock_all",

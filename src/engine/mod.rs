@@ -4,6 +4,7 @@
 //! It owns no sockets and no session variables; those belong to the servers.
 
 pub mod functions;
+pub mod information_schema;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -45,11 +46,12 @@ pub struct Engine {
 
 impl Engine {
     /// An engine with an empty `public` schema and the PostgreSQL catalogs.
-    pub fn new() -> Result<Self> {
+    pub async fn new() -> Result<Self> {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(DATABASE, SCHEMA)
             .with_create_default_catalog_and_schema(true)
-            .with_information_schema(true)
+            // PostgreSQL's information_schema replaces DataFusion's (see information_schema.rs).
+            .with_information_schema(false)
             // Hive-style folders (`dt=2026-11-21/`) become columns without declaring them.
             .set_bool(
                 "datafusion.execution.listing_table_factory_infer_partitions",
@@ -69,6 +71,7 @@ impl Engine {
         setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
             .map_err(|e| WeirError::DataFusion(*e))?;
         functions::register(&ctx);
+        information_schema::install(&ctx).await?;
         Ok(Engine { ctx: Arc::new(ctx) })
     }
 
@@ -131,7 +134,24 @@ impl Engine {
                 DataType::Utf8,
                 false,
             )]))),
-            Statement::DataFusion(_) | Statement::Postgres(_) => None,
+            Statement::DataFusion(_) | Statement::Postgres(_) | Statement::Accepted(_) => None,
+        }
+    }
+
+    /// The columns any statement returns, planning ordinary SQL without running it.
+    pub async fn plan_schema(&self, statement: &Statement) -> Result<Option<SchemaRef>> {
+        match statement {
+            Statement::Postgres(text) => {
+                let plan = self
+                    .ctx
+                    .state()
+                    .statement_to_plan(parse_postgres(text)?)
+                    .await?;
+                Ok(command_tag(&plan)
+                    .is_none()
+                    .then(|| Arc::clone(plan.schema().inner())))
+            }
+            other => Ok(self.result_schema(other)),
         }
     }
 
@@ -151,6 +171,7 @@ impl Engine {
                     .await?,
             )),
             Statement::Show(name) => self.show(name, None),
+            Statement::Accepted(tag) => Ok(Outcome::Done(tag.to_string())),
             Statement::Postgres(text) => self.execute_datafusion(parse_postgres(text)?, base).await,
         }
     }

@@ -41,7 +41,7 @@ pub async fn run(config: Config) -> Result<()> {
         ))
     })?;
 
-    let engine = Arc::new(Engine::new()?);
+    let engine = Arc::new(Engine::new().await?);
     if config.sql_dir.is_dir() {
         let defs = engine.load_dir(&config.sql_dir).await?;
         info!(

@@ -102,7 +102,9 @@ fn is_system(r: &TableReference) -> bool {
 fn names(statement: &Statement) -> Result<(Option<String>, Vec<String>)> {
     let df = match statement {
         Statement::DataFusion(df) => (**df).clone(),
-        Statement::ShowTables | Statement::Show(_) => return Ok((None, vec![])),
+        Statement::ShowTables | Statement::Show(_) | Statement::Accepted(_) => {
+            return Ok((None, vec![]));
+        }
         Statement::Postgres(text) => parse_postgres(text)?,
     };
     let creates = match &df {

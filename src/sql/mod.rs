@@ -2,7 +2,9 @@
 //! sorting each statement into what Weir runs itself and what goes to the
 //! PostgreSQL-compatible DataFusion front. Parsing only; nothing here executes.
 
+pub mod compat;
 pub mod loader;
+pub mod names;
 
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -29,6 +31,9 @@ pub enum Statement {
     ShowTables,
     /// `SHOW name`: a server or session setting, by its canonical lower-case name.
     Show(String),
+    /// Session statements that PostgreSQL drivers send and that have nothing to do in
+    /// Weir (`UNLISTEN *`, `RESET ALL`, `DISCARD ALL`); answered with their tag.
+    Accepted(&'static str),
     /// Everything else: PostgreSQL-dialect SQL (queries, `CREATE VIEW`, `DROP`, `SET`…).
     Postgres(String),
 }
@@ -147,6 +152,12 @@ pub fn classify(text: &str) -> Result<Statement> {
     if matches!(w.as_slice(), ["SHOW", "TABLES"]) {
         return Ok(Statement::ShowTables);
     }
+    match w.as_slice() {
+        ["UNLISTEN", ..] => return Ok(Statement::Accepted("UNLISTEN")),
+        ["RESET", ..] => return Ok(Statement::Accepted("RESET")),
+        ["DISCARD", ..] => return Ok(Statement::Accepted("DISCARD ALL")),
+        _ => {}
+    }
     if let ["SHOW", rest @ ..] = w.as_slice() {
         let name = rest.join("_").to_ascii_lowercase();
         match name.as_str() {
@@ -159,7 +170,7 @@ pub fn classify(text: &str) -> Result<Statement> {
             _ => {}
         }
     }
-    Ok(Statement::Postgres(text.to_string()))
+    Ok(Statement::Postgres(compat::rewrite(text).into_owned()))
 }
 
 /// Parse PostgreSQL-dialect text into DataFusion's statement form, applying the

@@ -30,6 +30,7 @@ use super::pgtext;
 use crate::engine::{Engine, Outcome};
 use crate::error::WeirError;
 use crate::server::metrics::Metrics;
+use crate::sql::names::output_names;
 use crate::sql::{Statement, classify, split_statements};
 
 /// A prepared statement: its text, and for ordinary SQL the parsed statement and plan.
@@ -116,6 +117,48 @@ impl QueryHandler {
     }
 }
 
+/// Give unaliased columns PostgreSQL's names (see [`crate::sql::names`]).
+fn pg_names(sql: &str, fields: Arc<Vec<FieldInfo>>) -> Arc<Vec<FieldInfo>> {
+    let Some(names) = output_names(sql) else {
+        return fields;
+    };
+    if names.len() != fields.len() || names.iter().all(Option::is_none) {
+        return fields;
+    }
+    let renamed = fields
+        .iter()
+        .zip(names)
+        .map(|(f, name)| match name {
+            Some(name) if name != f.name() => FieldInfo::new(
+                name,
+                f.table_id(),
+                f.column_id(),
+                f.datatype().clone(),
+                f.format(),
+            )
+            .with_format_options(f.format_options().clone())
+            .with_type_size(f.type_size())
+            .with_type_modifier(f.type_modifier()),
+            _ => f.clone(),
+        })
+        .collect();
+    Arc::new(renamed)
+}
+
+/// A response whose columns carry PostgreSQL's names for `sql`.
+fn named(sql: &str, response: Response) -> Response {
+    match response {
+        Response::Query(q) => {
+            let tag = q.command_tag().to_string();
+            let schema = pg_names(sql, q.row_schema());
+            let mut renamed = QueryResponse::new(schema, q.data_rows);
+            renamed.set_command_tag(&tag);
+            Response::Query(renamed)
+        }
+        other => other,
+    }
+}
+
 /// The PostgreSQL error for a Weir error.
 pub fn pg_error(e: &WeirError) -> PgWireError {
     let severity = if matches!(e, WeirError::ShuttingDown) {
@@ -133,6 +176,13 @@ pub fn pg_error(e: &WeirError) -> PgWireError {
 /// Give errors coming back from datafusion-postgres and pgwire their SQLSTATE.
 fn map_error(e: PgWireError) -> PgWireError {
     match e {
+        // A statement in a transaction that already failed: PostgreSQL's code is 25P02.
+        PgWireError::UserError(mut info)
+            if info.code == "25P01" && info.message.contains("aborted") =>
+        {
+            info.code = "25P02".into();
+            PgWireError::UserError(info)
+        }
         PgWireError::ApiError(inner) => match inner.downcast::<DataFusionError>() {
             Ok(df) => pg_error(&WeirError::DataFusion(*df)),
             Err(other) => match other.downcast::<WeirError>() {
@@ -254,7 +304,7 @@ impl ExtendedQueryHandler for QueryHandler {
         let result = match &portal.statement.statement {
             (_, Some(_)) => ExtendedQueryHandler::do_query(&*self.df, client, portal, max_rows)
                 .await
-                .map(|r| map_response(client, r))
+                .map(|r| map_response(client, named(&portal.statement.statement.0, r)))
                 .map_err(map_error),
             (text, None) => match classify(text) {
                 Ok(statement) => match self.run_engine(client, &statement).await {
@@ -351,10 +401,19 @@ impl QueryParser for Parser {
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
         match stmt {
-            (_, Some(_)) => self.df.get_result_schema(stmt, column_format),
+            (text, Some(_)) => {
+                let fields = self.df.get_result_schema(stmt, column_format)?;
+                Ok(Arc::unwrap_or_clone(pg_names(text, Arc::new(fields))))
+            }
             (text, None) => {
                 let statement = classify(text).map_err(|e| pg_error(&e))?;
-                match self.engine.result_schema(&statement) {
+                // A cursor's portal keeps only its query text; Describe still owes its columns.
+                let handle = tokio::runtime::Handle::current();
+                let schema = tokio::task::block_in_place(|| {
+                    handle.block_on(self.engine.plan_schema(&statement))
+                })
+                .map_err(|e| pg_error(&e))?;
+                match schema {
                     Some(schema) => Ok(arrow_pg::datatypes::arrow_schema_to_pg_fields(
                         &schema,
                         column_format.unwrap_or(&Format::UnifiedText),
