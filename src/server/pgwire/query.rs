@@ -85,7 +85,7 @@ impl QueryHandler {
                     .map_err(map_error)?;
                 Ok(responses
                     .into_iter()
-                    .map(|r| map_response(client, r))
+                    .map(|r| map_response(client, named(&sql, r)))
                     .collect())
             }
             statement => {
@@ -119,6 +119,7 @@ impl QueryHandler {
 
 /// Give unaliased columns PostgreSQL's names (see [`crate::sql::names`]).
 fn pg_names(sql: &str, fields: Arc<Vec<FieldInfo>>) -> Arc<Vec<FieldInfo>> {
+    let fields = asyncpg_introspection_types(sql, fields);
     let Some(names) = output_names(sql) else {
         return fields;
     };
@@ -143,6 +144,31 @@ fn pg_names(sql: &str, fields: Arc<Vec<FieldInfo>>) -> Arc<Vec<FieldInfo>> {
         })
         .collect();
     Arc::new(renamed)
+}
+
+/// asyncpg's type-introspection query aggregates `pg_attribute.atttypid` into
+/// `attrtypoids`, which PostgreSQL types `oid[]`; asyncpg decodes that natively but
+/// would introspect (recursively, forever) an `int4[]`. Same bytes, other label.
+fn asyncpg_introspection_types(sql: &str, fields: Arc<Vec<FieldInfo>>) -> Arc<Vec<FieldInfo>> {
+    if !sql.contains("attrtypoids") || !fields.iter().any(|f| f.name() == "attrtypoids") {
+        return fields;
+    }
+    Arc::new(
+        fields
+            .iter()
+            .map(|f| match f.name() {
+                "attrtypoids" if *f.datatype() == Type::INT4_ARRAY => FieldInfo::new(
+                    f.name().to_string(),
+                    f.table_id(),
+                    f.column_id(),
+                    Type::OID_ARRAY,
+                    f.format(),
+                )
+                .with_format_options(f.format_options().clone()),
+                _ => f.clone(),
+            })
+            .collect(),
+    )
 }
 
 /// A response whose columns carry PostgreSQL's names for `sql`.
@@ -392,7 +418,15 @@ impl QueryParser for Parser {
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
-        self.df.get_parameter_types(stmt)
+        let mut types = self.df.get_parameter_types(stmt)?;
+        // `oid` is planned as int4; a parameter written `$1::oid[]` (asyncpg's type
+        // introspection) must still be described as oid[], which drivers know.
+        for (index, ty) in oid_casts(&stmt.0) {
+            if let Some(slot) = types.get_mut(index) {
+                *slot = ty;
+            }
+        }
+        Ok(types)
     }
 
     fn get_result_schema(
@@ -424,4 +458,23 @@ impl QueryParser for Parser {
             }
         }
     }
+}
+
+/// Parameters cast to `oid` or `oid[]` in the text: (0-based index, wire type).
+fn oid_casts(sql: &str) -> Vec<(usize, Type)> {
+    static CAST: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?i)\$(\d+)\s*::\s*(?:pg_catalog\.)?oid\s*(\[\s*\])?")
+            .expect("valid pattern")
+    });
+    CAST.captures_iter(sql)
+        .filter_map(|c| {
+            let n: usize = c[1].parse().ok()?;
+            let ty = if c.get(2).is_some() {
+                Type::OID_ARRAY
+            } else {
+                Type::OID
+            };
+            Some((n.checked_sub(1)?, ty))
+        })
+        .collect()
 }
