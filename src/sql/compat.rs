@@ -13,6 +13,27 @@ use regex::Regex;
 /// search path is always `public`, so the sub-query is that one value.
 const GRAFANA_SEARCH_PATH: &str = r#"SELECT CASE WHEN trim(s[i]) = '"$user"' THEN user ELSE trim(s[i]) END FROM generate_series( array_lower(string_to_array(current_setting('search_path'),','),1), array_upper(string_to_array(current_setting('search_path'),','),1) ) as i, string_to_array(current_setting('search_path'),',') s"#;
 
+/// asyncpg's type introspection (`WITH RECURSIVE typeinfo_tree …`) relies on
+/// correlated sub-queries DataFusion cannot run. Weir has no composite, domain or
+/// range types, so the answer is the requested types and their array elements, with
+/// the columns and order asyncpg reads (element types first, by `depth`).
+const ASYNCPG_INTROSPECTION: &str = "\
+SELECT * FROM (\
+ SELECT t.oid AS oid, n.nspname AS ns, t.typname AS name, t.typtype AS kind, \
+  t.typbasetype AS basetype, t.typelem AS elemtype, t.typdelim AS elemdelim, \
+  CAST(NULL AS oid) AS range_subtype, CAST(NULL AS oid[]) AS attrtypoids, \
+  CAST(NULL AS text[]) AS attrnames, 0 AS depth, CAST(NULL AS text) AS basetype_name, \
+  CAST(NULL AS text) AS elemtype_name, CAST(NULL AS text) AS range_subtype_name \
+ FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace \
+ WHERE t.oid = ANY($1::oid[]) \
+ UNION ALL \
+ SELECT t.oid, n.nspname, t.typname, t.typtype, t.typbasetype, t.typelem, t.typdelim, \
+  CAST(NULL AS oid), CAST(NULL AS oid[]), CAST(NULL AS text[]), 1, CAST(NULL AS text), \
+  CAST(NULL AS text), CAST(NULL AS text) \
+ FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace \
+ WHERE t.oid IN (SELECT e.typelem FROM pg_catalog.pg_type e WHERE e.oid = ANY($1::oid[])) \
+) AS typeinfo ORDER BY depth DESC";
+
 /// A regex that matches `sql` with any white space between its tokens.
 fn flexible(sql: &str) -> Regex {
     let mut pattern = String::from("(?i)");
@@ -36,6 +57,9 @@ static IDIOMS: LazyLock<Vec<(Regex, &'static str)>> =
 
 /// `text` with every known idiom replaced.
 pub fn rewrite(text: &str) -> Cow<'_, str> {
+    if text.contains("typeinfo_tree") && text.contains("attrtypoids") {
+        return Cow::Borrowed(ASYNCPG_INTROSPECTION);
+    }
     let mut out = Cow::Borrowed(text);
     for (pattern, replacement) in IDIOMS.iter() {
         if pattern.is_match(&out) {

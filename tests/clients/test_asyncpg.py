@@ -123,6 +123,11 @@ def test_type_introspection(weir):
             with pytest.raises(ValueError, match="unknown type"):
                 await conn.set_type_codec("weir_no_such_type", schema="public", encoder=str, decoder=str)
             assert await conn.fetchval("select 1") == 1
+            # Arrays are not among asyncpg's built-in codecs: decoding them runs the
+            # introspection query for real.
+            assert await conn.fetchval("SELECT array_agg(id ORDER BY id) FROM typed") == [1, 2, 3, 4]
+            assert await conn.fetchval("SELECT array_agg(label ORDER BY id) FROM typed") == [
+                "alpha", "béta, with comma", "", None]
         finally:
             await conn.close()
 
