@@ -78,12 +78,19 @@ impl Metrics {
 
     /// Start timing a statement; call [`QueryTimer::finish`] when it is answered.
     pub fn query_started(self: &Arc<Self>) -> QueryTimer {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
         QueryTimer {
             metrics: self.clone(),
             start: Instant::now(),
             done: false,
+            _running: self.running(),
         }
+    }
+
+    /// Count a statement as running while the guard lives; result streams hold one
+    /// until their last row is sent, so shutdown waits for them.
+    pub fn running(self: &Arc<Self>) -> Running {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        Running(self.clone())
     }
 
     /// Count a statement that failed before it ran (in Parse, say).
@@ -127,12 +134,24 @@ impl Drop for ConnectionGuard {
     }
 }
 
-/// Times one statement; dropped unfinished (cancelled, connection gone) it still
-/// leaves the in-flight count.
+/// A running statement, for graceful shutdown.
+pub struct Running(Arc<Metrics>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Times one statement until it is answered; dropped unfinished (cancelled,
+/// connection gone) it is counted as cancelled.
 pub struct QueryTimer {
     metrics: Arc<Metrics>,
     start: Instant,
     done: bool,
+    _running: Running,
 }
 
 impl QueryTimer {
@@ -151,9 +170,6 @@ impl QueryTimer {
         m.query_seconds.observe(self.start.elapsed().as_secs_f64());
         if let Some(code) = error {
             m.query_errors_total.with_label_values(&[code]).inc();
-        }
-        if m.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            m.idle.notify_waiters();
         }
     }
 }

@@ -48,6 +48,11 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 impl Server {
     /// Start on `sql_dir` (relative to the package root) and wait for `/healthz`.
     pub fn start(sql_dir: &str) -> Server {
+        Self::start_with(sql_dir, &[])
+    }
+
+    /// [`Server::start`] with extra `weir serve` flags.
+    pub fn start_with(sql_dir: &str, extra: &[&str]) -> Server {
         let pg_port = free_port();
         let http_port = free_port();
         let data = tempfile::tempdir().unwrap();
@@ -59,6 +64,7 @@ impl Server {
             .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
             .arg("--data-dir")
             .arg(data.path())
+            .args(extra)
             .env("WEIR_LOG", "error")
             .stdin(Stdio::null())
             .spawn()

@@ -115,3 +115,42 @@ async fn extended_protocol_portals_parameters_and_cancel() {
     drop(fresh);
     assert!(server.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_running_statements_finish_and_closes_idle_connections() {
+    // A grace period far longer than the test: exiting promptly proves idle connections
+    // do not hold shutdown up, and the statement below proves running ones finish.
+    let server = Server::start_with("tests/fixtures/sql", &["--shutdown-grace-secs", "600"]);
+    let idle = connect(&server).await;
+    let busy = connect(&server).await;
+    let running = tokio::spawn(async move {
+        busy.simple_query("SELECT count(*) FROM generate_series(1, 200000000) a")
+            .await
+    });
+    // Wait until the statement is running before signalling.
+    loop {
+        let (_, metrics) = http_get(server.http_port, "/metrics").unwrap();
+        if metrics
+            .lines()
+            .any(|l| l.starts_with("weir_queries_total") && !l.ends_with(" 0"))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let status = tokio::task::spawn_blocking(move || server.stop())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let messages = running
+        .await
+        .unwrap()
+        .expect("the running statement completes");
+    let count = messages.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(count.as_deref(), Some("200000000"));
+    // The idle connection was closed by the server.
+    assert!(idle.simple_query("SELECT 1").await.is_err());
+}

@@ -164,6 +164,9 @@ pub async fn serve(
                         _ = async {
                             shutdown.cancelled().await;
                             metrics.wait_idle().await;
+                            // The last statement's final messages are queued when its
+                            // stream ends; give the connection a moment to flush them.
+                            tokio::time::sleep(Duration::from_millis(200)).await;
                         } => {}
                     }
                 });

@@ -85,7 +85,7 @@ impl QueryHandler {
                     .map_err(map_error)?;
                 Ok(responses
                     .into_iter()
-                    .map(|r| map_response(client, named(&sql, r)))
+                    .map(|r| map_response(client, &self.metrics, named(&sql, r)))
                     .collect())
             }
             statement => {
@@ -94,7 +94,7 @@ impl QueryHandler {
                     .await
                     .map_err(|e| pg_error(&e))?;
                 Ok(vec![
-                    outcome_response(outcome, &Format::UnifiedText, client).await?,
+                    outcome_response(outcome, &Format::UnifiedText, client, &self.metrics).await?,
                 ])
             }
         }
@@ -226,15 +226,19 @@ fn map_error(e: PgWireError) -> PgWireError {
 /// Rows leave in PostgreSQL's text forms ([`pgtext`]), errors raised while they
 /// stream out (division by zero in row 10,000) get their codes too, and a
 /// CancelRequest stops the stream.
-fn map_response<C: ClientInfo>(client: &C, response: Response) -> Response {
+fn map_response<C: ClientInfo>(client: &C, metrics: &Arc<Metrics>, response: Response) -> Response {
     match response {
         Response::Query(q) => {
             let tag = q.command_tag().to_string();
             let schema = q.row_schema();
             let fixes = pgtext::plan(&schema);
-            let rows = q.data_rows.map(move |row| match (row, &fixes) {
-                (Ok(row), Some(fixes)) => Ok(pgtext::rewrite(row, fixes)),
-                (row, _) => row.map_err(map_error),
+            let running = metrics.running();
+            let rows = q.data_rows.map(move |row| {
+                let _running = &running;
+                match (row, &fixes) {
+                    (Ok(row), Some(fixes)) => Ok(pgtext::rewrite(row, fixes)),
+                    (row, _) => row.map_err(map_error),
+                }
             });
             let mut mapped = match client.session_extensions().get::<Arc<CancelFlag>>() {
                 Some(flag) => {
@@ -255,6 +259,7 @@ async fn outcome_response<C: ClientInfo>(
     outcome: Outcome,
     format: &Format,
     client: &C,
+    metrics: &Arc<Metrics>,
 ) -> PgWireResult<Response> {
     match outcome {
         Outcome::Rows(df) => {
@@ -262,7 +267,7 @@ async fn outcome_response<C: ClientInfo>(
             let rows = arrow_pg::datatypes::df::encode_dataframe(df, format, Some(options))
                 .await
                 .map_err(map_error)?;
-            Ok(map_response(client, Response::Query(rows)))
+            Ok(map_response(client, metrics, Response::Query(rows)))
         }
         Outcome::Done(tag) => Ok(Response::Execution(Tag::new(&tag))),
     }
@@ -330,12 +335,24 @@ impl ExtendedQueryHandler for QueryHandler {
         let result = match &portal.statement.statement {
             (_, Some(_)) => ExtendedQueryHandler::do_query(&*self.df, client, portal, max_rows)
                 .await
-                .map(|r| map_response(client, named(&portal.statement.statement.0, r)))
+                .map(|r| {
+                    map_response(
+                        client,
+                        &self.metrics,
+                        named(&portal.statement.statement.0, r),
+                    )
+                })
                 .map_err(map_error),
             (text, None) => match classify(text) {
                 Ok(statement) => match self.run_engine(client, &statement).await {
                     Ok(outcome) => {
-                        outcome_response(outcome, &portal.result_column_format, client).await
+                        outcome_response(
+                            outcome,
+                            &portal.result_column_format,
+                            client,
+                            &self.metrics,
+                        )
+                        .await
                     }
                     Err(e) => Err(pg_error(&e)),
                 },
