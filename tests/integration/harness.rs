@@ -45,6 +45,25 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// The first column of the first row of a simple-protocol answer.
+pub fn first_value(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<String> {
+    messages.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    })
+}
+
+/// A connected client whose connection task runs in the background.
+pub async fn connect(server: &Server) -> tokio_postgres::Client {
+    let (client, conn) = server
+        .pg_config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
 impl Server {
     /// Start on `sql_dir` (relative to the package root) and wait for `/healthz`.
     pub fn start(sql_dir: &str) -> Server {

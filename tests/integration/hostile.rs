@@ -9,7 +9,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 
-use crate::harness::Server;
+use crate::harness::{Server, connect, first_value};
 
 /// A valid protocol 3.0 start-up packet.
 fn startup(user: &str) -> Vec<u8> {
@@ -137,12 +137,7 @@ fn send(port: u16, bytes: &[u8]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_bytes_close_only_their_own_connection() {
     let mut server = Server::start("tests/fixtures/sql");
-    let (client, conn) = server
-        .pg_config()
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = connect(&server).await;
 
     let seed: u64 = std::env::var("WEIR_FUZZ_SEED")
         .ok()
@@ -174,18 +169,9 @@ async fn hostile_bytes_close_only_their_own_connection() {
         .unwrap()
         .get(0);
     assert_eq!(n, 4);
-    let (fresh, conn) = server
-        .pg_config()
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let fresh = connect(&server).await;
     let rows = fresh.simple_query("SELECT 41 + 1 AS answer").await.unwrap();
-    let answer = rows.iter().find_map(|m| match m {
-        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-        _ => None,
-    });
-    assert_eq!(answer.as_deref(), Some("42"));
+    assert_eq!(first_value(&rows).as_deref(), Some("42"));
     // Every hostile connection was accepted and counted; none is left open.
     let (status, metrics) =
         crate::harness::http_get(server.http_port, "/metrics").expect("metrics page");

@@ -2,9 +2,7 @@
 //! `CREATE EXTERNAL TABLE` reads it back, over `file://` always and over `hdfs://`
 //! when `WEIR_TEST_HDFS` names a namenode (for example `hdfs://127.0.0.1:9000`).
 
-use tokio_postgres::NoTls;
-
-use crate::harness::Server;
+use crate::harness::{Server, connect};
 
 async fn round_trip(client: &tokio_postgres::Client, base: &str, table: &str) {
     let location = format!("{}/{table}/", base.trim_end_matches('/'));
@@ -51,8 +49,7 @@ async fn round_trip(client: &tokio_postgres::Client, base: &str, table: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parquet_round_trip_through_object_stores() {
     let server = Server::start("tests/fixtures/sql");
-    let (client, conn) = server.pg_config().connect(NoTls).await.unwrap();
-    tokio::spawn(conn);
+    let client = connect(&server).await;
 
     let dir = tempfile::tempdir().unwrap();
     round_trip(

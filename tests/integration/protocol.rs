@@ -5,13 +5,7 @@
 use tokio_postgres::types::Type;
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
-use crate::harness::{Server, http_get};
-
-async fn connect(server: &Server) -> tokio_postgres::Client {
-    let (client, conn) = server.pg_config().connect(NoTls).await.unwrap();
-    tokio::spawn(conn);
-    client
-}
+use crate::harness::{Server, connect, first_value, http_get};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extended_protocol_portals_parameters_and_cancel() {
@@ -146,11 +140,7 @@ async fn sigterm_lets_running_statements_finish_and_closes_idle_connections() {
         .await
         .unwrap()
         .expect("the running statement completes");
-    let count = messages.iter().find_map(|m| match m {
-        SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-        _ => None,
-    });
-    assert_eq!(count.as_deref(), Some("200000000"));
+    assert_eq!(first_value(&messages).as_deref(), Some("200000000"));
     // The idle connection was closed by the server.
     assert!(idle.simple_query("SELECT 1").await.is_err());
 }
