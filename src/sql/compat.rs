@@ -5,6 +5,12 @@
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
+use datafusion::sql::sqlparser::ast::{
+    BinaryOperator, CastKind, DataType, Expr, SelectItem, SetExpr, Statement, Value, ValueWithSpan, VisitMut,
+    VisitorMut,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
 use regex::Regex;
 
 /// Grafana's "schemas in the search path" sub-query (table and column pickers, the
@@ -69,6 +75,117 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
     out
 }
 
+/// Rewrites on the statement's syntax tree; the text is rebuilt only when one applied.
+/// - `LIKE … ESCAPE '/'` over literal patterns (SQLAlchemy's schema listing): the
+///   engine knows only backslash escapes, so the pattern is re-escaped.
+/// - A select item that is a bare integer literal is `integer` in PostgreSQL, not
+///   `bigint` (`SELECT 1`; node-postgres returns int8 as a string).
+pub fn rewrite_tree(text: &str) -> Cow<'_, str> {
+    let Ok(mut statements) = Parser::parse_sql(&PostgreSqlDialect {}, text) else {
+        return Cow::Borrowed(text);
+    };
+    let [statement] = statements.as_mut_slice() else {
+        return Cow::Borrowed(text);
+    };
+    let mut changed = int4_literals(statement);
+    let mut escapes = LikeEscapes { changed: false };
+    let _ = statement.visit(&mut escapes);
+    changed |= escapes.changed;
+    if changed { Cow::Owned(statement.to_string()) } else { Cow::Borrowed(text) }
+}
+
+fn int4_literals(statement: &mut Statement) -> bool {
+    let Statement::Query(query) = statement else { return false };
+    let SetExpr::Select(select) = query.body.as_mut() else { return false };
+    let mut changed = false;
+    for item in &mut select.projection {
+        let expr = match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+            _ => continue,
+        };
+        if let Expr::Value(ValueWithSpan { value: Value::Number(n, _), .. }) = expr
+            && n.parse::<i32>().is_ok()
+        {
+            *expr = Expr::Cast {
+                kind: CastKind::Cast,
+                expr: Box::new(expr.clone()),
+                data_type: DataType::Integer(None),
+                array: false,
+                format: None,
+            };
+            changed = true;
+        }
+    }
+    changed
+}
+
+struct LikeEscapes {
+    changed: bool,
+}
+
+impl VisitorMut for LikeEscapes {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> std::ops::ControlFlow<()> {
+        if let Expr::Like { pattern, escape_char, .. } | Expr::ILike { pattern, escape_char, .. } = expr
+            && let Some(ValueWithSpan { value: Value::SingleQuotedString(esc), .. }) = escape_char.as_ref()
+            && let Some(esc) = single_char(esc)
+            && esc != '\\'
+            && literal_pattern(pattern)
+        {
+            reescape(pattern, esc);
+            *escape_char = None;
+            self.changed = true;
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+fn single_char(s: &str) -> Option<char> {
+    let mut chars = s.chars();
+    let c = chars.next()?;
+    chars.next().is_none().then_some(c)
+}
+
+/// Only string literals joined by `||` can be re-escaped ahead of time.
+fn literal_pattern(e: &Expr) -> bool {
+    match e {
+        Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(_), .. }) => true,
+        Expr::Nested(inner) => literal_pattern(inner),
+        Expr::BinaryOp { left, op: BinaryOperator::StringConcat, right } => literal_pattern(left) && literal_pattern(right),
+        _ => false,
+    }
+}
+
+fn reescape(e: &mut Expr, esc: char) {
+    match e {
+        Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(s), .. }) => {
+            let mut out = String::with_capacity(s.len());
+            let mut chars = s.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    c if c == esc => match chars.next() {
+                        Some(next) => {
+                            out.push('\\');
+                            out.push(next);
+                        }
+                        None => out.push(c),
+                    },
+                    '\\' => out.push_str("\\\\"),
+                    c => out.push(c),
+                }
+            }
+            *s = out;
+        }
+        Expr::Nested(inner) => reescape(inner, esc),
+        Expr::BinaryOp { left, right, .. } => {
+            reescape(left, esc);
+            reescape(right, esc);
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +198,15 @@ mod tests {
             "SELECT 1 WHERE quote_ident(table_schema) IN (\n  'public'\n  )"
         );
         assert!(matches!(rewrite("SELECT 1"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn tree_rewrites() {
+        assert_eq!(rewrite_tree("SELECT 1, 10000000000, 'x' AS s"), "SELECT CAST(1 AS INTEGER), 10000000000, 'x' AS s");
+        assert_eq!(
+            rewrite_tree("SELECT n FROM t WHERE n NOT LIKE 'pg/_' || '%' ESCAPE '/'"),
+            "SELECT n FROM t WHERE n NOT LIKE 'pg\\_' || '%'"
+        );
+        assert!(matches!(rewrite_tree("SELECT a FROM t"), Cow::Borrowed(_)));
     }
 }

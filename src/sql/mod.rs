@@ -170,7 +170,8 @@ pub fn classify(text: &str) -> Result<Statement> {
             _ => {}
         }
     }
-    Ok(Statement::Postgres(compat::rewrite(text).into_owned()))
+    let text = compat::rewrite(text);
+    Ok(Statement::Postgres(compat::rewrite_tree(&text).into_owned()))
 }
 
 /// Parse PostgreSQL-dialect text into DataFusion's statement form, applying the

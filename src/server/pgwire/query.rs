@@ -85,7 +85,7 @@ impl QueryHandler {
                     .map_err(map_error)?;
                 Ok(responses
                     .into_iter()
-                    .map(|r| map_response(client, &self.metrics, named(&sql, r)))
+                    .map(|r| map_response(client, &self.metrics, named(text, r)))
                     .collect())
             }
             statement => {
@@ -403,11 +403,14 @@ impl Parser {
         }
         let piece = pieces.remove(0);
         match classify(&piece.text).map_err(|e| pg_error(&e))? {
-            Statement::Postgres(text) => self
+            // The statement keeps the client's own text: output column names and
+            // parameter casts are read from it, not from the rewritten form.
+            Statement::Postgres(text) => Ok(self
                 .df
                 .parse_sql(client, &text, types)
                 .await
-                .map_err(map_error),
+                .map_err(map_error)?
+                .map(|(_, planned)| (piece.text, planned))),
             _ => Ok(Some((piece.text, None))),
         }
     }
