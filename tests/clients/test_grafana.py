@@ -255,6 +255,7 @@ def test_legacy_query_builder_tables_and_time_columns(conn):
     assert cols == sorted(["big", "double_val", "id", "real_val", "ts", "tstz"]), cols
 
 
+@pytest.mark.xfail(strict=True, reason="the legacy query builder's metric-table query needs correlated scalar sub-queries with LIMIT, which the engine does not plan yet")
 def test_legacy_query_builder_find_metric_table(conn):
     r = simple(conn, LEGACY_FIND_METRIC_TABLE)
     assert r.rows == [["typed", "ts", "double_val"]], r.rows

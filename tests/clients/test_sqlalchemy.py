@@ -112,6 +112,7 @@ def test_inspector_schema_names(engine):
     assert "public" in sa.inspect(engine).get_schema_names()
 
 
+@pytest.mark.xfail(strict=True, reason="SQLAlchemy reads columns with json_build_object and correlated scalar sub-queries, which the engine does not plan yet")
 def test_inspector_columns(engine):
     cols = sa.inspect(engine).get_columns("typed")
     assert [c["name"] for c in cols] == TYPED_COLUMNS
