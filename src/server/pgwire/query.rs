@@ -99,9 +99,7 @@ impl QueryHandler {
             }
         }
     }
-}
 
-impl QueryHandler {
     /// Run a statement the engine owns; `SHOW` first looks at what this session has `SET`.
     async fn run_engine<C: ClientInfo>(
         &self,
