@@ -6,8 +6,8 @@ use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, CastKind, DataType, Expr, SelectItem, SetExpr, Statement, Value, ValueWithSpan, VisitMut,
-    VisitorMut,
+    BinaryOperator, CastKind, DataType, Expr, SelectItem, SetExpr, Statement, Value, ValueWithSpan,
+    VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -91,19 +91,30 @@ pub fn rewrite_tree(text: &str) -> Cow<'_, str> {
     let mut escapes = LikeEscapes { changed: false };
     let _ = statement.visit(&mut escapes);
     changed |= escapes.changed;
-    if changed { Cow::Owned(statement.to_string()) } else { Cow::Borrowed(text) }
+    if changed {
+        Cow::Owned(statement.to_string())
+    } else {
+        Cow::Borrowed(text)
+    }
 }
 
 fn int4_literals(statement: &mut Statement) -> bool {
-    let Statement::Query(query) = statement else { return false };
-    let SetExpr::Select(select) = query.body.as_mut() else { return false };
+    let Statement::Query(query) = statement else {
+        return false;
+    };
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return false;
+    };
     let mut changed = false;
     for item in &mut select.projection {
         let expr = match item {
             SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
             _ => continue,
         };
-        if let Expr::Value(ValueWithSpan { value: Value::Number(n, _), .. }) = expr
+        if let Expr::Value(ValueWithSpan {
+            value: Value::Number(n, _),
+            ..
+        }) = expr
             && n.parse::<i32>().is_ok()
         {
             *expr = Expr::Cast {
@@ -127,8 +138,20 @@ impl VisitorMut for LikeEscapes {
     type Break = ();
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> std::ops::ControlFlow<()> {
-        if let Expr::Like { pattern, escape_char, .. } | Expr::ILike { pattern, escape_char, .. } = expr
-            && let Some(ValueWithSpan { value: Value::SingleQuotedString(esc), .. }) = escape_char.as_ref()
+        if let Expr::Like {
+            pattern,
+            escape_char,
+            ..
+        }
+        | Expr::ILike {
+            pattern,
+            escape_char,
+            ..
+        } = expr
+            && let Some(ValueWithSpan {
+                value: Value::SingleQuotedString(esc),
+                ..
+            }) = escape_char.as_ref()
             && let Some(esc) = single_char(esc)
             && esc != '\\'
             && literal_pattern(pattern)
@@ -150,16 +173,26 @@ fn single_char(s: &str) -> Option<char> {
 /// Only string literals joined by `||` can be re-escaped ahead of time.
 fn literal_pattern(e: &Expr) -> bool {
     match e {
-        Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(_), .. }) => true,
+        Expr::Value(ValueWithSpan {
+            value: Value::SingleQuotedString(_),
+            ..
+        }) => true,
         Expr::Nested(inner) => literal_pattern(inner),
-        Expr::BinaryOp { left, op: BinaryOperator::StringConcat, right } => literal_pattern(left) && literal_pattern(right),
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::StringConcat,
+            right,
+        } => literal_pattern(left) && literal_pattern(right),
         _ => false,
     }
 }
 
 fn reescape(e: &mut Expr, esc: char) {
     match e {
-        Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(s), .. }) => {
+        Expr::Value(ValueWithSpan {
+            value: Value::SingleQuotedString(s),
+            ..
+        }) => {
             let mut out = String::with_capacity(s.len());
             let mut chars = s.chars();
             while let Some(c) = chars.next() {
@@ -202,7 +235,10 @@ mod tests {
 
     #[test]
     fn tree_rewrites() {
-        assert_eq!(rewrite_tree("SELECT 1, 10000000000, 'x' AS s"), "SELECT CAST(1 AS INTEGER), 10000000000, 'x' AS s");
+        assert_eq!(
+            rewrite_tree("SELECT 1, 10000000000, 'x' AS s"),
+            "SELECT CAST(1 AS INTEGER), 10000000000, 'x' AS s"
+        );
         assert_eq!(
             rewrite_tree("SELECT n FROM t WHERE n NOT LIKE 'pg/_' || '%' ESCAPE '/'"),
             "SELECT n FROM t WHERE n NOT LIKE 'pg\\_' || '%'"

@@ -171,7 +171,9 @@ pub fn classify(text: &str) -> Result<Statement> {
         }
     }
     let text = compat::rewrite(text);
-    Ok(Statement::Postgres(compat::rewrite_tree(&text).into_owned()))
+    Ok(Statement::Postgres(
+        compat::rewrite_tree(&text).into_owned(),
+    ))
 }
 
 /// Parse PostgreSQL-dialect text into DataFusion's statement form, applying the

@@ -45,6 +45,27 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// One value from the server's `/metrics` page, e.g. `metric(port, "weir_queries_total")`.
+pub fn metric(http_port: u16, name: &str) -> f64 {
+    let (status, page) = http_get(http_port, "/metrics").expect("metrics page");
+    assert_eq!(status, 200);
+    page.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|v| v.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{page}"))
+}
+
+/// Wait until the server has answered more statements than `before` (a statement
+/// counts as answered once its rows start streaming).
+pub async fn wait_for_statements(http_port: u16, before: f64) {
+    while metric(http_port, "weir_queries_total") <= before {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The first column of the first row of a simple-protocol answer.
 pub fn first_value(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<String> {
     messages.iter().find_map(|m| match m {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 
-use crate::harness::{Server, connect, first_value};
+use crate::harness::{Server, connect, first_value, metric};
 
 /// A valid protocol 3.0 start-up packet.
 fn startup(user: &str) -> Vec<u8> {
@@ -173,17 +173,8 @@ async fn hostile_bytes_close_only_their_own_connection() {
     let rows = fresh.simple_query("SELECT 41 + 1 AS answer").await.unwrap();
     assert_eq!(first_value(&rows).as_deref(), Some("42"));
     // Every hostile connection was accepted and counted; none is left open.
-    let (status, metrics) =
-        crate::harness::http_get(server.http_port, "/metrics").expect("metrics page");
-    assert_eq!(status, 200);
-    let value = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{metrics}"))
-    };
-    assert!(value("weir_pg_connections_total ") >= (CONNECTIONS + 2) as f64);
-    assert_eq!(value("weir_pg_connections_open "), 2.0);
+    assert!(metric(server.http_port, "weir_pg_connections_total") >= (CONNECTIONS + 2) as f64);
+    assert_eq!(metric(server.http_port, "weir_pg_connections_open"), 2.0);
     drop(client);
     drop(fresh);
     assert!(server.stop().success());

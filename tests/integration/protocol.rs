@@ -5,7 +5,7 @@
 use tokio_postgres::types::Type;
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
-use crate::harness::{Server, connect, first_value, http_get};
+use crate::harness::{Server, connect, first_value, http_get, metric, wait_for_statements};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extended_protocol_portals_parameters_and_cancel() {
@@ -70,15 +70,17 @@ async fn extended_protocol_portals_parameters_and_cancel() {
         .get(0);
     assert_eq!(one, 1);
 
-    // Cancellation: a long statement is stopped by a CancelRequest with SQLSTATE 57014.
+    // Cancellation: a long statement is stopped by a CancelRequest with SQLSTATE 57014,
+    // sent once the statement is streaming.
     let cancel = client.cancel_token();
+    let before = metric(server.http_port, "weir_queries_total");
     let long = tokio::spawn(async move {
         client
             .simple_query("SELECT count(*) FROM generate_series(1, 2000000000) a")
             .await
             .map(|m| m.len())
     });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    wait_for_statements(server.http_port, before).await;
     cancel.cancel_query(NoTls).await.unwrap();
     let err = long.await.unwrap().expect_err("cancelled query must fail");
     assert_eq!(err.code().unwrap().code(), "57014", "{err}");
@@ -117,21 +119,12 @@ async fn sigterm_lets_running_statements_finish_and_closes_idle_connections() {
     let server = Server::start_with("tests/fixtures/sql", &["--shutdown-grace-secs", "600"]);
     let idle = connect(&server).await;
     let busy = connect(&server).await;
+    let before = metric(server.http_port, "weir_queries_total");
     let running = tokio::spawn(async move {
         busy.simple_query("SELECT count(*) FROM generate_series(1, 200000000) a")
             .await
     });
-    // Wait until the statement is running before signalling.
-    loop {
-        let (_, metrics) = http_get(server.http_port, "/metrics").unwrap();
-        if metrics
-            .lines()
-            .any(|l| l.starts_with("weir_queries_total") && !l.ends_with(" 0"))
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    wait_for_statements(server.http_port, before).await;
     let status = tokio::task::spawn_blocking(move || server.stop())
         .await
         .unwrap();
