@@ -2,6 +2,7 @@
 //! statement and its results travel:
 //!
 //! - [`config`]: the one configuration struct (`weir.toml`, `WEIR_*`, flags).
+//! - [`connector`]: where records come from (the built-in `datagen` events).
 //! - [`sql`]: statement text — splitting scripts, telling Weir's statements from plain
 //!   SQL, and the `.sql` folder loader with its dependency order.
 //! - [`engine`]: the catalog and the single execution path every front uses.
@@ -11,6 +12,7 @@
 //! - [`error`]: the one error type and its SQLSTATE mapping.
 
 pub mod config;
+pub mod connector;
 pub mod engine;
 pub mod error;
 pub mod server;
