@@ -12,6 +12,11 @@ use datafusion::arrow::array::{
     ArrayRef, Float64Builder, Int32Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::{ScalarValue, plan_datafusion_err, plan_err};
+use datafusion::datasource::MemTable;
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::Expr;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -346,6 +351,83 @@ impl Generator {
         };
         RecordBatch::try_new(self.schema.clone(), columns)
             .map_err(|e| WeirError::Internal(e.to_string()))
+    }
+}
+
+/// The bounded form, `datagen(profile, count [, seed [, rate [, max_out_of_order_ms]]])`:
+/// the first `count` events a source with the same options produces, as a table. It is
+/// how tests and users recompute a streaming view with a batch query.
+#[derive(Debug, Default)]
+pub struct DatagenTable;
+
+/// The most events one `datagen(…)` call materialises.
+pub const MAX_TABLE_EVENTS: u64 = 50_000_000;
+
+impl TableFunctionImpl for DatagenTable {
+    fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
+        let usage = "usage: datagen(profile, count [, seed [, rate [, max_out_of_order_ms]]])";
+        let exprs = args.exprs();
+        let literal = |i: usize| -> Option<&ScalarValue> {
+            match exprs.get(i)? {
+                Expr::Literal(v, _) => Some(v),
+                _ => None,
+            }
+        };
+        let int = |i: usize| -> DfResult<Option<i64>> {
+            match literal(i) {
+                None if exprs.get(i).is_none() => Ok(None),
+                Some(v) => match v.cast_to(&DataType::Int64) {
+                    Ok(ScalarValue::Int64(Some(n))) => Ok(Some(n)),
+                    _ => plan_err!("datagen argument {} must be an integer; {usage}", i + 1),
+                },
+                None => plan_err!("datagen argument {} must be a constant; {usage}", i + 1),
+            }
+        };
+        let profile = match literal(0) {
+            Some(
+                ScalarValue::Utf8(Some(p))
+                | ScalarValue::Utf8View(Some(p))
+                | ScalarValue::LargeUtf8(Some(p)),
+            ) => p,
+            _ => return plan_err!("datagen needs a profile name first; {usage}"),
+        };
+        let mut options = DatagenOptions::new(
+            Profile::from_name(profile).map_err(|e| plan_datafusion_err!("{e}"))?,
+        );
+        let Some(count) = int(1)? else {
+            return plan_err!("datagen needs an event count; {usage}");
+        };
+        if !(0..=MAX_TABLE_EVENTS as i64).contains(&count) {
+            return plan_err!(
+                "datagen count must be between 0 and {MAX_TABLE_EVENTS}, got {count}"
+            );
+        }
+        if let Some(seed) = int(2)? {
+            options.seed = seed as u64;
+        }
+        if let Some(rate) = int(3)? {
+            options.rate = rate as f64;
+        }
+        if let Some(ms) = int(4)? {
+            options.max_out_of_order_ms = u64::try_from(ms)
+                .map_err(|_| plan_datafusion_err!("max_out_of_order_ms must not be negative"))?;
+        }
+        let mut generator = Generator::new(options).map_err(|e| plan_datafusion_err!("{e}"))?;
+        let mut batches = Vec::new();
+        let mut left = count as u64;
+        while left > 0 {
+            let n = left.min(8192);
+            batches.push(
+                generator
+                    .next_batch(n as usize)
+                    .map_err(|e| plan_datafusion_err!("{e}"))?,
+            );
+            left -= n;
+        }
+        Ok(Arc::new(MemTable::try_new(
+            generator.schema(),
+            vec![batches],
+        )?))
     }
 }
 

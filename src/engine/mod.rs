@@ -71,6 +71,7 @@ impl Engine {
         setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
             .map_err(|e| WeirError::DataFusion(*e))?;
         functions::register(&ctx);
+        ctx.register_udtf("datagen", Arc::new(crate::connector::datagen::DatagenTable));
         information_schema::install(&ctx).await?;
         Ok(Engine { ctx: Arc::new(ctx) })
     }
