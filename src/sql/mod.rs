@@ -5,6 +5,7 @@
 pub mod compat;
 pub mod loader;
 pub mod names;
+pub mod streaming;
 
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
