@@ -129,9 +129,10 @@ pub fn classify(text: &str) -> Result<Statement> {
     let words = leading_words(&tokens, 6);
     let w: Vec<&str> = words.iter().map(String::as_str).collect();
     // `COPY (query) TO 'location'` writes files; PostgreSQL's COPY … TO STDOUT is not it.
-    let copy_to_files = w.first().is_some_and(|w| *w == "COPY")
-        && !text.to_ascii_uppercase().contains("STDOUT")
-        && !text.to_ascii_uppercase().contains("STDIN");
+    let copy_to_files = w.first().is_some_and(|w| *w == "COPY") && {
+        let upper = text.to_ascii_uppercase();
+        !upper.contains("STDOUT") && !upper.contains("STDIN")
+    };
     let external = copy_to_files
         || match w.as_slice() {
             ["CREATE", "EXTERNAL", ..]

@@ -85,7 +85,7 @@ impl QueryHandler {
                     .map_err(map_error)?;
                 Ok(responses
                     .into_iter()
-                    .map(|r| map_response(client, &self.metrics, named(text, r)))
+                    .map(|r| map_response(client, &self.metrics, Some(text), r))
                     .collect())
             }
             statement => {
@@ -128,20 +128,19 @@ fn pg_names(sql: &str, fields: Arc<Vec<FieldInfo>>) -> Arc<Vec<FieldInfo>> {
         .iter()
         .zip(names)
         .map(|(f, name)| match name {
-            Some(name) if name != f.name() => FieldInfo::new(
-                name,
-                f.table_id(),
-                f.column_id(),
-                f.datatype().clone(),
-                f.format(),
-            )
-            .with_format_options(f.format_options().clone())
-            .with_type_size(f.type_size())
-            .with_type_modifier(f.type_modifier()),
+            Some(name) if name != f.name() => relabel(f, name, f.datatype().clone()),
             _ => f.clone(),
         })
         .collect();
     Arc::new(renamed)
+}
+
+/// `f` under another name and type, with everything else kept.
+fn relabel(f: &FieldInfo, name: String, datatype: Type) -> FieldInfo {
+    FieldInfo::new(name, f.table_id(), f.column_id(), datatype, f.format())
+        .with_format_options(f.format_options().clone())
+        .with_type_size(f.type_size())
+        .with_type_modifier(f.type_modifier())
 }
 
 /// asyncpg's type-introspection query aggregates `pg_attribute.atttypid` into
@@ -155,32 +154,13 @@ fn asyncpg_introspection_types(sql: &str, fields: Arc<Vec<FieldInfo>>) -> Arc<Ve
         fields
             .iter()
             .map(|f| match f.name() {
-                "attrtypoids" if *f.datatype() == Type::INT4_ARRAY => FieldInfo::new(
-                    f.name().to_string(),
-                    f.table_id(),
-                    f.column_id(),
-                    Type::OID_ARRAY,
-                    f.format(),
-                )
-                .with_format_options(f.format_options().clone()),
+                "attrtypoids" if *f.datatype() == Type::INT4_ARRAY => {
+                    relabel(f, f.name().to_string(), Type::OID_ARRAY)
+                }
                 _ => f.clone(),
             })
             .collect(),
     )
-}
-
-/// A response whose columns carry PostgreSQL's names for `sql`.
-fn named(sql: &str, response: Response) -> Response {
-    match response {
-        Response::Query(q) => {
-            let tag = q.command_tag().to_string();
-            let schema = pg_names(sql, q.row_schema());
-            let mut renamed = QueryResponse::new(schema, q.data_rows);
-            renamed.set_command_tag(&tag);
-            Response::Query(renamed)
-        }
-        other => other,
-    }
 }
 
 /// The PostgreSQL error for a Weir error.
@@ -221,14 +201,23 @@ fn map_error(e: PgWireError) -> PgWireError {
     }
 }
 
-/// Rows leave in PostgreSQL's text forms ([`pgtext`]), errors raised while they
-/// stream out (division by zero in row 10,000) get their codes too, and a
-/// CancelRequest stops the stream.
-fn map_response<C: ClientInfo>(client: &C, metrics: &Arc<Metrics>, response: Response) -> Response {
+/// Rows leave with PostgreSQL's column names for the client's `sql` (when the
+/// engine's names came from DataFusion), in PostgreSQL's text forms ([`pgtext`]);
+/// errors raised while they stream out (division by zero in row 10,000) get their
+/// codes too, and a CancelRequest stops the stream.
+fn map_response<C: ClientInfo>(
+    client: &C,
+    metrics: &Arc<Metrics>,
+    sql: Option<&str>,
+    response: Response,
+) -> Response {
     match response {
         Response::Query(q) => {
             let tag = q.command_tag().to_string();
-            let schema = q.row_schema();
+            let schema = match sql {
+                Some(sql) => pg_names(sql, q.row_schema()),
+                None => q.row_schema(),
+            };
             let fixes = pgtext::plan(&schema);
             let running = metrics.running();
             let rows = q.data_rows.map(move |row| {
@@ -265,7 +254,7 @@ async fn outcome_response<C: ClientInfo>(
             let rows = arrow_pg::datatypes::df::encode_dataframe(df, format, Some(options))
                 .await
                 .map_err(map_error)?;
-            Ok(map_response(client, metrics, Response::Query(rows)))
+            Ok(map_response(client, metrics, None, Response::Query(rows)))
         }
         Outcome::Done(tag) => Ok(Response::Execution(Tag::new(&tag))),
     }
@@ -337,7 +326,8 @@ impl ExtendedQueryHandler for QueryHandler {
                     map_response(
                         client,
                         &self.metrics,
-                        named(&portal.statement.statement.0, r),
+                        Some(&portal.statement.statement.0),
+                        r,
                     )
                 })
                 .map_err(map_error),
