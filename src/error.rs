@@ -43,12 +43,24 @@ pub enum WeirError {
     /// Local or remote storage.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// Dropping an object that others still read (`DROP SOURCE` without `CASCADE`).
+    #[error("{0}")]
+    DependentObjects(String),
+    /// A streaming object (view pipeline, source reader) that stopped on an error.
+    #[error("{0}")]
+    Stopped(String),
     /// The server is stopping and takes no new statements.
     #[error("terminating connection due to administrator command")]
     ShuttingDown,
     /// A bug or an impossible state.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<ArrowError> for WeirError {
+    fn from(e: ArrowError) -> Self {
+        WeirError::DataFusion(DataFusionError::from(e))
+    }
 }
 
 /// Raise a [`WeirError`] variant with `format!` arguments.
@@ -73,6 +85,8 @@ impl WeirError {
             WeirError::Config(_) => "F0000",
             WeirError::DataFusion(e) => datafusion_sqlstate(e),
             WeirError::Io(_) => "58030",
+            WeirError::DependentObjects(_) => "2BP01",
+            WeirError::Stopped(_) => "55000",
             WeirError::ShuttingDown => "57P01",
             WeirError::Internal(_) => "XX000",
         }

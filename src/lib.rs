@@ -2,7 +2,11 @@
 //! statement and its results travel:
 //!
 //! - [`config`]: the one configuration struct (`weir.toml`, `WEIR_*`, flags).
-//! - [`connector`]: where records come from (the built-in `datagen` events).
+//! - [`connector`]: where records come from (Kafka, the built-in `datagen` events, Nexmark).
+//! - [`decode`]: message payloads (JSON, CSV) into Arrow record batches.
+//! - [`window`]: event time — window assignment, watermarks, incremental aggregation.
+//! - [`view`]: materialized views and sources — compiling a view's query, the pipeline
+//!   that runs it, and the state readers see.
 //! - [`sql`]: statement text — splitting scripts, telling Weir's statements from plain
 //!   SQL, and the `.sql` folder loader with its dependency order.
 //! - [`engine`]: the catalog and the single execution path every front uses.
@@ -13,10 +17,13 @@
 
 pub mod config;
 pub mod connector;
+pub mod decode;
 pub mod engine;
 pub mod error;
 pub mod server;
 pub mod sql;
 pub mod storage;
+pub mod view;
+pub mod window;
 
 pub use error::{Result, WeirError};

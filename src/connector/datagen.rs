@@ -519,3 +519,92 @@ mod tests {
         assert!(err.to_string().contains("rate"));
     }
 }
+
+impl crate::connector::generated::Generate for Generator {
+    fn next_batch(&mut self, n: usize) -> Result<RecordBatch> {
+        Generator::next_batch(self, n)
+    }
+}
+
+/// `CREATE SOURCE … WITH (connector = 'datagen', profile = '…', …)`, validated.
+#[derive(Debug, Clone)]
+pub struct DatagenSpec {
+    pub options: DatagenOptions,
+    pace: crate::connector::generated::Pace,
+    projection: crate::connector::generated::Projection,
+}
+
+/// The options of the datagen connector.
+pub const DATAGEN_OPTIONS: &[&str] = &[
+    "profile",
+    "seed",
+    "rate",
+    "count",
+    "start",
+    "max.out.of.order.ms",
+    "products",
+    "skew",
+];
+
+impl DatagenSpec {
+    /// Validate `options`; the source's columns are the profile's, or the declared subset.
+    pub fn from_options(
+        declared: Option<SchemaRef>,
+        options: &crate::sql::streaming::Options,
+    ) -> Result<(DatagenSpec, SchemaRef)> {
+        use crate::connector::{check_options, parsed, required};
+        const C: &str = "datagen";
+        check_options(C, options, DATAGEN_OPTIONS, &[])?;
+        let mut o = DatagenOptions::new(Profile::from_name(required(C, options, "profile")?)?);
+        let pace = crate::connector::generated::Pace::from_options(
+            C,
+            options,
+            "rate",
+            "count",
+            Some(1000.0),
+        )?;
+        // Event times follow the wall clock at the chosen rate; as fast as possible they
+        // advance 1 ms per event.
+        o.rate = pace.rate.unwrap_or(1000.0);
+        o.seed = parsed(C, options, "seed", "an unsigned integer")?.unwrap_or(0);
+        o.max_out_of_order_ms =
+            parsed(C, options, "max.out.of.order.ms", "a number of milliseconds")?.unwrap_or(0);
+        o.products = parsed(C, options, "products", "a positive integer")?.unwrap_or(o.products);
+        o.skew = parsed(C, options, "skew", "a number")?.unwrap_or(o.skew);
+        o.start_micros = match options.get("start") {
+            None => pace
+                .wall_start
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as i64)
+                .unwrap_or(0),
+            Some(t) => datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos(t)
+                .map(|n| n / 1000)
+                .map_err(|_| {
+                    WeirError::InvalidParameter(format!(
+                        "option 'start' of connector 'datagen' must be a timestamp such as '2026-01-01 00:00:00', got '{t}'"
+                    ))
+                })?,
+        };
+        // Fail now on values the generator refuses.
+        Generator::new(o.clone())?;
+        let projection =
+            crate::connector::generated::Projection::new(C, declared, o.profile.schema())?;
+        let schema = projection.schema.clone();
+        Ok((
+            DatagenSpec {
+                options: o,
+                pace,
+                projection,
+            },
+            schema,
+        ))
+    }
+
+    pub fn open(&self, _schema: SchemaRef) -> Result<Box<dyn crate::connector::SourceReader>> {
+        Ok(Box::new(crate::connector::generated::GeneratedReader::new(
+            Box::new(Generator::new(self.options.clone())?),
+            self.projection.clone(),
+            self.pace.clone(),
+        )))
+    }
+}

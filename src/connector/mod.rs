@@ -1,4 +1,116 @@
-//! Connectors: where records come from. Each one turns its input into Arrow record
-//! batches that carry an event-time column; decoding, windows and views come after.
+//! Connectors: where records come from. Each source kind turns its input into Arrow record
+//! batches per partition (`SourceReader`), and validates its `WITH (…)` options when the
+//! source is created; event time, windows and views come after (`crate::stream`).
 
 pub mod datagen;
+pub mod generated;
+pub mod kafka;
+pub mod nexmark;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+
+use crate::error::{Result, WeirError};
+use crate::sql::streaming::Options;
+
+/// Where a reader stands: the next offset to read, per partition.
+pub type Positions = BTreeMap<i32, i64>;
+
+/// Decoded records of one partition, in the partition's order.
+#[derive(Debug, Clone)]
+pub struct PartitionBatch {
+    pub partition: i32,
+    pub batch: RecordBatch,
+}
+
+/// What one `SourceReader::poll` found.
+#[derive(Debug)]
+pub enum Poll {
+    /// Decoded records (possibly of several partitions); `positions()` is past them.
+    Records(Vec<PartitionBatch>),
+    /// Nothing arrived while the poll waited.
+    Idle,
+    /// A bounded source has no more records.
+    End,
+}
+
+/// One reader of a source: every materialized view reads its source through its own.
+#[async_trait]
+pub trait SourceReader: Send {
+    /// Waits up to about 100 ms for records.
+    async fn poll(&mut self) -> Result<Poll>;
+    /// What is in the source now; `FLUSH` waits until `positions()` reaches it.
+    async fn end_positions(&mut self) -> Result<Positions>;
+    /// The next offset per partition, after everything `poll` returned.
+    fn positions(&self) -> &Positions;
+    /// The partitions being read (a watermark waits for each until it is idle).
+    fn partitions(&self) -> Vec<i32>;
+    /// Records skipped because they could not be decoded.
+    fn decode_errors(&self) -> u64;
+}
+
+/// Has `positions` reached every offset of `target`?
+pub fn reached(positions: &Positions, target: &Positions) -> bool {
+    target
+        .iter()
+        .all(|(p, end)| positions.get(p).copied().unwrap_or(0) >= *end)
+}
+
+/// Options every connector accepts; the stream layer reads them.
+pub const COMMON_OPTIONS: &[&str] = &["connector", "watermark.idle_timeout"];
+
+/// Fail on an option `connector` does not know, naming it and listing the valid ones.
+/// `prefixes` are families passed through as they are (`properties.`).
+pub fn check_options(
+    connector: &str,
+    options: &Options,
+    valid: &[&str],
+    prefixes: &[&str],
+) -> Result<()> {
+    for key in options.0.keys() {
+        let known = COMMON_OPTIONS.contains(&key.as_str())
+            || valid.contains(&key.as_str())
+            || prefixes.iter().any(|p| key.starts_with(p));
+        if !known {
+            let mut list: Vec<String> = COMMON_OPTIONS
+                .iter()
+                .chain(valid)
+                .map(|s| s.to_string())
+                .collect();
+            list.extend(prefixes.iter().map(|p| format!("{p}*")));
+            return Err(WeirError::InvalidParameter(format!(
+                "unknown option '{key}' for connector '{connector}'; valid options: {}",
+                list.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The value of a required option, or an error naming it.
+pub fn required<'a>(connector: &str, options: &'a Options, key: &str) -> Result<&'a str> {
+    options.get(key).ok_or_else(|| {
+        WeirError::InvalidParameter(format!(
+            "connector '{connector}' needs the option '{key}'"
+        ))
+    })
+}
+
+/// Parse an option's value, or fail naming the option and what it expects.
+pub fn parsed<T: std::str::FromStr>(
+    connector: &str,
+    options: &Options,
+    key: &str,
+    expects: &str,
+) -> Result<Option<T>> {
+    match options.get(key) {
+        None => Ok(None),
+        Some(v) => v.trim().parse::<T>().map(Some).map_err(|_| {
+            WeirError::InvalidParameter(format!(
+                "option '{key}' of connector '{connector}' must be {expects}, got '{v}'"
+            ))
+        }),
+    }
+}

@@ -5,6 +5,7 @@
 
 pub mod functions;
 pub mod information_schema;
+mod streaming;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use crate::error::{Result, WeirError};
 use crate::sql::loader::{self, Definition};
 use crate::sql::{Statement, parse_postgres};
 use crate::storage::{ObjectStores, resolve_location};
+use crate::view::Streams;
 
 /// The one database the catalog shows.
 pub const DATABASE: &str = "weir";
@@ -42,6 +44,7 @@ pub enum Outcome {
 /// Weir's catalog and executor, shared by every connection.
 pub struct Engine {
     ctx: Arc<SessionContext>,
+    streams: Arc<Streams>,
 }
 
 impl Engine {
@@ -72,13 +75,23 @@ impl Engine {
             .map_err(|e| WeirError::DataFusion(*e))?;
         functions::register(&ctx);
         ctx.register_udtf("datagen", Arc::new(crate::connector::datagen::DatagenTable));
+        let streams = Arc::new(Streams::default());
+        streams.install(&ctx);
         information_schema::install(&ctx).await?;
-        Ok(Engine { ctx: Arc::new(ctx) })
+        Ok(Engine {
+            ctx: Arc::new(ctx),
+            streams,
+        })
     }
 
     /// The shared DataFusion context (the pgwire front plans ordinary SQL on it).
     pub fn context(&self) -> &Arc<SessionContext> {
         &self.ctx
+    }
+
+    /// Sources and materialized views.
+    pub fn streams(&self) -> &Arc<Streams> {
+        &self.streams
     }
 
     /// Does `name` exist in `public`?
@@ -135,6 +148,7 @@ impl Engine {
                 DataType::Utf8,
                 false,
             )]))),
+            Statement::Streaming(s, _) => streaming::result_schema(s),
             Statement::DataFusion(_) | Statement::Postgres(_) | Statement::Accepted(_) => None,
         }
     }
@@ -173,6 +187,7 @@ impl Engine {
             )),
             Statement::Show(name) => self.show(name, None),
             Statement::Accepted(tag) => Ok(Outcome::Done(tag.to_string())),
+            Statement::Streaming(s, text) => self.execute_streaming(s, text).await,
             Statement::Postgres(text) => self.execute_datafusion(parse_postgres(text)?, base).await,
         }
     }

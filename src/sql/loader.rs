@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use datafusion::common::TableReference;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::resolve::resolve_table_references;
+
+use crate::sql::streaming::StreamingStatement;
 use datafusion::sql::sqlparser::ast::{ObjectName, Statement as SQLStatement};
 
 use super::{Statement, classify, parse_postgres, split_statements};
@@ -105,6 +107,7 @@ fn names(statement: &Statement) -> Result<(Option<String>, Vec<String>)> {
         Statement::ShowTables | Statement::Show(_) | Statement::Accepted(_) => {
             return Ok((None, vec![]));
         }
+        Statement::Streaming(s, _) => return Ok(streaming_names(s)),
         Statement::Postgres(text) => parse_postgres(text)?,
     };
     let creates = match &df {
@@ -125,6 +128,43 @@ fn names(statement: &Statement) -> Result<(Option<String>, Vec<String>)> {
         .collect();
     reads.dedup();
     Ok((creates, reads))
+}
+
+/// What a streaming statement creates and reads: a view reads the sources and tables
+/// of its query, including those named inside `TUMBLE(…)` / `HOP(…)`.
+fn streaming_names(statement: &StreamingStatement) -> (Option<String>, Vec<String>) {
+    match statement {
+        StreamingStatement::CreateSource(s) => (Some(s.name.clone()), vec![]),
+        StreamingStatement::CreateMaterializedView(v) => {
+            let query = crate::view::rewrite_flink_windows(&v.query);
+            let mut reads: Vec<String> = Vec::new();
+            if let Ok(df) = parse_postgres(&query)
+                && let Ok((tables, _)) = resolve_table_references(&df, true)
+            {
+                reads.extend(
+                    tables
+                        .iter()
+                        .filter(|r| !is_system(r))
+                        .map(|r| r.table().to_string())
+                        .filter(|t| t != "tumble" && t != "hop"),
+                );
+            }
+            let windowed = regex::Regex::new(r#"(?i)\b(?:TUMBLE|HOP)\s*\(\s*("[^"]+"|\w+)"#)
+                .expect("valid regex");
+            for c in windowed.captures_iter(&query) {
+                let name = &c[1];
+                reads.push(match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+                    Some(quoted) => quoted.to_string(),
+                    None => name.to_lowercase(),
+                });
+            }
+            reads.retain(|r| *r != v.name);
+            reads.sort();
+            reads.dedup();
+            (Some(v.name.clone()), reads)
+        }
+        _ => (None, vec![]),
+    }
 }
 
 /// Stable topological order: a statement runs after those creating what it reads, and

@@ -35,6 +35,9 @@ pub enum Statement {
     /// Session statements that PostgreSQL drivers send and that have nothing to do in
     /// Weir (`UNLISTEN *`, `RESET ALL`, `DISCARD ALL`); answered with their tag.
     Accepted(&'static str),
+    /// Streaming DDL (`CREATE SOURCE`, `CREATE MATERIALIZED VIEW`, `FLUSH`, `SHOW SOURCES`,
+    /// `DROP SOURCE`…), with the statement's text.
+    Streaming(Box<streaming::StreamingStatement>, String),
     /// Everything else: PostgreSQL-dialect SQL (queries, `CREATE VIEW`, `DROP`, `SET`…).
     Postgres(String),
 }
@@ -141,6 +144,21 @@ pub fn classify(text: &str) -> Result<Statement> {
             | ["CREATE", "OR", "REPLACE", "UNBOUNDED", "EXTERNAL", ..] => true,
             _ => false,
         };
+    let streaming_form = matches!(
+        w.as_slice(),
+        ["CREATE", "SOURCE", ..]
+            | ["CREATE", "MATERIALIZED", ..]
+            | ["FLUSH", ..]
+            | ["SHOW", "SOURCES", ..]
+            | ["SHOW", "MATERIALIZED", "VIEWS", ..]
+            | ["SHOW", "SINKS", ..]
+            | ["DROP", "SOURCE", ..]
+            | ["DROP", "MATERIALIZED", ..]
+            | ["DROP", "SINK", ..]
+    );
+    if streaming_form && let Some(statement) = streaming::parse(text)? {
+        return Ok(Statement::Streaming(Box::new(statement), text.to_string()));
+    }
     if external {
         let mut parsed = DFParser::parse_sql_with_dialect(text, &PostgreSqlDialect {})
             .map_err(|e| WeirError::Syntax(e.to_string()))?;

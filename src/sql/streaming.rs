@@ -231,6 +231,7 @@ fn create_source(p: &mut Parser) -> Result<CreateSource> {
         }
     }
     if let Some(w) = &watermark
+        && !columns.is_empty()
         && !columns.iter().any(|c| ident(&c.name) == w.column)
     {
         return Err(WeirError::InvalidParameter(format!(

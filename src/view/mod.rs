@@ -1,0 +1,469 @@
+//! Materialized views and the sources they read: the streaming catalog behind
+//! `CREATE SOURCE`, `CREATE MATERIALIZED VIEW`, `FLUSH`, `SHOW` and `DROP`. A view is
+//! compiled (`plan`), run by its own pipeline (`pipeline`) and read as a table (`state`).
+
+pub mod pipeline;
+pub mod plan;
+pub mod source;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::prelude::SessionContext;
+use tokio::sync::mpsc;
+
+use crate::connector::datagen::DatagenSpec;
+use crate::connector::kafka::KafkaSpec;
+use crate::connector::nexmark::NexmarkSpec;
+use crate::error::{Result, WeirError};
+use crate::sql::parse_postgres;
+use crate::sql::streaming::{CreateMaterializedView, CreateSource, Emit};
+use crate::view::pipeline::Command;
+use crate::view::source::{
+    ConnectorSpec, EventTime, SourceDef, SourceTable, Sources, WindowFunction, interval_nanos,
+    parse_duration,
+};
+use crate::view::state::{View, ViewTable};
+use crate::window::watermark::DEFAULT_IDLE_TIMEOUT;
+
+/// Sources and materialized views by name.
+#[derive(Default)]
+pub struct Streams {
+    sources: Sources,
+    views: RwLock<BTreeMap<String, Arc<View>>>,
+}
+
+const CONNECTORS: &str = "'kafka', 'datagen', 'nexmark'";
+
+impl Streams {
+    /// Register `TUMBLE` and `HOP` on `ctx`.
+    pub fn install(&self, ctx: &SessionContext) {
+        for (name, hop) in [("tumble", false), ("hop", true)] {
+            ctx.register_udtf(
+                name,
+                Arc::new(WindowFunction {
+                    sources: Arc::clone(&self.sources),
+                    hop,
+                }),
+            );
+        }
+    }
+
+    pub fn sources(&self) -> Vec<Arc<SourceDef>> {
+        self.sources
+            .read()
+            .expect("sources lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn views(&self) -> Vec<Arc<View>> {
+        self.views
+            .read()
+            .expect("views lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn is_view(&self, name: &str) -> bool {
+        self.views.read().expect("views lock").contains_key(name)
+    }
+
+    /// `CREATE SOURCE`; `false` when it existed and `IF NOT EXISTS` was given.
+    pub async fn create_source(
+        &self,
+        ctx: &SessionContext,
+        create: &CreateSource,
+        text: &str,
+        exists: bool,
+    ) -> Result<bool> {
+        if exists {
+            return if create.if_not_exists {
+                Ok(false)
+            } else {
+                Err(WeirError::DuplicateTable(create.name.clone()))
+            };
+        }
+        let options = &create.options;
+        let connector = options.get("connector").ok_or_else(|| {
+            WeirError::InvalidParameter(format!(
+                "source \"{}\" needs WITH (connector = …); valid connectors: {CONNECTORS}",
+                create.name
+            ))
+        })?;
+        let declared = if create.columns.is_empty() {
+            None
+        } else {
+            Some(column_schema(ctx, create).await?)
+        };
+        let (connector, schema) = match connector.to_ascii_lowercase().as_str() {
+            "kafka" => {
+                let schema = declared.ok_or_else(|| {
+                    WeirError::InvalidParameter(format!(
+                        "kafka source \"{}\" needs its columns: CREATE SOURCE {} (col TYPE, …) WITH (…)",
+                        create.name, create.name
+                    ))
+                })?;
+                (
+                    ConnectorSpec::Kafka(KafkaSpec::from_options(schema.clone(), options).await?),
+                    schema,
+                )
+            }
+            "datagen" => {
+                let (spec, schema) = DatagenSpec::from_options(declared, options)?;
+                (ConnectorSpec::Datagen(spec), schema)
+            }
+            "nexmark" => {
+                let (spec, schema) = NexmarkSpec::from_options(declared, options)?;
+                (ConnectorSpec::Nexmark(spec), schema)
+            }
+            other => {
+                return Err(WeirError::InvalidParameter(format!(
+                    "unknown connector '{other}'; valid connectors: {CONNECTORS}"
+                )));
+            }
+        };
+        let event_time = match &create.watermark {
+            None => None,
+            Some(w) => {
+                let column = schema.index_of(&w.column).map_err(|_| {
+                    WeirError::InvalidParameter(format!(
+                        "WATERMARK FOR \"{}\": source \"{}\" has no such column; its columns: {}",
+                        w.column,
+                        create.name,
+                        column_list(&schema)
+                    ))
+                })?;
+                let data_type = schema.field(column).data_type();
+                if !matches!(data_type, DataType::Timestamp(_, _)) {
+                    return Err(WeirError::InvalidParameter(format!(
+                        "WATERMARK FOR \"{}\": the column is {data_type}, event time needs a TIMESTAMP",
+                        w.column
+                    )));
+                }
+                let delay = match &w.delay {
+                    None => 0,
+                    Some(expr) => interval_of(ctx, &expr.to_string()).await?,
+                };
+                Some(EventTime { column, delay })
+            }
+        };
+        let idle_timeout = match options.get("watermark.idle_timeout") {
+            None => DEFAULT_IDLE_TIMEOUT,
+            Some(v) => parse_duration(v).ok_or_else(|| {
+                WeirError::InvalidParameter(format!(
+                    "option 'watermark.idle_timeout' must be a duration such as '10s' or '500ms', got '{v}'"
+                ))
+            })?,
+        };
+        let def = Arc::new(SourceDef {
+            name: create.name.clone(),
+            schema,
+            event_time,
+            idle_timeout,
+            connector,
+            options: options.clone(),
+            definition: text.trim().trim_end_matches(';').to_string(),
+        });
+        ctx.register_table(
+            create.name.as_str(),
+            Arc::new(SourceTable {
+                def: Arc::clone(&def),
+            }),
+        )?;
+        self.sources
+            .write()
+            .expect("sources lock")
+            .insert(create.name.clone(), def);
+        Ok(true)
+    }
+
+    /// `CREATE MATERIALIZED VIEW`; `false` when it existed and `IF NOT EXISTS` was given.
+    pub async fn create_view(
+        &self,
+        ctx: &SessionContext,
+        create: &CreateMaterializedView,
+        exists: bool,
+    ) -> Result<bool> {
+        if exists {
+            return if create.if_not_exists {
+                Ok(false)
+            } else {
+                Err(WeirError::DuplicateTable(create.name.clone()))
+            };
+        }
+        if let Some(key) = create.options.0.keys().next() {
+            return Err(WeirError::InvalidParameter(format!(
+                "unknown option '{key}' for a materialized view; it takes none"
+            )));
+        }
+        let query = rewrite_flink_windows(&create.query);
+        let state = ctx.state();
+        let plan = state.statement_to_plan(parse_postgres(&query)?).await?;
+        let plan = state
+            .analyzer()
+            .execute_and_check(plan, state.config_options(), |_, _| {})?;
+        let mut compiled = plan::compile(&plan, &state)?;
+        compiled.schema = pg_names(&query, compiled.schema);
+        let emit_text = match create.emit {
+            Emit::OnUpdate => "",
+            Emit::OnWindowClose => " EMIT ON WINDOW CLOSE",
+        };
+        if create.emit == Emit::OnWindowClose && compiled.aggregate.window.is_none() {
+            return Err(WeirError::InvalidParameter(format!(
+                "EMIT ON WINDOW CLOSE needs a window: group \"{}\" by window_start or window_end of TUMBLE(…) or HOP(…)",
+                create.name
+            )));
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let view = Arc::new(View::new(
+            create.name.clone(),
+            format!("{}{emit_text}", create.query),
+            create.emit,
+            compiled,
+            tx,
+        ));
+        pipeline::start(Arc::clone(&view), rx).await?;
+        if let Err(e) = ctx.register_table(
+            create.name.as_str(),
+            Arc::new(ViewTable {
+                view: Arc::clone(&view),
+            }),
+        ) {
+            let _ = view.commands.send(Command::Stop);
+            return Err(e.into());
+        }
+        self.views
+            .write()
+            .expect("views lock")
+            .insert(create.name.clone(), view);
+        Ok(true)
+    }
+
+    /// `FLUSH`: every view reflects everything that was in its source when it began.
+    pub async fn flush(&self) -> Result<()> {
+        let mut waits = Vec::new();
+        for view in self.views() {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if view.commands.send(Command::Flush(tx)).is_err() {
+                continue;
+            }
+            waits.push((view, rx));
+        }
+        let mut errors = Vec::new();
+        for (view, rx) in waits {
+            match rx.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(e.to_string()),
+                Err(_) => {
+                    if let Some(f) = view.failure() {
+                        errors.push(format!("materialized view \"{}\" stopped: {f}", view.name));
+                    }
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(WeirError::Stopped(errors.join("; ")))
+        }
+    }
+
+    /// `DROP SOURCE`; `false` when it did not exist and `IF EXISTS` was given.
+    pub fn drop_source(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+        if_exists: bool,
+        cascade: bool,
+    ) -> Result<bool> {
+        if !self.sources.read().expect("sources lock").contains_key(name) {
+            return if if_exists {
+                Ok(false)
+            } else {
+                Err(WeirError::UndefinedTable(name.to_string()))
+            };
+        }
+        let dependents: Vec<String> = self
+            .views()
+            .iter()
+            .filter(|v| v.plan.source.name == name)
+            .map(|v| v.name.clone())
+            .collect();
+        if !dependents.is_empty() && !cascade {
+            return Err(WeirError::DependentObjects(format!(
+                "cannot drop source \"{name}\" because materialized view {} depends on it; \
+                 use DROP SOURCE {name} CASCADE to drop the views too",
+                dependents
+                    .iter()
+                    .map(|d| format!("\"{d}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        for view in &dependents {
+            self.drop_view(ctx, view, true)?;
+        }
+        ctx.deregister_table(name)?;
+        self.sources.write().expect("sources lock").remove(name);
+        Ok(true)
+    }
+
+    /// `DROP MATERIALIZED VIEW`; `false` when it did not exist and `IF EXISTS` was given.
+    pub fn drop_view(&self, ctx: &SessionContext, name: &str, if_exists: bool) -> Result<bool> {
+        let Some(view) = self.views.write().expect("views lock").remove(name) else {
+            return if if_exists {
+                Ok(false)
+            } else {
+                Err(WeirError::UndefinedTable(name.to_string()))
+            };
+        };
+        let _ = view.commands.send(Command::Stop);
+        ctx.deregister_table(name)?;
+        Ok(true)
+    }
+}
+
+fn column_list(schema: &SchemaRef) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The Arrow schema of `CREATE SOURCE`'s column list, with DataFusion's SQL types.
+async fn column_schema(ctx: &SessionContext, create: &CreateSource) -> Result<SchemaRef> {
+    let columns: Vec<String> = create.columns.iter().map(|c| c.to_string()).collect();
+    let sql = format!("CREATE TABLE weir_columns ({})", columns.join(", "));
+    let plan = ctx.state().create_logical_plan(&sql).await.map_err(|e| {
+        WeirError::InvalidParameter(format!(
+            "columns of source \"{}\": {}",
+            create.name,
+            WeirError::from(e)
+        ))
+    })?;
+    match plan {
+        LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(t)) => {
+            Ok(Arc::clone(t.input.schema().inner()))
+        }
+        _ => Err(WeirError::Internal("column list did not plan as a table".into())),
+    }
+}
+
+/// Nanoseconds of an interval expression such as `INTERVAL '5' SECOND`.
+async fn interval_of(ctx: &SessionContext, expr: &str) -> Result<i64> {
+    let batches = ctx.sql(&format!("SELECT {expr}")).await?.collect().await?;
+    let value = batches
+        .first()
+        .filter(|b| b.num_rows() == 1)
+        .map(|b| ScalarValue::try_from_array(b.column(0), 0))
+        .transpose()?;
+    value
+        .as_ref()
+        .and_then(interval_nanos)
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| {
+            WeirError::InvalidParameter(format!(
+                "watermark delay must be an interval of days or less, such as INTERVAL '5' SECOND; got {expr}"
+            ))
+        })
+}
+
+/// PostgreSQL's names for unaliased columns (`count(*)` → `count`).
+fn pg_names(query: &str, schema: SchemaRef) -> SchemaRef {
+    let Some(names) = crate::sql::names::output_names(query) else {
+        return schema;
+    };
+    if names.len() != schema.fields().len() {
+        return schema;
+    }
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .zip(names)
+        .map(|(f, n)| match n {
+            Some(n) => f.as_ref().clone().with_name(n),
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(datafusion::arrow::datatypes::Schema::new(fields))
+}
+
+/// The Flink form `TABLE(TUMBLE(TABLE src, DESCRIPTOR(ts), …))` → `TUMBLE(src, ts, …)`.
+pub fn rewrite_flink_windows(query: &str) -> String {
+    let re = regex::Regex::new(
+        r#"(?i)\bTABLE\s*\(\s*(TUMBLE|HOP)\s*\(\s*TABLE\s+("[^"]+"|[\w.]+)\s*,\s*DESCRIPTOR\s*\(\s*("[^"]+"|\w+)\s*\)"#,
+    )
+    .expect("valid regex");
+    let mut out = String::with_capacity(query.len());
+    let mut rest = query;
+    while let Some(m) = re.captures(rest) {
+        let whole = m.get(0).expect("match");
+        out.push_str(&rest[..whole.start()]);
+        out.push_str(&format!("{}({}, {}", &m[1], &m[2], &m[3]));
+        // Drop the closing parenthesis of the outer TABLE( … ).
+        let tail = &rest[whole.end()..];
+        let mut depth = 1i32; // inside TUMBLE(
+        let mut cut = None;
+        for (i, c) in tail.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        // TUMBLE's own closing parenthesis; TABLE's follows.
+                        let after = &tail[i + 1..];
+                        if let Some(j) = after.find(')') {
+                            if after[..j].trim().is_empty() {
+                                cut = Some((i + 1, i + 1 + j + 1));
+                            }
+                        }
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        match cut {
+            Some((keep, skip)) => {
+                out.push_str(&tail[..keep]);
+                rest = &tail[skip..];
+            }
+            None => {
+                rest = tail;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flink_window_form_is_rewritten() {
+        assert_eq!(
+            rewrite_flink_windows(
+                "SELECT * FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) GROUP BY 1"
+            ),
+            "SELECT * FROM TUMBLE(bids, date_time, INTERVAL '10' SECOND) GROUP BY 1"
+        );
+        assert_eq!(
+            rewrite_flink_windows(
+                "FROM TABLE( HOP( TABLE s, DESCRIPTOR(ts), INTERVAL '1' MINUTE, INTERVAL '5' MINUTE) ) x"
+            ),
+            "FROM HOP(s, ts, INTERVAL '1' MINUTE, INTERVAL '5' MINUTE) x"
+        );
+        assert_eq!(rewrite_flink_windows("SELECT 1"), "SELECT 1");
+    }
+}

@@ -1,0 +1,9 @@
+//! Event time and windows: `assign` puts events into `TUMBLE` / `HOP` windows,
+//! `watermark` tracks how far event time has progressed per partition, and `aggregate`
+//! keeps the incremental per-(window, key) aggregation state of a view.
+
+pub mod aggregate;
+pub mod assign;
+pub mod watermark;
+
+pub use assign::{WINDOW_END, WINDOW_START, WindowSpec};
