@@ -443,7 +443,13 @@ pub fn rewrite_flink_windows(query: &str) -> String {
         }
     }
     out.push_str(rest);
-    out
+    // Table functions are looked up by their name as written; ours are lower-case.
+    let names = regex::Regex::new(r"(?i)\b(tumble|hop)(\s*\()").expect("valid regex");
+    names
+        .replace_all(&out, |c: &regex::Captures| {
+            format!("{}{}", c[1].to_lowercase(), &c[2])
+        })
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -456,13 +462,13 @@ mod tests {
             rewrite_flink_windows(
                 "SELECT * FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) GROUP BY 1"
             ),
-            "SELECT * FROM TUMBLE(bids, date_time, INTERVAL '10' SECOND) GROUP BY 1"
+            "SELECT * FROM tumble(bids, date_time, INTERVAL '10' SECOND) GROUP BY 1"
         );
         assert_eq!(
             rewrite_flink_windows(
                 "FROM TABLE( HOP( TABLE s, DESCRIPTOR(ts), INTERVAL '1' MINUTE, INTERVAL '5' MINUTE) ) x"
             ),
-            "FROM HOP(s, ts, INTERVAL '1' MINUTE, INTERVAL '5' MINUTE) x"
+            "FROM hop(s, ts, INTERVAL '1' MINUTE, INTERVAL '5' MINUTE) x"
         );
         assert_eq!(rewrite_flink_windows("SELECT 1"), "SELECT 1");
     }
