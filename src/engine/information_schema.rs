@@ -9,7 +9,7 @@ use crate::error::Result;
 
 /// Relation kinds listed as tables, and how `table_type` names them.
 const TABLE_TYPE: &str = "CASE c.relkind WHEN 'r' THEN 'BASE TABLE' WHEN 'p' THEN 'BASE TABLE' \
-     WHEN 'm' THEN 'BASE TABLE' WHEN 'v' THEN 'VIEW' WHEN 'f' THEN 'FOREIGN' ELSE 'LOCAL TEMPORARY' END";
+     WHEN 'm' THEN 'VIEW' WHEN 'v' THEN 'VIEW' WHEN 'f' THEN 'FOREIGN' ELSE 'LOCAL TEMPORARY' END";
 
 fn views() -> Vec<(&'static str, String)> {
     let db = DATABASE;

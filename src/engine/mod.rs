@@ -5,6 +5,7 @@
 
 pub mod functions;
 pub mod information_schema;
+mod matviews;
 mod streaming;
 
 use std::path::Path;
@@ -77,6 +78,17 @@ impl Engine {
         ctx.register_udtf("datagen", Arc::new(crate::connector::datagen::DatagenTable));
         let streams = Arc::new(Streams::default());
         streams.install(&ctx);
+        if let Some(catalog) = ctx.catalog(DATABASE)
+            && let Some(inner) = catalog.schema("pg_catalog")
+        {
+            catalog.register_schema(
+                "pg_catalog",
+                Arc::new(matviews::PgCatalogWithViews {
+                    inner,
+                    streams: Arc::downgrade(&streams),
+                }),
+            )?;
+        }
         information_schema::install(&ctx).await?;
         Ok(Engine {
             ctx: Arc::new(ctx),

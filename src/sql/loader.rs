@@ -136,9 +136,9 @@ fn streaming_names(statement: &StreamingStatement) -> (Option<String>, Vec<Strin
     match statement {
         StreamingStatement::CreateSource(s) => (Some(s.name.clone()), vec![]),
         StreamingStatement::CreateMaterializedView(v) => {
-            let query = crate::view::rewrite_flink_windows(&v.query);
+            let query = &v.query;
             let mut reads: Vec<String> = Vec::new();
-            if let Ok(df) = parse_postgres(&query)
+            if let Ok(df) = parse_postgres(query)
                 && let Ok((tables, _)) = resolve_table_references(&df, true)
             {
                 reads.extend(
@@ -151,7 +151,7 @@ fn streaming_names(statement: &StreamingStatement) -> (Option<String>, Vec<Strin
             }
             let windowed = regex::Regex::new(r#"(?i)\b(?:TUMBLE|HOP)\s*\(\s*("[^"]+"|\w+)"#)
                 .expect("valid regex");
-            for c in windowed.captures_iter(&query) {
+            for c in windowed.captures_iter(query) {
                 let name = &c[1];
                 reads.push(match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
                     Some(quoted) => quoted.to_string(),

@@ -114,6 +114,8 @@ fn ident(i: &Ident) -> String {
 
 /// Parse `text` if it is a streaming statement; `None` leaves it to plain SQL.
 pub fn parse(text: &str) -> Result<Option<StreamingStatement>> {
+    let rewritten = rewrite_flink_windows(text);
+    let text = rewritten.as_str();
     let dialect = PostgreSqlDialect {};
     let mut p = Parser::new(&dialect).try_with_sql(text).map_err(syntax)?;
     let statement = if p.parse_keyword(Keyword::CREATE) {
@@ -163,6 +165,61 @@ pub fn parse(text: &str) -> Result<Option<StreamingStatement>> {
             "unexpected {other} after the statement"
         ))),
     }
+}
+
+/// The Flink form `TABLE(TUMBLE(TABLE src, DESCRIPTOR(ts), …))` → `TUMBLE(src, ts, …)`.
+pub fn rewrite_flink_windows(query: &str) -> String {
+    let re = regex::Regex::new(
+        r#"(?i)\bTABLE\s*\(\s*(TUMBLE|HOP)\s*\(\s*TABLE\s+("[^"]+"|[\w.]+)\s*,\s*DESCRIPTOR\s*\(\s*("[^"]+"|\w+)\s*\)"#,
+    )
+    .expect("valid regex");
+    let mut out = String::with_capacity(query.len());
+    let mut rest = query;
+    while let Some(m) = re.captures(rest) {
+        let whole = m.get(0).expect("match");
+        out.push_str(&rest[..whole.start()]);
+        out.push_str(&format!("{}({}, {}", &m[1], &m[2], &m[3]));
+        // Drop the closing parenthesis of the outer TABLE( … ).
+        let tail = &rest[whole.end()..];
+        let mut depth = 1i32; // inside TUMBLE(
+        let mut cut = None;
+        for (i, c) in tail.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        // TUMBLE's own closing parenthesis; TABLE's follows.
+                        let after = &tail[i + 1..];
+                        if let Some(j) = after.find(')') {
+                            if after[..j].trim().is_empty() {
+                                cut = Some((i + 1, i + 1 + j + 1));
+                            }
+                        }
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        match cut {
+            Some((keep, skip)) => {
+                out.push_str(&tail[..keep]);
+                rest = &tail[skip..];
+            }
+            None => {
+                rest = tail;
+            }
+        }
+    }
+    out.push_str(rest);
+    // Table functions are looked up by their name as written; ours are lower-case.
+    let names = regex::Regex::new(r"(?i)\b(tumble|hop)(\s*\()").expect("valid regex");
+    names
+        .replace_all(&out, |c: &regex::Captures| {
+            format!("{}{}", c[1].to_lowercase(), &c[2])
+        })
+        .into_owned()
 }
 
 /// Consume the next token if it is the (non-keyword) word `word`.
@@ -452,5 +509,22 @@ mod tests {
         let err = parse("CREATE SOURCE s (a INT) WITH (topic = 'a', topic = 'b')").unwrap_err();
         assert!(err.to_string().contains("given twice"), "{err}");
         assert_eq!(parse("FLUSH everything").unwrap_err().sqlstate(), "42601");
+    }
+
+    #[test]
+    fn flink_window_form_is_rewritten() {
+        assert_eq!(
+            rewrite_flink_windows(
+                "SELECT * FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) GROUP BY 1"
+            ),
+            "SELECT * FROM tumble(bids, date_time, INTERVAL '10' SECOND) GROUP BY 1"
+        );
+        assert_eq!(
+            rewrite_flink_windows(
+                "FROM TABLE( HOP( TABLE s, DESCRIPTOR(ts), INTERVAL '1' MINUTE, INTERVAL '5' MINUTE) ) x"
+            ),
+            "FROM hop(s, ts, INTERVAL '1' MINUTE, INTERVAL '5' MINUTE) x"
+        );
+        assert_eq!(rewrite_flink_windows("SELECT 1"), "SELECT 1");
     }
 }

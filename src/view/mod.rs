@@ -169,7 +169,7 @@ impl Streams {
             idle_timeout,
             connector,
             options: options.clone(),
-            definition: text.trim().trim_end_matches(';').to_string(),
+            definition: one_line(text),
         });
         ctx.register_table(
             create.name.as_str(),
@@ -203,7 +203,7 @@ impl Streams {
                 "unknown option '{key}' for a materialized view; it takes none"
             )));
         }
-        let query = rewrite_flink_windows(&create.query);
+        let query = create.query.clone();
         let state = ctx.state();
         let plan = state.statement_to_plan(parse_postgres(&query)?).await?;
         let plan = state
@@ -224,7 +224,7 @@ impl Streams {
         let (tx, rx) = mpsc::unbounded_channel();
         let view = Arc::new(View::new(
             create.name.clone(),
-            format!("{}{emit_text}", create.query),
+            format!("{}{emit_text}", one_line(&create.query)),
             create.emit,
             compiled,
             tx,
@@ -330,6 +330,15 @@ impl Streams {
     }
 }
 
+/// A definition on one line, for `SHOW` and the catalogs.
+fn one_line(text: &str) -> String {
+    text.trim()
+        .trim_end_matches(';')
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn column_list(schema: &SchemaRef) -> String {
     schema
         .fields()
@@ -395,81 +404,4 @@ fn pg_names(query: &str, schema: SchemaRef) -> SchemaRef {
         })
         .collect();
     Arc::new(datafusion::arrow::datatypes::Schema::new(fields))
-}
-
-/// The Flink form `TABLE(TUMBLE(TABLE src, DESCRIPTOR(ts), …))` → `TUMBLE(src, ts, …)`.
-pub fn rewrite_flink_windows(query: &str) -> String {
-    let re = regex::Regex::new(
-        r#"(?i)\bTABLE\s*\(\s*(TUMBLE|HOP)\s*\(\s*TABLE\s+("[^"]+"|[\w.]+)\s*,\s*DESCRIPTOR\s*\(\s*("[^"]+"|\w+)\s*\)"#,
-    )
-    .expect("valid regex");
-    let mut out = String::with_capacity(query.len());
-    let mut rest = query;
-    while let Some(m) = re.captures(rest) {
-        let whole = m.get(0).expect("match");
-        out.push_str(&rest[..whole.start()]);
-        out.push_str(&format!("{}({}, {}", &m[1], &m[2], &m[3]));
-        // Drop the closing parenthesis of the outer TABLE( … ).
-        let tail = &rest[whole.end()..];
-        let mut depth = 1i32; // inside TUMBLE(
-        let mut cut = None;
-        for (i, c) in tail.char_indices() {
-            match c {
-                '(' => depth += 1,
-                ')' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        // TUMBLE's own closing parenthesis; TABLE's follows.
-                        let after = &tail[i + 1..];
-                        if let Some(j) = after.find(')') {
-                            if after[..j].trim().is_empty() {
-                                cut = Some((i + 1, i + 1 + j + 1));
-                            }
-                        }
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-        match cut {
-            Some((keep, skip)) => {
-                out.push_str(&tail[..keep]);
-                rest = &tail[skip..];
-            }
-            None => {
-                rest = tail;
-            }
-        }
-    }
-    out.push_str(rest);
-    // Table functions are looked up by their name as written; ours are lower-case.
-    let names = regex::Regex::new(r"(?i)\b(tumble|hop)(\s*\()").expect("valid regex");
-    names
-        .replace_all(&out, |c: &regex::Captures| {
-            format!("{}{}", c[1].to_lowercase(), &c[2])
-        })
-        .into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flink_window_form_is_rewritten() {
-        assert_eq!(
-            rewrite_flink_windows(
-                "SELECT * FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) GROUP BY 1"
-            ),
-            "SELECT * FROM tumble(bids, date_time, INTERVAL '10' SECOND) GROUP BY 1"
-        );
-        assert_eq!(
-            rewrite_flink_windows(
-                "FROM TABLE( HOP( TABLE s, DESCRIPTOR(ts), INTERVAL '1' MINUTE, INTERVAL '5' MINUTE) ) x"
-            ),
-            "FROM hop(s, ts, INTERVAL '1' MINUTE, INTERVAL '5' MINUTE) x"
-        );
-        assert_eq!(rewrite_flink_windows("SELECT 1"), "SELECT 1");
-    }
 }

@@ -1,0 +1,168 @@
+//! Materialized views in the PostgreSQL catalogs: `pg_class.relkind` is `m` for them
+//! (so psql's `\dm` lists them) and `pg_matviews` has a row per view. Wraps the
+//! `pg_catalog` schema of datafusion-pg-catalog and overrides those two tables.
+
+use std::sync::{Arc, Weak};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{SchemaProvider, Session, TableProvider};
+use datafusion::common::Result as DfResult;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::physical_plan::{ExecutionPlan, collect};
+
+use crate::view::Streams;
+
+/// `pg_catalog` with `pg_class` and `pg_matviews` aware of materialized views.
+#[derive(Debug)]
+pub struct PgCatalogWithViews {
+    pub inner: Arc<dyn SchemaProvider>,
+    pub streams: Weak<Streams>,
+}
+
+#[async_trait]
+impl SchemaProvider for PgCatalogWithViews {
+    fn table_names(&self) -> Vec<String> {
+        self.inner.table_names()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let table = self.inner.table(name).await?;
+        Ok(match (name, table) {
+            ("pg_class", Some(inner)) => Some(Arc::new(PgClass {
+                inner,
+                streams: self.streams.clone(),
+            })),
+            ("pg_matviews", _) => Some(Arc::new(PgMatviews {
+                streams: self.streams.clone(),
+            })),
+            (_, table) => table,
+        })
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.inner.table_exist(name)
+    }
+}
+
+fn view_names(streams: &Weak<Streams>) -> Vec<String> {
+    streams
+        .upgrade()
+        .map(|s| s.views().iter().map(|v| v.name.clone()).collect())
+        .unwrap_or_default()
+}
+
+#[derive(Debug)]
+struct PgClass {
+    inner: Arc<dyn TableProvider>,
+    streams: Weak<Streams>,
+}
+
+#[async_trait]
+impl TableProvider for PgClass {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+    fn table_type(&self) -> TableType {
+        self.inner.table_type()
+    }
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let plan = self.inner.scan(state, None, &[], None).await?;
+        let batches = collect(plan, state.task_ctx()).await?;
+        let schema = self.inner.schema();
+        let views = view_names(&self.streams);
+        let (Ok(name_col), Ok(kind_col)) = (schema.index_of("relname"), schema.index_of("relkind"))
+        else {
+            return Ok(MemorySourceConfig::try_new_exec(&[batches], schema, projection.cloned())?);
+        };
+        let mut out = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let names = batch.column(name_col).as_any().downcast_ref::<StringArray>();
+            let kinds = batch.column(kind_col).as_any().downcast_ref::<StringArray>();
+            let (Some(names), Some(kinds)) = (names, kinds) else {
+                out.push(batch);
+                continue;
+            };
+            let relkind: StringArray = (0..batch.num_rows())
+                .map(|i| {
+                    if kinds.is_valid(i) && kinds.value(i) == "v" && views.iter().any(|v| v == names.value(i)) {
+                        Some("m")
+                    } else {
+                        kinds.is_valid(i).then(|| kinds.value(i))
+                    }
+                })
+                .collect();
+            let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+            columns[kind_col] = Arc::new(relkind);
+            out.push(RecordBatch::try_new(batch.schema(), columns)?);
+        }
+        Ok(MemorySourceConfig::try_new_exec(&[out], schema, projection.cloned())?)
+    }
+}
+
+#[derive(Debug)]
+struct PgMatviews {
+    streams: Weak<Streams>,
+}
+
+fn matviews_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("schemaname", DataType::Utf8, true),
+        Field::new("matviewname", DataType::Utf8, true),
+        Field::new("matviewowner", DataType::Utf8, true),
+        Field::new("tablespace", DataType::Utf8, true),
+        Field::new("hasindexes", DataType::Boolean, true),
+        Field::new("ispopulated", DataType::Boolean, true),
+        Field::new("definition", DataType::Utf8, true),
+    ]))
+}
+
+#[async_trait]
+impl TableProvider for PgMatviews {
+    fn schema(&self) -> SchemaRef {
+        matviews_schema()
+    }
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let views = self
+            .streams
+            .upgrade()
+            .map(|s| s.views())
+            .unwrap_or_default();
+        let n = views.len();
+        let text = |f: &dyn Fn(usize) -> Option<String>| -> ArrayRef {
+            Arc::new((0..n).map(f).collect::<StringArray>())
+        };
+        let columns = vec![
+            text(&|_| Some(crate::engine::SCHEMA.to_string())),
+            text(&|i| Some(views[i].name.clone())),
+            text(&|_| Some("weir".to_string())),
+            text(&|_| None),
+            Arc::new(BooleanArray::from(vec![false; n])) as ArrayRef,
+            Arc::new(BooleanArray::from(vec![true; n])) as ArrayRef,
+            text(&|i| Some(views[i].definition.clone())),
+        ];
+        let batch = RecordBatch::try_new(matviews_schema(), columns)?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            matviews_schema(),
+            projection.cloned(),
+        )?)
+    }
+}
