@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Prepares a Debian 12 machine to run the client test matrix (scripts/test-clients.sh):
-#   - psql from Debian's postgresql-client,
+# Prepares a Debian 12 machine to build weir and run its tests (scripts/test.sh):
+#   - the C toolchain and cmake that rdkafka's bundled librdkafka is built with,
+#   - tansu, the Kafka-protocol broker of the streaming tests, built once into the cache
+#     folder ${WEIR_CACHE:-~/.cache/weir} (cargo install; ~20-40 minutes on 2 cores),
+#   - psql from Debian's postgresql-client, for the client matrix (scripts/test-clients.sh),
 #   - a Python venv at .venv/ with the pinned clients of tests/clients/requirements.txt,
 #   - node-postgres in tests/clients/node/ from its committed package-lock.json.
 # Safe to run again: each step is skipped when what it would install is already there.
@@ -30,6 +33,10 @@ as_root() {
 
 # --- Debian packages ---------------------------------------------------------
 apt_pkgs=()
+# rdkafka's cmake-build of librdkafka (and tansu's own C dependencies).
+for pkg in build-essential cmake pkg-config zlib1g-dev libcurl4-openssl-dev; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || apt_pkgs+=("$pkg")
+done
 command -v psql >/dev/null 2>&1 || apt_pkgs+=(postgresql-client)
 command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found"
 # Debian's own python3 ships venv without ensurepip unless python3-venv is installed.
@@ -44,6 +51,16 @@ if [ "${#apt_pkgs[@]}" -gt 0 ]; then
     as_root apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >/dev/null
 else
     say "Debian packages present (psql $(psql --version | awk '{print $3}'))"
+fi
+
+# --- tansu: the Kafka broker of the streaming tests ----------------------------
+TANSU_ROOT="${WEIR_CACHE:-$HOME/.cache/weir}/tansu-0.6.0"
+if [ -x "$TANSU_ROOT/bin/tansu" ]; then
+    say "tansu present ($TANSU_ROOT/bin/tansu)"
+else
+    command -v cargo >/dev/null 2>&1 || die "cargo not found (needed to build tansu)"
+    say "building tansu 0.6.0 into $TANSU_ROOT: this takes ~20-40 minutes on 2 cores"
+    cargo install tansu --version 0.6.0 --features dynostore,libsql --locked --root "$TANSU_ROOT"
 fi
 
 # --- Python venv -------------------------------------------------------------

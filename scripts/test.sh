@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: installs what they need (scripts/setup.sh), builds weir, runs the
-# Rust unit and integration tests (sqllogictest over the wire, hostile input, weir check),
+# Rust unit and integration tests (sqllogictest over the wire, streaming suites and the
+# Kafka source against a tansu broker, hostile input, weir check),
 # then the client matrix (psql, psycopg2/3, asyncpg, SQLAlchemy, pandas, node-postgres,
 # Grafana's queries) against a real server.
 set -euo pipefail
@@ -11,6 +12,8 @@ export CARGO_TERM_COLOR=never
 echo "== cargo build"
 cargo build --locked --bins --tests
 echo "== cargo test"
+# The Kafka tests start this broker (tests/integration/harness.rs); setup.sh built it.
+export WEIR_TANSU="${WEIR_TANSU:-${WEIR_CACHE:-$HOME/.cache/weir}/tansu-0.6.0/bin/tansu}"
 cargo test --locked -- --test-threads=2
 echo "== client matrix"
 WEIR_BIN="$PWD/target/debug/weir" bash scripts/test-clients.sh

@@ -1,8 +1,9 @@
-//! Starting and stopping a real `weir serve` on free loopback ports.
+//! Starting and stopping a real `weir serve`, and a tansu Kafka broker, on free loopback
+//! ports.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -160,5 +161,124 @@ impl Drop for Server {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A running tansu broker (Kafka protocol, in-memory storage) on a free loopback port;
+/// killed on drop.
+pub struct Broker {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+/// The tansu binary: `WEIR_TANSU`, else `tansu` on PATH, else the one scripts/setup.sh
+/// builds into the weir cache folder.
+fn tansu_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("WEIR_TANSU").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("tansu"))
+            .find(|p| p.is_file())
+    });
+    if let Some(p) = on_path {
+        return p;
+    }
+    let cache = std::env::var_os("WEIR_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/weir")));
+    if let Some(p) = cache.map(|c| c.join("tansu-0.6.0/bin/tansu"))
+        && p.is_file()
+    {
+        return p;
+    }
+    panic!("Kafka tests need tansu: run scripts/setup.sh");
+}
+
+impl Broker {
+    /// Start tansu and wait until it answers a metadata request.
+    pub fn start() -> Broker {
+        let bin = tansu_bin();
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("tansu.log");
+        let child = Command::new(&bin)
+            .current_dir(dir.path())
+            .arg("broker")
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        let mut broker = Broker {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() && broker.answers_metadata() {
+                return broker;
+            }
+            let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+            if let Some(status) = broker.child.try_wait().unwrap() {
+                panic!("tansu exited before it was ready: {status}\n{}", log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tansu not ready after 30 s\n{}",
+                log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn answers_metadata(&self) -> bool {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = match rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", self.addr())
+            .create()
+        {
+            Ok(c) => c,
+            Err(_) => return false,
+        };
+        consumer
+            .fetch_metadata(None, Duration::from_secs(2))
+            .is_ok_and(|m| !m.brokers().is_empty())
+    }
+
+    /// `127.0.0.1:PORT`, for `properties.bootstrap.servers`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub async fn create_topic(&self, name: &str, partitions: i32) {
+        weir::connector::kafka::create_topic(&self.addr(), name, partitions)
+            .await
+            .unwrap_or_else(|e| panic!("create topic {name}: {e}"));
+    }
+
+    /// Produce `payloads` to one partition and wait for their delivery.
+    pub async fn produce<P: AsRef<[u8]>>(&self, topic: &str, partition: i32, payloads: &[P]) {
+        let records = payloads
+            .iter()
+            .map(|p| (Some(partition), p.as_ref().to_vec()))
+            .collect();
+        weir::connector::kafka::produce(&self.addr(), topic, records)
+            .await
+            .unwrap_or_else(|e| panic!("produce to {topic}/{partition}: {e}"));
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

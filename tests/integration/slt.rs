@@ -1,31 +1,51 @@
 //! Runs every `tests/sqllogictest/*.slt` file over the wire, once with the simple query
-//! protocol and once with the extended protocol, against one server on the fixtures.
+//! protocol and once with the extended protocol, against one server on the fixtures; and
+//! the `tests/sqllogictest/streaming/*.slt` files once, simple protocol, against their own
+//! server and a tansu Kafka broker (`$BROKER`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use sqllogictest::{AsyncDB, Runner};
 use sqllogictest_engines::postgres::{Extended, Postgres, Simple};
 
-use crate::harness::{Server, weir_bin};
+use crate::harness::{Broker, Server, weir_bin};
 
-fn slt_files() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sqllogictest");
+/// The `.slt` files of `tests/sqllogictest/<folder>` whose path below
+/// `tests/sqllogictest` contains `WEIR_SLT` (e.g. `WEIR_SLT=streaming`, `WEIR_SLT=types`).
+fn slt_files(folder: &str) -> Vec<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sqllogictest");
     let filter = std::env::var("WEIR_SLT").ok();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join(folder))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "slt"))
         .filter(|p| {
-            filter
-                .as_ref()
-                .is_none_or(|f| p.to_string_lossy().contains(f.as_str()))
+            let rel = p.strip_prefix(&root).unwrap_or(p).to_string_lossy();
+            filter.as_ref().is_none_or(|f| rel.contains(f.as_str()))
         })
         .collect();
     files.sort();
     files
 }
 
-async fn run_all<D, F, Fut>(name: &str, files: &[PathBuf], connect: F) -> Vec<String>
+/// No files is a mistake unless `WEIR_SLT` chose none of them.
+fn check_found(files: &[PathBuf], folder: &str) -> bool {
+    if files.is_empty() {
+        assert!(
+            std::env::var_os("WEIR_SLT").is_some(),
+            "no .slt files found in tests/sqllogictest/{folder}"
+        );
+        return false;
+    }
+    true
+}
+
+async fn run_all<D, F, Fut>(
+    name: &str,
+    files: &[PathBuf],
+    vars: &[(&str, &str)],
+    connect: F,
+) -> Vec<String>
 where
     D: AsyncDB + Send + 'static,
     F: Fn() -> Fut + Clone + Send + 'static,
@@ -35,42 +55,141 @@ where
     for file in files {
         let mut runner = Runner::new(connect.clone());
         runner.set_var("WEIR".into(), weir_bin().into());
+        for (k, v) in vars {
+            runner.set_var(k.to_string(), v.to_string());
+        }
         // `onlyif simple` / `skipif extended` for the few places where the protocols differ.
         runner.add_label(name);
         if let Err(e) = runner.run_file_async(file).await {
-            failures.push(format!("[{name}] {}:\n{e}", file.display()));
+            failures.push(format!("[{name}] {}:\n{e}", display(file)));
         }
         runner.shutdown_async().await;
     }
     failures
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqllogictest_over_the_wire() {
-    let server = Server::start("tests/fixtures/sql");
-    let files = slt_files();
-    assert!(!files.is_empty(), "no .slt files found");
-    let config = server.pg_config();
+fn display(file: &Path) -> String {
+    file.strip_prefix(env!("CARGO_MANIFEST_DIR"))
+        .unwrap_or(file)
+        .display()
+        .to_string()
+}
 
-    let c = config.clone();
-    let mut failures = run_all("simple", &files, move || {
-        Postgres::<Simple>::connect(c.clone())
+/// A PostgreSQL connection whose errors read `(SQLSTATE) message`, so a `statement error`
+/// line can match the code, the server's message, or both.
+struct Pg<D>(D);
+
+#[derive(Debug)]
+struct PgError(String);
+
+impl std::fmt::Display for PgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PgError {}
+
+impl<D> Pg<D> {
+    async fn connect<Fut>(connect: Fut) -> Result<Self, PgError>
+    where
+        Fut: Future<Output = Result<D, tokio_postgres::Error>>,
+    {
+        connect.await.map(Pg).map_err(pg_error)
+    }
+}
+
+fn pg_error(e: tokio_postgres::Error) -> PgError {
+    PgError(match e.as_db_error() {
+        Some(db) => format!("({}) {}", db.code().code(), db.message()),
+        None => e.to_string(),
     })
-    .await;
-    let c = config.clone();
-    failures.extend(
-        run_all("extended", &files, move || {
-            Postgres::<Extended>::connect(c.clone())
-        })
-        .await,
-    );
+}
 
+#[async_trait::async_trait]
+impl<D> AsyncDB for Pg<D>
+where
+    D: AsyncDB<Error = tokio_postgres::Error> + Send,
+{
+    type Error = PgError;
+    type ColumnType = D::ColumnType;
+
+    async fn run(
+        &mut self,
+        sql: &str,
+    ) -> Result<sqllogictest::DBOutput<Self::ColumnType>, PgError> {
+        self.0.run(sql).await.map_err(pg_error)
+    }
+
+    async fn shutdown(&mut self) {
+        self.0.shutdown().await
+    }
+
+    fn engine_name(&self) -> &str {
+        self.0.engine_name()
+    }
+
+    async fn run_command(
+        command: std::process::Command,
+    ) -> std::io::Result<std::process::Output> {
+        D::run_command(command).await
+    }
+}
+
+fn assert_no_failures(failures: &[String]) {
     assert!(
         failures.is_empty(),
         "{} failure(s):\n\n{}",
         failures.len(),
         failures.join("\n\n")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqllogictest_over_the_wire() {
+    let files = slt_files("");
+    if !check_found(&files, "") {
+        return;
+    }
+    let server = Server::start("tests/fixtures/sql");
+    let config = server.pg_config();
+
+    let c = config.clone();
+    let mut failures = run_all("simple", &files, &[], move || {
+        Postgres::<Simple>::connect(c.clone())
+    })
+    .await;
+    let c = config.clone();
+    failures.extend(
+        run_all("extended", &files, &[], move || {
+            Postgres::<Extended>::connect(c.clone())
+        })
+        .await,
+    );
+
+    assert_no_failures(&failures);
+    assert!(
+        server.stop().success(),
+        "weir did not exit cleanly on SIGTERM"
+    );
+}
+
+/// Streaming suites: Kafka sources and views over a real broker, simple protocol only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_sqllogictest() {
+    let files = slt_files("streaming");
+    if !check_found(&files, "streaming") {
+        return;
+    }
+    let broker = Broker::start();
+    let server = Server::start("tests/fixtures/sql");
+    let config = server.pg_config();
+    let addr = broker.addr();
+    let failures = run_all("simple", &files, &[("BROKER", &addr)], move || {
+        Pg::connect(Postgres::<Simple>::connect(config.clone()))
+    })
+    .await;
+    assert_no_failures(&failures);
     assert!(
         server.stop().success(),
         "weir did not exit cleanly on SIGTERM"

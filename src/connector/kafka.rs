@@ -1,0 +1,879 @@
+//! Kafka source: validates a source's `WITH (…)` options against the topic, and reads every
+//! partition of the topic with an explicitly assigned rdkafka consumer, decoding payloads
+//! (`crate::decode`) into Arrow batches per partition. Also small producer/admin helpers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use futures::StreamExt;
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+
+use super::{PartitionBatch, Poll, Positions, SourceReader, check_options, parsed, required};
+use crate::decode::{Decoder, Format};
+use crate::error::{Result, WeirError};
+use crate::sql::streaming::Options;
+
+const CONNECTOR: &str = "kafka";
+/// Options of the connector besides `COMMON_OPTIONS` and `properties.*`.
+const OPTIONS: &[&str] = &[
+    "topic",
+    "scan.startup.mode",
+    "scan.startup.timestamp.millis",
+    "format",
+    "csv.delimiter",
+    "format.on_error",
+];
+/// Bound on every metadata, offset and watermark request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `poll` waits for a first message.
+const POLL_WAIT: Duration = Duration::from_millis(100);
+/// The most messages one `poll` gathers.
+const MAX_POLL_RECORDS: usize = 8192;
+/// How often a reader looks for new partitions of its topic.
+const REFRESH_EVERY: Duration = Duration::from_secs(5);
+/// The same broker warning is logged at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(30);
+
+/// Where a new reader starts in each partition (`scan.startup.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartupMode {
+    /// The first offset still in the partition (the default).
+    Earliest,
+    /// The end of the partition when the reader opens: only later records.
+    Latest,
+    /// The consumer group's committed offsets (`properties.group.id`), else earliest.
+    GroupOffsets,
+    /// The first record whose timestamp is at or after these milliseconds since the epoch.
+    Timestamp(i64),
+}
+
+/// What to do with a payload that cannot be decoded (`format.on_error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Skip it and count it (`decode_errors`).
+    Skip,
+    /// Fail the reader, naming topic, partition and offset.
+    Fail,
+}
+
+/// A validated Kafka source definition: what `CREATE SOURCE … WITH (connector = 'kafka')`
+/// says, ready to open readers.
+#[derive(Debug, Clone)]
+pub struct KafkaSpec {
+    pub topic: String,
+    /// `properties.*` without the prefix, handed to librdkafka as they are.
+    pub properties: BTreeMap<String, String>,
+    pub startup: StartupMode,
+    pub format: Format,
+    pub on_error: OnError,
+    pub schema: SchemaRef,
+}
+
+impl KafkaSpec {
+    /// Validates options against the declared schema, at CREATE SOURCE time, and checks
+    /// that the topic exists (a metadata request bounded by a few seconds).
+    pub async fn from_options(schema: SchemaRef, options: &Options) -> Result<KafkaSpec> {
+        let spec = Self::parse(schema, options)?;
+        let check = spec.clone();
+        off_runtime(move || check.partition_ids(&check.consumer()?).map(drop)).await?;
+        Ok(spec)
+    }
+
+    /// The checks of [`KafkaSpec::from_options`] that need no broker.
+    pub fn parse(schema: SchemaRef, options: &Options) -> Result<KafkaSpec> {
+        check_options(CONNECTOR, options, OPTIONS, &["properties."])?;
+        let topic = required(CONNECTOR, options, "topic")?.to_string();
+        if topic.trim().is_empty() {
+            return Err(invalid("option 'topic' of connector 'kafka' must not be empty"));
+        }
+        required(CONNECTOR, options, "properties.bootstrap.servers")?;
+        let properties: BTreeMap<String, String> = options
+            .0
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix("properties.")?.to_string(), v.clone())))
+            .collect();
+
+        let mode = one_of(
+            options,
+            "scan.startup.mode",
+            &["earliest", "latest", "group-offsets", "timestamp"],
+        )?;
+        let millis: Option<i64> = parsed(
+            CONNECTOR,
+            options,
+            "scan.startup.timestamp.millis",
+            "milliseconds since 1970-01-01 UTC",
+        )?;
+        let startup = match (mode.as_deref().unwrap_or("earliest"), millis) {
+            ("timestamp", Some(ms)) => StartupMode::Timestamp(ms),
+            ("timestamp", None) => {
+                return Err(invalid(
+                    "'scan.startup.mode' = 'timestamp' needs the option 'scan.startup.timestamp.millis'",
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(invalid(
+                    "option 'scan.startup.timestamp.millis' needs 'scan.startup.mode' = 'timestamp'",
+                ));
+            }
+            ("latest", None) => StartupMode::Latest,
+            ("group-offsets", None) => StartupMode::GroupOffsets,
+            _ => StartupMode::Earliest,
+        };
+        if startup == StartupMode::GroupOffsets && !properties.contains_key("group.id") {
+            return Err(invalid(
+                "'scan.startup.mode' = 'group-offsets' needs the option 'properties.group.id'",
+            ));
+        }
+
+        let format = match one_of(options, "format", &["json", "csv"])?.as_deref() {
+            Some("csv") => Format::Csv {
+                delimiter: delimiter(options)?,
+            },
+            _ => {
+                if options.get("csv.delimiter").is_some() {
+                    return Err(invalid("option 'csv.delimiter' needs 'format' = 'csv'"));
+                }
+                Format::Json
+            }
+        };
+        let on_error = match one_of(options, "format.on_error", &["skip", "fail"])?.as_deref() {
+            Some("fail") => OnError::Fail,
+            _ => OnError::Skip,
+        };
+        Decoder::new(schema.clone(), format)?;
+        let spec = KafkaSpec {
+            topic,
+            properties,
+            startup,
+            format,
+            on_error,
+            schema,
+        };
+        // Unknown or malformed librdkafka properties fail here rather than at open.
+        spec.client_config().create_native_config().map_err(|e| spec.bad_properties(e))?;
+        Ok(spec)
+    }
+
+    /// A new reader (a view calls it when it starts).
+    pub async fn open(&self) -> Result<Box<dyn SourceReader>> {
+        let spec = self.clone();
+        let (consumer, positions) = off_runtime(move || {
+            let c = spec.consumer()?;
+            let start = spec.start_positions(&c)?;
+            c.assign(&spec.assignment(&start)?)
+                .map_err(|e| spec.broker_error("assigning partitions of", e))?;
+            Ok((Arc::new(c), start))
+        })
+        .await?;
+        tracing::debug!(topic = %self.topic, ?positions, "kafka reader assigned");
+        Ok(Box::new(KafkaReader {
+            decoder: Decoder::new(self.schema.clone(), self.format)?,
+            spec: Arc::new(self.clone()),
+            consumer: Some(consumer),
+            positions,
+            decode_errors: 0,
+            refreshed: Instant::now(),
+            last_warning: None,
+        }))
+    }
+
+    fn brokers(&self) -> &str {
+        self.properties
+            .get("bootstrap.servers")
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            // librdkafka assigns partitions through a group handle, so it needs an id even
+            // though nothing joins or commits unless the startup mode is group-offsets.
+            .set("group.id", "weir");
+        for (k, v) in &self.properties {
+            config.set(k, v);
+        }
+        config
+    }
+
+    fn bad_properties(&self, e: KafkaError) -> WeirError {
+        invalid(format!(
+            "invalid Kafka properties for topic '{}': {e}",
+            self.topic
+        ))
+    }
+
+    fn consumer(&self) -> Result<BaseConsumer> {
+        self.client_config()
+            .create()
+            .map_err(|e| self.bad_properties(e))
+    }
+
+    fn broker_error(&self, what: &str, e: KafkaError) -> WeirError {
+        WeirError::Io(std::io::Error::other(format!(
+            "{what} topic '{}' on brokers '{}': {e}",
+            self.topic,
+            self.brokers()
+        )))
+    }
+
+    /// The topic's partitions, from a fresh metadata request.
+    fn partition_ids(&self, c: &BaseConsumer) -> Result<Vec<i32>> {
+        let metadata = c
+            .fetch_metadata(Some(&self.topic), REQUEST_TIMEOUT)
+            .map_err(|e| self.broker_error("could not fetch metadata of", e))?;
+        let topic = metadata.topics().iter().find(|t| t.name() == self.topic);
+        let missing = || {
+            invalid(format!(
+                "Kafka topic '{}' does not exist on brokers '{}'",
+                self.topic,
+                self.brokers()
+            ))
+        };
+        let topic = topic.ok_or_else(missing)?;
+        match topic.error() {
+            None => {}
+            Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => return Err(missing()),
+            Some(e) => {
+                return Err(self.broker_error(
+                    "metadata error for",
+                    KafkaError::MetadataFetch(RDKafkaErrorCode::from(e)),
+                ));
+            }
+        }
+        let mut ids: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
+        if ids.is_empty() {
+            return Err(missing());
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    fn watermarks(&self, c: &BaseConsumer, partition: i32) -> Result<(i64, i64)> {
+        c.fetch_watermarks(&self.topic, partition, REQUEST_TIMEOUT)
+            .map_err(|e| {
+                self.broker_error(&format!("could not fetch offsets of partition {partition} of"), e)
+            })
+    }
+
+    /// The first offset to read in each partition, by the startup mode.
+    fn start_positions(&self, c: &BaseConsumer) -> Result<Positions> {
+        let ids = self.partition_ids(c)?;
+        let mut marks = BTreeMap::new();
+        for &p in &ids {
+            marks.insert(p, self.watermarks(c, p)?);
+        }
+        let found: BTreeMap<i32, Offset> = match self.startup {
+            StartupMode::Earliest | StartupMode::Latest => BTreeMap::new(),
+            StartupMode::Timestamp(ms) => {
+                let mut tpl = TopicPartitionList::new();
+                for &p in &ids {
+                    tpl.add_partition_offset(&self.topic, p, Offset::Offset(ms))
+                        .map_err(|e| self.broker_error("bad timestamp for", e))?;
+                }
+                let tpl = c
+                    .offsets_for_times(tpl, REQUEST_TIMEOUT)
+                    .map_err(|e| self.broker_error("could not look up offsets by time of", e))?;
+                offsets_of(&tpl)
+            }
+            StartupMode::GroupOffsets => {
+                let mut tpl = TopicPartitionList::new();
+                for &p in &ids {
+                    tpl.add_partition(&self.topic, p);
+                }
+                let tpl = c
+                    .committed_offsets(tpl, REQUEST_TIMEOUT)
+                    .map_err(|e| self.broker_error("could not fetch committed offsets of", e))?;
+                offsets_of(&tpl)
+            }
+        };
+        Ok(marks
+            .into_iter()
+            .map(|(p, (low, high))| {
+                let start = match (self.startup, found.get(&p)) {
+                    (StartupMode::Latest, _) => high,
+                    (StartupMode::Timestamp(_), Some(Offset::Offset(n))) => *n,
+                    // No record at or after the time: start at the end.
+                    (StartupMode::Timestamp(_), _) => high,
+                    (StartupMode::GroupOffsets, Some(Offset::Offset(n))) => *n,
+                    _ => low,
+                };
+                (p, start.clamp(low, high.max(low)))
+            })
+            .collect())
+    }
+
+    fn assignment(&self, positions: &Positions) -> Result<TopicPartitionList> {
+        let mut tpl = TopicPartitionList::new();
+        for (&p, &offset) in positions {
+            tpl.add_partition_offset(&self.topic, p, Offset::Offset(offset))
+                .map_err(|e| self.broker_error("bad offset for", e))?;
+        }
+        Ok(tpl)
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> WeirError {
+    WeirError::InvalidParameter(msg.into())
+}
+
+/// An option restricted to a few values (compared case-insensitively), or an error naming
+/// the option and the valid values.
+fn one_of(options: &Options, key: &str, valid: &[&str]) -> Result<Option<String>> {
+    let Some(v) = options.get(key) else {
+        return Ok(None);
+    };
+    let v = v.trim().to_ascii_lowercase();
+    if valid.contains(&v.as_str()) {
+        Ok(Some(v))
+    } else {
+        Err(invalid(format!(
+            "option '{key}' of connector '{CONNECTOR}' must be one of {}; got '{}'",
+            valid
+                .iter()
+                .map(|s| format!("'{s}'"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            options.get(key).unwrap_or_default()
+        )))
+    }
+}
+
+fn delimiter(options: &Options) -> Result<u8> {
+    match options.get("csv.delimiter") {
+        None => Ok(b','),
+        Some("\\t") => Ok(b'\t'),
+        Some(d) if d.len() == 1 && d.is_ascii() => Ok(d.as_bytes()[0]),
+        Some(d) => Err(invalid(format!(
+            "option 'csv.delimiter' of connector 'kafka' must be one ASCII character (or '\\t'); got '{d}'"
+        ))),
+    }
+}
+
+fn offsets_of(tpl: &TopicPartitionList) -> BTreeMap<i32, Offset> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.partition(), e.offset()))
+        .collect()
+}
+
+/// Runs blocking librdkafka calls off the async runtime.
+async fn off_runtime<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| WeirError::Internal(format!("Kafka call panicked: {e}")))?
+}
+
+/// [`off_runtime`] with a shared consumer.
+async fn blocking<T, F>(consumer: &Arc<BaseConsumer>, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&BaseConsumer) -> Result<T> + Send + 'static,
+{
+    let c = consumer.clone();
+    off_runtime(move || f(&c)).await
+}
+
+/// One message as `poll` hands it over.
+struct Received {
+    partition: i32,
+    offset: i64,
+    payload: Option<Vec<u8>>,
+}
+
+/// What one round of consumer polls gathered.
+#[derive(Default)]
+struct Gathered {
+    messages: Vec<Received>,
+    errors: Vec<KafkaError>,
+    /// The consumer's own position per partition (past control records and gaps).
+    positions: Vec<(i32, i64)>,
+}
+
+/// Waits up to `POLL_WAIT` for a first message, then takes what is already there.
+fn gather(c: &BaseConsumer) -> Gathered {
+    let mut out = Gathered::default();
+    let deadline = Instant::now() + POLL_WAIT;
+    loop {
+        let wait = if out.messages.is_empty() {
+            deadline.saturating_duration_since(Instant::now())
+        } else {
+            Duration::ZERO
+        };
+        match c.poll(wait) {
+            Some(Ok(m)) => out.messages.push(Received {
+                partition: m.partition(),
+                offset: m.offset(),
+                payload: m.payload().map(<[u8]>::to_vec),
+            }),
+            Some(Err(e)) => out.errors.push(e),
+            None if !out.messages.is_empty() || Instant::now() >= deadline => break,
+            None => {}
+        }
+        if out.messages.len() >= MAX_POLL_RECORDS {
+            break;
+        }
+    }
+    if let Ok(tpl) = c.position() {
+        for e in tpl.elements() {
+            if let Offset::Offset(n) = e.offset() {
+                out.positions.push((e.partition(), n));
+            }
+        }
+    }
+    out
+}
+
+/// Reads one topic from an explicit assignment of all its partitions.
+///
+/// With `scan.startup.mode = 'group-offsets'` the positions are committed to the group
+/// after every poll that read records: a restarted reader resumes after what was read,
+/// which is at-least-once only for what happened before the commit; until views keep
+/// checkpoints, their state is not restored with it.
+struct KafkaReader {
+    spec: Arc<KafkaSpec>,
+    /// Always `Some` until drop, which closes the consumer off the async runtime.
+    consumer: Option<Arc<BaseConsumer>>,
+    decoder: Decoder,
+    positions: Positions,
+    decode_errors: u64,
+    refreshed: Instant,
+    last_warning: Option<(String, Instant)>,
+}
+
+impl KafkaReader {
+    fn consumer(&self) -> &Arc<BaseConsumer> {
+        self.consumer.as_ref().expect("consumer present until drop")
+    }
+
+    /// Looks up the topic's partitions; new ones are assigned from their first offset.
+    async fn refresh(&mut self) -> Result<()> {
+        self.refreshed = Instant::now();
+        let spec = self.spec.clone();
+        let known: Vec<i32> = self.positions.keys().copied().collect();
+        let added = blocking(self.consumer(), move |c| {
+            let mut added = Positions::new();
+            for p in spec.partition_ids(c)? {
+                if !known.contains(&p) {
+                    added.insert(p, spec.watermarks(c, p)?.0);
+                }
+            }
+            if !added.is_empty() {
+                c.incremental_assign(&spec.assignment(&added)?)
+                    .map_err(|e| spec.broker_error("assigning new partitions of", e))?;
+            }
+            Ok(added)
+        })
+        .await?;
+        if !added.is_empty() {
+            tracing::info!(topic = %self.spec.topic, partitions = ?added.keys().collect::<Vec<_>>(), "reading new Kafka partitions");
+            self.positions.extend(added);
+        }
+        Ok(())
+    }
+
+    fn warn(&mut self, msg: String) {
+        let repeated = self
+            .last_warning
+            .as_ref()
+            .is_some_and(|(m, at)| *m == msg && at.elapsed() < WARN_EVERY);
+        if !repeated {
+            tracing::warn!(topic = %self.spec.topic, "{msg}");
+            self.last_warning = Some((msg, Instant::now()));
+        }
+    }
+
+    /// Decodes one partition's payloads, in order; tombstones are passed over.
+    fn decode_partition(&mut self, partition: i32, msgs: &[Received]) -> Result<Option<PartitionBatch>> {
+        let records: Vec<&Received> = msgs.iter().filter(|m| m.payload.is_some()).collect();
+        let payloads: Vec<&[u8]> = records
+            .iter()
+            .filter_map(|m| m.payload.as_deref())
+            .collect();
+        let (batch, skipped) = self.decoder.decode_reporting(&payloads)?;
+        if let Some(first) = skipped.first() {
+            let offset = records[first.index].offset;
+            if self.spec.on_error == OnError::Fail {
+                return Err(invalid(format!(
+                    "could not decode the record at offset {offset} of partition {partition} of Kafka topic '{}' as {}: {}",
+                    self.spec.topic,
+                    format_name(self.spec.format),
+                    first.reason
+                )));
+            }
+            self.decode_errors += skipped.len() as u64;
+            self.warn(format!(
+                "skipped {} undecodable record(s) in partition {partition}, the first at offset {offset}: {}",
+                skipped.len(),
+                first.reason
+            ));
+        }
+        Ok((batch.num_rows() > 0).then_some(PartitionBatch { partition, batch }))
+    }
+
+    fn commit(&mut self, partitions: &[i32]) {
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions {
+            if let Some(&offset) = self.positions.get(p) {
+                let _ = tpl.add_partition_offset(&self.spec.topic, *p, Offset::Offset(offset));
+            }
+        }
+        if let Err(e) = self.consumer().commit(&tpl, CommitMode::Async) {
+            self.warn(format!("could not commit offsets: {e}"));
+        }
+    }
+}
+
+fn format_name(f: Format) -> &'static str {
+    match f {
+        Format::Json => "json",
+        Format::Csv { .. } => "csv",
+    }
+}
+
+#[async_trait]
+impl SourceReader for KafkaReader {
+    async fn poll(&mut self) -> Result<Poll> {
+        if self.refreshed.elapsed() >= REFRESH_EVERY
+            && let Err(e) = self.refresh().await
+        {
+            self.warn(format!("could not look for new partitions: {e}"));
+        }
+        let gathered = blocking(self.consumer(), |c| Ok(gather(c))).await?;
+        for e in &gathered.errors {
+            self.warn(format!("Kafka consumer: {e}"));
+        }
+        // The consumer's position also moves past offsets that carry no message.
+        for (p, n) in gathered.positions {
+            if let Some(pos) = self.positions.get_mut(&p) {
+                *pos = (*pos).max(n);
+            }
+        }
+        if gathered.messages.is_empty() {
+            return Ok(Poll::Idle);
+        }
+        let mut by_partition: BTreeMap<i32, Vec<Received>> = BTreeMap::new();
+        for m in gathered.messages {
+            by_partition.entry(m.partition).or_default().push(m);
+        }
+        let mut batches = Vec::with_capacity(by_partition.len());
+        for (&partition, msgs) in &by_partition {
+            if let Some(b) = self.decode_partition(partition, msgs)? {
+                batches.push(b);
+            }
+            let next = msgs.last().map(|m| m.offset + 1).unwrap_or(0);
+            let pos = self.positions.entry(partition).or_insert(next);
+            *pos = (*pos).max(next);
+        }
+        if self.spec.startup == StartupMode::GroupOffsets {
+            let touched: Vec<i32> = by_partition.keys().copied().collect();
+            self.commit(&touched);
+        }
+        Ok(Poll::Records(batches))
+    }
+
+    async fn end_positions(&mut self) -> Result<Positions> {
+        if let Err(e) = self.refresh().await {
+            self.warn(format!("could not look for new partitions: {e}"));
+        }
+        let spec = self.spec.clone();
+        let partitions = self.partitions();
+        blocking(self.consumer(), move |c| {
+            partitions
+                .into_iter()
+                .map(|p| Ok((p, spec.watermarks(c, p)?.1)))
+                .collect()
+        })
+        .await
+    }
+
+    fn positions(&self) -> &Positions {
+        &self.positions
+    }
+
+    fn partitions(&self) -> Vec<i32> {
+        self.positions.keys().copied().collect()
+    }
+
+    fn decode_errors(&self) -> u64 {
+        self.decode_errors
+    }
+}
+
+impl Drop for KafkaReader {
+    fn drop(&mut self) {
+        // Closing a consumer waits for its threads: not on an async worker.
+        if let Some(c) = self.consumer.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn_blocking(move || drop(c));
+        }
+    }
+}
+
+fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|e| invalid(format!("Kafka admin client for '{brokers}': {e}")))
+}
+
+fn admin_options() -> AdminOptions {
+    AdminOptions::new()
+        .request_timeout(Some(REQUEST_TIMEOUT))
+        .operation_timeout(Some(REQUEST_TIMEOUT))
+}
+
+/// Creates `topic` with `partitions` partitions; an existing topic is left as it is.
+pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result<()> {
+    let admin = admin(brokers)?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let results = admin
+        .create_topics([&new], &admin_options())
+        .await
+        .map_err(|e| kafka_io(format!("creating topic '{topic}' on '{brokers}': {e}")))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(kafka_io(format!(
+                    "creating topic '{name}' on '{brokers}': {code}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Grows `topic` to `total` partitions (Kafka's CreatePartitions).
+pub async fn add_partitions(brokers: &str, topic: &str, total: usize) -> Result<()> {
+    let admin = admin(brokers)?;
+    let results = admin
+        .create_partitions([&NewPartitions::new(topic, total)], &admin_options())
+        .await
+        .map_err(|e| kafka_io(format!("adding partitions to '{topic}' on '{brokers}': {e}")))?;
+    for r in results {
+        if let Err((name, code)) = r {
+            return Err(kafka_io(format!(
+                "adding partitions to '{name}' on '{brokers}': {code}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Produces `records` (partition, payload) to `topic` and waits until every one is
+/// delivered; a record without partition goes where the default partitioner puts it.
+pub async fn produce(
+    brokers: &str,
+    topic: &str,
+    records: Vec<(Option<i32>, Vec<u8>)>,
+) -> Result<()> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("message.timeout.ms", "30000")
+        .set("linger.ms", "5")
+        .create()
+        .map_err(|e| invalid(format!("Kafka producer for '{brokers}': {e}")))?;
+    let producer = &producer;
+    let mut deliveries = futures::stream::iter(records.iter().map(|(partition, payload)| async move {
+        let mut record = FutureRecord::<(), [u8]>::to(topic).payload(payload.as_slice());
+        if let Some(p) = partition {
+            record = record.partition(*p);
+        }
+        producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map(drop)
+            .map_err(|(e, _)| e)
+    }))
+    .buffer_unordered(4096);
+    while let Some(delivered) = deliveries.next().await {
+        delivered.map_err(|e| kafka_io(format!("producing to '{topic}' on '{brokers}': {e}")))?;
+    }
+    Ok(())
+}
+
+/// Records from text, one per line (`weir produce`): `@P payload` goes to partition P,
+/// other lines to `partition`; empty lines are ignored.
+pub fn records_from_lines(
+    text: &str,
+    partition: Option<i32>,
+) -> Result<Vec<(Option<i32>, Vec<u8>)>> {
+    let mut records = Vec::new();
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let prefixed = line.strip_prefix('@').and_then(|rest| {
+            let (p, payload) = rest.split_once(' ').unwrap_or((rest, ""));
+            Some((p.parse::<i32>().ok()?, payload))
+        });
+        records.push(match prefixed {
+            Some((p, payload)) if p >= 0 => (Some(p), payload.as_bytes().to_vec()),
+            Some((p, _)) => return Err(invalid(format!("bad partition {p} in line '{line}'"))),
+            None => (partition, line.as_bytes().to_vec()),
+        });
+    }
+    Ok(records)
+}
+
+fn kafka_io(msg: String) -> WeirError {
+    WeirError::Io(std::io::Error::other(msg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::schema_of;
+    use datafusion::arrow::datatypes::{DataType, IntervalUnit};
+
+    fn options(pairs: &[(&str, &str)]) -> Options {
+        let mut o = Options::default();
+        o.0.insert("connector".into(), "kafka".into());
+        o.0.insert("topic".into(), "events".into());
+        o.0.insert(
+            "properties.bootstrap.servers".into(),
+            "127.0.0.1:9".into(),
+        );
+        for (k, v) in pairs {
+            o.0.insert(k.to_string(), v.to_string());
+        }
+        o
+    }
+
+    fn schema() -> SchemaRef {
+        schema_of(&[("id", DataType::Int64), ("name", DataType::Utf8)])
+    }
+
+    fn err(pairs: &[(&str, &str)]) -> String {
+        KafkaSpec::parse(schema(), &options(pairs))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn produce_lines() {
+        let records = records_from_lines("a\n\n@2 {\"x\": 1}\n@x y\n@0\n", Some(1)).unwrap();
+        let expect: Vec<(Option<i32>, Vec<u8>)> = vec![
+            (Some(1), b"a".to_vec()),
+            (Some(2), b"{\"x\": 1}".to_vec()),
+            (Some(1), b"@x y".to_vec()),
+            (Some(0), b"".to_vec()),
+        ];
+        assert_eq!(records, expect);
+        assert_eq!(records_from_lines("b", None).unwrap(), vec![(None, b"b".to_vec())]);
+        assert!(records_from_lines("@-1 z", None).is_err());
+    }
+
+    #[test]
+    fn defaults() {
+        let spec = KafkaSpec::parse(schema(), &options(&[])).unwrap();
+        assert_eq!(spec.topic, "events");
+        assert_eq!(spec.startup, StartupMode::Earliest);
+        assert_eq!(spec.format, Format::Json);
+        assert_eq!(spec.on_error, OnError::Skip);
+        assert_eq!(spec.properties["bootstrap.servers"], "127.0.0.1:9");
+    }
+
+    #[test]
+    fn every_option() {
+        let spec = KafkaSpec::parse(
+            schema(),
+            &options(&[
+                ("scan.startup.mode", "Timestamp"),
+                ("scan.startup.timestamp.millis", "1700000000000"),
+                ("format", "csv"),
+                ("csv.delimiter", "|"),
+                ("format.on_error", "fail"),
+                ("properties.group.id", "g"),
+                ("properties.client.id", "weir-test"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(spec.startup, StartupMode::Timestamp(1_700_000_000_000));
+        assert_eq!(spec.format, Format::Csv { delimiter: b'|' });
+        assert_eq!(spec.on_error, OnError::Fail);
+        assert_eq!(spec.properties["group.id"], "g");
+        assert_eq!(spec.properties.len(), 3);
+    }
+
+    #[test]
+    fn bad_options_fail_naming_the_option() {
+        let e = err(&[("scan.startup.mode", "foo")]);
+        assert!(
+            e.contains("'scan.startup.mode'") && e.contains("'earliest', 'latest'") && e.contains("'foo'"),
+            "{e}"
+        );
+        let e = err(&[("startup", "earliest")]);
+        assert!(e.contains("unknown option 'startup'") && e.contains("properties.*"), "{e}");
+        let e = err(&[("format", "avro")]);
+        assert!(e.contains("'format'") && e.contains("'json', 'csv'"), "{e}");
+        let e = err(&[("format.on_error", "ignore")]);
+        assert!(e.contains("'format.on_error'") && e.contains("'skip', 'fail'"), "{e}");
+        let e = err(&[("scan.startup.mode", "timestamp")]);
+        assert!(e.contains("'scan.startup.timestamp.millis'"), "{e}");
+        let e = err(&[("scan.startup.timestamp.millis", "12")]);
+        assert!(e.contains("'timestamp'"), "{e}");
+        let e = err(&[
+            ("scan.startup.mode", "timestamp"),
+            ("scan.startup.timestamp.millis", "yesterday"),
+        ]);
+        assert!(e.contains("'scan.startup.timestamp.millis'") && e.contains("yesterday"), "{e}");
+        let e = err(&[("scan.startup.mode", "group-offsets")]);
+        assert!(e.contains("'properties.group.id'"), "{e}");
+        let e = err(&[("format", "csv"), ("csv.delimiter", ";;")]);
+        assert!(e.contains("'csv.delimiter'"), "{e}");
+        let e = err(&[("csv.delimiter", ";")]);
+        assert!(e.contains("'csv.delimiter'") && e.contains("csv"), "{e}");
+        let e = err(&[("properties.no.such.thing", "1")]);
+        assert!(e.contains("no.such.thing"), "{e}");
+
+        let mut o = options(&[]);
+        o.0.remove("properties.bootstrap.servers");
+        let e = KafkaSpec::parse(schema(), &o).unwrap_err().to_string();
+        assert!(e.contains("'properties.bootstrap.servers'"), "{e}");
+        let mut o = options(&[]);
+        o.0.remove("topic");
+        let e = KafkaSpec::parse(schema(), &o).unwrap_err().to_string();
+        assert!(e.contains("'topic'"), "{e}");
+    }
+
+    #[test]
+    fn undecodable_column_fails() {
+        let s = schema_of(&[("gap", DataType::Interval(IntervalUnit::MonthDayNano))]);
+        let e = KafkaSpec::parse(s, &options(&[])).unwrap_err().to_string();
+        assert!(e.contains("\"gap\""), "{e}");
+    }
+
+    #[tokio::test]
+    async fn unreachable_brokers_fail_within_the_timeout() {
+        let started = Instant::now();
+        let e = KafkaSpec::from_options(schema(), &options(&[]))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'events'") && e.contains("127.0.0.1:9"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(15));
+    }
+}
