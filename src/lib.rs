@@ -14,7 +14,9 @@
 //! - [`server`]: the listeners — PostgreSQL wire ([`server::pgwire`]), HTTP health and
 //!   metrics — and graceful shutdown.
 //! - [`error`]: the one error type and its SQLSTATE mapping.
+//! - [`bench`]: `weir bench`, the throughput, latency and memory benchmarks.
 
+pub mod bench;
 pub mod config;
 pub mod connector;
 pub mod decode;

@@ -31,6 +31,25 @@ enum Command {
         /// Folder of .sql files
         dir: PathBuf,
     },
+    /// Run a benchmark (build with --release); see BENCHMARKS.md.
+    Bench {
+        #[command(subcommand)]
+        bench: weir::bench::Bench,
+    },
+    /// Produce stdin to a Kafka topic, one record per line; `@P payload` goes to partition P.
+    Produce {
+        /// Kafka bootstrap servers, HOST:PORT[,…]
+        #[arg(long)]
+        brokers: String,
+        #[arg(long)]
+        topic: String,
+        /// Create the topic with N partitions first, when it does not exist
+        #[arg(long, value_name = "N")]
+        partitions: Option<i32>,
+        /// Partition of lines without `@P` [default: the partitioner's choice]
+        #[arg(long, value_name = "P")]
+        partition: Option<i32>,
+    },
 }
 
 fn init_logs(filter: &str) {
@@ -55,6 +74,13 @@ fn main() -> ExitCode {
                 weir::server::run(config).await
             }
             Command::Check { dir } => check(&dir).await,
+            Command::Bench { bench } => weir::bench::run(bench).await,
+            Command::Produce {
+                brokers,
+                topic,
+                partitions,
+                partition,
+            } => produce(&brokers, &topic, partitions, partition).await,
         }
     });
     match result {
@@ -78,5 +104,23 @@ async fn check(dir: &std::path::Path) -> weir::Result<()> {
         println!("{}: {what}", def.location());
     }
     println!("ok: {} statements in {}", defs.len(), dir.display());
+    Ok(())
+}
+
+async fn produce(
+    brokers: &str,
+    topic: &str,
+    partitions: Option<i32>,
+    partition: Option<i32>,
+) -> weir::Result<()> {
+    use weir::connector::kafka;
+    let input = std::io::read_to_string(std::io::stdin())?;
+    let records = kafka::records_from_lines(&input, partition)?;
+    if let Some(n) = partitions {
+        kafka::create_topic(brokers, topic, n).await?;
+    }
+    let count = records.len();
+    kafka::produce(brokers, topic, records).await?;
+    println!("produced {count} records to {topic}");
     Ok(())
 }

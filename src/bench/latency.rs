@@ -1,0 +1,313 @@
+//! `weir bench latency`: end-to-end latency from producing an event to Kafka until a
+//! PostgreSQL query on the PostgreSQL wire server shows its effect in a windowed view,
+//! at a steady rate; p50/p99/max after a warm-up.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::bench::bids::timestamp_text;
+use crate::bench::drive::sql;
+use crate::bench::kafka::fresh_topic;
+use crate::bench::measure::{Span, ms, percentile, thousands};
+use crate::connector::kafka;
+use crate::engine::Engine;
+use crate::error::{Result, WeirError};
+use crate::server::metrics::Metrics;
+use crate::server::pgwire::{Handlers, serve};
+
+/// Settings of one latency run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub brokers: String,
+    /// Events per second.
+    pub rate: f64,
+    /// How long the producer runs.
+    pub seconds: u64,
+    /// Events produced in the first `warmup` seconds are not counted.
+    pub warmup: u64,
+    /// The producer's `linger.ms`.
+    pub linger_ms: u64,
+}
+
+const VIEW: &str = "SELECT window_start, window_end, max(seq) AS last_seq, count(*) AS n \
+     FROM TUMBLE(src, ts, INTERVAL '10' SECOND) GROUP BY window_start, window_end";
+const QUERY: &str = "SELECT max(last_seq) FROM v";
+/// How long the client keeps polling for the last events once the producer is done.
+const DRAIN: Duration = Duration::from_secs(20);
+
+/// Produce times, by sequence number: nanoseconds since the run's start, plus one (0: not
+/// produced yet).
+type Sent = Arc<Vec<AtomicU64>>;
+
+pub async fn run(settings: Settings) -> Result<()> {
+    let Settings {
+        brokers,
+        rate,
+        seconds,
+        warmup,
+        linger_ms,
+    } = settings.clone();
+    if !(rate.is_finite() && rate > 0.0) || seconds == 0 || warmup >= seconds {
+        return Err(WeirError::InvalidParameter(
+            "--rate must be positive and --warmup shorter than --seconds".into(),
+        ));
+    }
+    let total = (rate * seconds as f64) as usize;
+    // One partition: Kafka keeps its order, so max(seq) = s means every event up to s is in.
+    let topic = fresh_topic("weir-bench-latency");
+    println!(
+        "latency: {rate} events/s for {seconds} s into topic '{topic}' (1 partition) on {brokers}; \
+         producer linger.ms={linger_ms}; warm-up {warmup} s"
+    );
+    println!("  machine: {}", crate::bench::measure::machine());
+    println!("  view v: {VIEW}");
+    println!("  client: '{QUERY}' in a loop over the PostgreSQL wire protocol");
+    kafka::create_topic(&brokers, &topic, 1).await?;
+
+    let engine = Arc::new(Engine::new().await?);
+    sql(
+        &engine,
+        &format!(
+            "CREATE SOURCE src (seq BIGINT, ts TIMESTAMP, \
+             WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) WITH (connector = 'kafka', \
+             topic = '{topic}', 'properties.bootstrap.servers' = '{brokers}', \
+             'scan.startup.mode' = 'earliest', format = 'json')"
+        ),
+    )
+    .await?;
+    sql(&engine, &format!("CREATE MATERIALIZED VIEW v AS {VIEW}")).await?;
+
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let metrics = Metrics::new();
+    let handlers = Arc::new(Handlers::new(
+        Arc::clone(&engine),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let server = tokio::spawn(serve(
+        listener,
+        handlers,
+        metrics,
+        shutdown.clone(),
+        tracker.clone(),
+    ));
+    println!("  PostgreSQL wire server on {addr}");
+
+    let sent: Sent = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
+    let produced = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let span = Span::start();
+    let producer = {
+        let (sent, produced) = (Arc::clone(&sent), Arc::clone(&produced));
+        let (brokers, topic) = (brokers.clone(), topic.clone());
+        std::thread::Builder::new()
+            .name("bench-producer".into())
+            .spawn(move || {
+                let result = produce(&brokers, &topic, rate, linger_ms, &sent, start);
+                produced.store(true, Ordering::Release);
+                result
+            })?
+    };
+    let client = {
+        let (sent, produced) = (Arc::clone(&sent), Arc::clone(&produced));
+        std::thread::Builder::new()
+            .name("bench-client".into())
+            .spawn(move || -> Result<Observed> {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?
+                    .block_on(observe(addr, &sent, &produced, start))
+            })?
+    };
+    let produce_result = tokio::task::spawn_blocking(move || producer.join())
+        .await
+        .map_err(|e| WeirError::Internal(e.to_string()))?
+        .map_err(|_| WeirError::Internal("the producer panicked".into()))?;
+    let observed = tokio::task::spawn_blocking(move || client.join())
+        .await
+        .map_err(|e| WeirError::Internal(e.to_string()))?
+        .map_err(|_| WeirError::Internal("the client panicked".into()))??;
+    let measured = span.stop();
+    produce_result?;
+    shutdown.cancel();
+    let _ = server.await;
+    let _ = sql(&engine, "DROP MATERIALIZED VIEW v").await;
+
+    let warm = Duration::from_secs(warmup);
+    let mut latencies: Vec<Duration> = Vec::with_capacity(total);
+    let mut unseen = 0usize;
+    for (seq, seen) in observed.seen.iter().enumerate() {
+        let sent_at = Duration::from_nanos(sent[seq].load(Ordering::Acquire).saturating_sub(1));
+        if sent_at < warm {
+            continue;
+        }
+        match seen {
+            Some(seen) => latencies.push(seen.saturating_sub(sent_at)),
+            None => unseen += 1,
+        }
+    }
+    latencies.sort_unstable();
+    let mut queries = observed.query_times.clone();
+    queries.sort_unstable();
+    println!(
+        "  produced {} events in {:.1} s; {} queries answered (round trip p50 {}, p99 {}); \
+         process {}",
+        thousands(total as u64),
+        observed.produced_in.as_secs_f64(),
+        thousands(queries.len() as u64),
+        ms(percentile(&queries, 0.5)),
+        ms(percentile(&queries, 0.99)),
+        measured.describe()
+    );
+    println!(
+        "  latency over {} events after the warm-up ({} never seen): p50 {}, p90 {}, p99 {}, \
+         p99.9 {}, max {}",
+        thousands(latencies.len() as u64),
+        thousands(unseen as u64),
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.9)),
+        ms(percentile(&latencies, 0.99)),
+        ms(percentile(&latencies, 0.999)),
+        ms(latencies.last().copied().unwrap_or_default())
+    );
+    println!(
+        "RESULT latency rate={rate} seconds={seconds} warmup={warmup} linger_ms={linger_ms} \
+         events={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} unseen={unseen}",
+        latencies.len(),
+        percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
+        percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0
+    );
+    if latencies.is_empty() {
+        return Err(WeirError::Internal("no event was seen after the warm-up".into()));
+    }
+    Ok(())
+}
+
+/// Produce `sent.len()` events `{"seq": n, "ts": now}` at `rate` per second, recording
+/// each one's produce time just before handing it to the producer.
+fn produce(
+    brokers: &str,
+    topic: &str,
+    rate: f64,
+    linger_ms: u64,
+    sent: &Sent,
+    start: Instant,
+) -> Result<()> {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", linger_ms.to_string())
+        .set("message.timeout.ms", "30000")
+        .create()
+        .map_err(|e| WeirError::Internal(format!("Kafka producer for '{brokers}': {e}")))?;
+    let total = sent.len();
+    let mut seq = 0usize;
+    let mut payload = Vec::with_capacity(64);
+    while seq < total {
+        let due = ((start.elapsed().as_secs_f64() * rate) as usize).min(total);
+        while seq < due {
+            let wall_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            payload.clear();
+            payload.extend_from_slice(format!(r#"{{"seq":{seq},"ts":""#).as_bytes());
+            timestamp_text(&mut payload, wall_ms);
+            payload.extend_from_slice(br#""}"#);
+            sent[seq].store(start.elapsed().as_nanos() as u64 + 1, Ordering::Release);
+            let record = BaseRecord::<(), [u8]>::to(topic)
+                .payload(payload.as_slice())
+                .partition(0);
+            match producer.send(record) {
+                Ok(()) => seq += 1,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => {
+                    return Err(WeirError::Internal(format!("producing to '{topic}': {e}")));
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .map_err(|e| WeirError::Internal(format!("flushing the producer: {e}")))?;
+    Ok(())
+}
+
+/// What the client saw.
+struct Observed {
+    /// Per sequence number, when a query first showed it (since the run's start).
+    seen: Vec<Option<Duration>>,
+    /// Round trip of every query.
+    query_times: Vec<Duration>,
+    /// When the producer was done, since the start.
+    produced_in: Duration,
+}
+
+/// Query `max(last_seq)` in a loop until every event was seen, or `DRAIN` after the
+/// producer finished.
+async fn observe(
+    addr: SocketAddr,
+    sent: &Sent,
+    produced: &AtomicBool,
+    start: Instant,
+) -> Result<Observed> {
+    let config = format!(
+        "host={} port={} user=weir dbname=weir",
+        addr.ip(),
+        addr.port()
+    );
+    let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| WeirError::Internal(format!("connecting to {addr}: {e}")))?;
+    tokio::spawn(connection);
+    let total = sent.len();
+    let mut seen: Vec<Option<Duration>> = vec![None; total];
+    let mut query_times = Vec::new();
+    let mut next = 0usize; // first sequence number not yet seen
+    let mut produced_in = None;
+    while next < total {
+        if produced_in.is_none() && produced.load(Ordering::Acquire) {
+            produced_in = Some(start.elapsed());
+        }
+        if produced_in.is_some_and(|p| start.elapsed() > p + DRAIN) {
+            break;
+        }
+        let asked = Instant::now();
+        let messages = client
+            .simple_query(QUERY)
+            .await
+            .map_err(|e| WeirError::Internal(format!("{QUERY}: {e}")))?;
+        let at = start.elapsed();
+        query_times.push(asked.elapsed());
+        let last = messages.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse::<i64>().ok()),
+            _ => None,
+        });
+        if let Some(last) = last.and_then(|l| usize::try_from(l).ok()) {
+            let upto = (last + 1).min(total);
+            for s in seen.iter_mut().take(upto).skip(next) {
+                *s = Some(at);
+            }
+            next = next.max(upto);
+        }
+    }
+    Ok(Observed {
+        seen,
+        query_times,
+        produced_in: produced_in.unwrap_or_else(|| start.elapsed()),
+    })
+}

@@ -1,0 +1,98 @@
+//! `weir bench`: throughput, latency and memory benchmarks of the streaming path, each
+//! printing its parameters and a `RESULT` line. Run them from a release build; the
+//! figures measured on the project's machine are in BENCHMARKS.md.
+
+pub mod bids;
+pub mod drive;
+pub mod json;
+pub mod kafka;
+pub mod latency;
+pub mod measure;
+pub mod memory;
+
+use clap::Subcommand;
+
+use crate::error::Result;
+
+/// The benchmarks.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Bench {
+    /// Nexmark bids decoded from in-memory JSON and aggregated per auction in 10 s
+    /// tumbling windows: events per second per CPU core, next to arrow-json alone.
+    NexmarkJson {
+        /// Bids to generate and process
+        #[arg(long, default_value_t = 10_000_000)]
+        events: u64,
+    },
+    /// The same view over a Kafka source: produce the bids to a fresh 3-partition topic,
+    /// then time CREATE MATERIALIZED VIEW through FLUSH.
+    NexmarkKafka {
+        /// Kafka bootstrap servers, HOST:PORT[,…]
+        #[arg(long)]
+        brokers: String,
+        /// Bids to produce and process
+        #[arg(long, default_value_t = 2_000_000)]
+        events: u64,
+    },
+    /// Latency from producing an event to a PostgreSQL query seeing it in a view, at a
+    /// steady rate.
+    Latency {
+        /// Kafka bootstrap servers, HOST:PORT[,…]
+        #[arg(long)]
+        brokers: String,
+        /// Events per second
+        #[arg(long, default_value_t = 50_000.0)]
+        rate: f64,
+        /// How long to produce
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Events of the first SECONDS are not counted
+        #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+        warmup: u64,
+        /// The producer's linger.ms
+        #[arg(long, default_value_t = 1)]
+        linger_ms: u64,
+    },
+    /// State per open (window, key) group with count, sum and max.
+    Memory {
+        /// Groups to open in one window
+        #[arg(long, default_value_t = 1_000_000)]
+        groups: u64,
+    },
+}
+
+/// Run one benchmark; warnings are logged (`WEIR_LOG` sets the filter).
+pub async fn run(bench: Bench) -> Result<()> {
+    let filter = std::env::var("WEIR_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_target(false)
+        .try_init();
+    if cfg!(debug_assertions) {
+        println!("warning: a debug build; benchmark figures need `cargo build --release`");
+    }
+    match bench {
+        Bench::NexmarkJson { events } => json::run(events).await,
+        Bench::NexmarkKafka { brokers, events } => kafka::run(&brokers, events).await,
+        Bench::Latency {
+            brokers,
+            rate,
+            seconds,
+            warmup,
+            linger_ms,
+        } => {
+            latency::run(latency::Settings {
+                brokers,
+                rate,
+                seconds,
+                warmup,
+                linger_ms,
+            })
+            .await
+        }
+        Bench::Memory { groups } => memory::run(groups).await,
+    }
+}
