@@ -247,7 +247,9 @@ impl WindowedAggregate {
         for (end, bucket) in self.buckets.iter_mut().filter(|(_, b)| b.dirty) {
             let n = bucket.keys.len();
             let mut columns = bucket.keys.emit(EmitTo::All)?;
-            // Re-insert the keys; `indices` maps old group i to its new index.
+            // Re-insert the keys into a fresh table; `indices` maps old group i to its
+            // new index.
+            bucket.keys = new_group_values(self.spec.group_schema.clone(), &GroupOrdering::None)?;
             bucket.keys.intern(&columns, &mut indices)?;
             let identity: Vec<usize> = (0..n).collect();
             for (acc, call) in bucket.accumulators.iter_mut().zip(&calls) {
