@@ -15,7 +15,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 
@@ -95,7 +95,9 @@ impl KafkaSpec {
         check_options(CONNECTOR, options, OPTIONS, &["properties."])?;
         let topic = required(CONNECTOR, options, "topic")?.to_string();
         if topic.trim().is_empty() {
-            return Err(invalid("option 'topic' of connector 'kafka' must not be empty"));
+            return Err(invalid(
+                "option 'topic' of connector 'kafka' must not be empty",
+            ));
         }
         required(CONNECTOR, options, "properties.bootstrap.servers")?;
         let properties: BTreeMap<String, String> = options
@@ -162,7 +164,9 @@ impl KafkaSpec {
             schema,
         };
         // Unknown or malformed librdkafka properties fail here rather than at open.
-        spec.client_config().create_native_config().map_err(|e| spec.bad_properties(e))?;
+        spec.client_config()
+            .create_native_config()
+            .map_err(|e| spec.bad_properties(e))?;
         Ok(spec)
     }
 
@@ -268,7 +272,10 @@ impl KafkaSpec {
     fn watermarks(&self, c: &BaseConsumer, partition: i32) -> Result<(i64, i64)> {
         c.fetch_watermarks(&self.topic, partition, REQUEST_TIMEOUT)
             .map_err(|e| {
-                self.broker_error(&format!("could not fetch offsets of partition {partition} of"), e)
+                self.broker_error(
+                    &format!("could not fetch offsets of partition {partition} of"),
+                    e,
+                )
             })
     }
 
@@ -504,7 +511,11 @@ impl KafkaReader {
     }
 
     /// Decodes one partition's payloads, in order; tombstones are passed over.
-    fn decode_partition(&mut self, partition: i32, msgs: &[Received]) -> Result<Option<PartitionBatch>> {
+    fn decode_partition(
+        &mut self,
+        partition: i32,
+        msgs: &[Received],
+    ) -> Result<Option<PartitionBatch>> {
         let records: Vec<&Received> = msgs.iter().filter(|m| m.payload.is_some()).collect();
         let payloads: Vec<&[u8]> = records
             .iter()
@@ -622,11 +633,13 @@ impl SourceReader for KafkaReader {
 
 impl Drop for KafkaReader {
     fn drop(&mut self) {
-        // Closing a consumer waits for its threads: not on an async worker.
-        if let Some(c) = self.consumer.take()
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            rt.spawn_blocking(move || drop(c));
+        // Closing a consumer waits for its threads and for commits in flight, which never
+        // end while the brokers are unreachable: close on a thread of its own, which neither
+        // an async worker nor the runtime's shutdown waits for.
+        if let Some(c) = self.consumer.take() {
+            let _ = std::thread::Builder::new()
+                .name("kafka-close".into())
+                .spawn(move || drop(c));
         }
     }
 }
@@ -671,7 +684,11 @@ pub async fn add_partitions(brokers: &str, topic: &str, total: usize) -> Result<
     let results = admin
         .create_partitions([&NewPartitions::new(topic, total)], &admin_options())
         .await
-        .map_err(|e| kafka_io(format!("adding partitions to '{topic}' on '{brokers}': {e}")))?;
+        .map_err(|e| {
+            kafka_io(format!(
+                "adding partitions to '{topic}' on '{brokers}': {e}"
+            ))
+        })?;
     for r in results {
         if let Err((name, code)) = r {
             return Err(kafka_io(format!(
@@ -695,19 +712,41 @@ pub async fn produce(
         .set("linger.ms", "5")
         .create()
         .map_err(|e| invalid(format!("Kafka producer for '{brokers}': {e}")))?;
+    // A missing topic would only show as a delivery timeout: say so at once instead
+    // (brokers that create topics on demand answer with the new topic).
+    let check = producer.clone();
+    let name = topic.to_string();
+    let metadata = off_runtime(move || {
+        check
+            .client()
+            .fetch_metadata(Some(&name), REQUEST_TIMEOUT)
+            .map_err(|e| kafka_io(format!("could not fetch metadata of topic '{name}': {e}")))
+    })
+    .await?;
+    let missing = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .is_none_or(|t| t.error().is_some() || t.partitions().is_empty());
+    if missing {
+        return Err(invalid(format!(
+            "Kafka topic '{topic}' does not exist on brokers '{brokers}'"
+        )));
+    }
     let producer = &producer;
-    let mut deliveries = futures::stream::iter(records.iter().map(|(partition, payload)| async move {
-        let mut record = FutureRecord::<(), [u8]>::to(topic).payload(payload.as_slice());
-        if let Some(p) = partition {
-            record = record.partition(*p);
-        }
-        producer
-            .send(record, Duration::from_secs(30))
-            .await
-            .map(drop)
-            .map_err(|(e, _)| e)
-    }))
-    .buffer_unordered(4096);
+    let mut deliveries =
+        futures::stream::iter(records.iter().map(|(partition, payload)| async move {
+            let mut record = FutureRecord::<(), [u8]>::to(topic).payload(payload.as_slice());
+            if let Some(p) = partition {
+                record = record.partition(*p);
+            }
+            producer
+                .send(record, Duration::from_secs(30))
+                .await
+                .map(drop)
+                .map_err(|(e, _)| e)
+        }))
+        .buffer_unordered(4096);
     while let Some(delivered) = deliveries.next().await {
         delivered.map_err(|e| kafka_io(format!("producing to '{topic}' on '{brokers}': {e}")))?;
     }
@@ -752,10 +791,7 @@ mod tests {
         let mut o = Options::default();
         o.0.insert("connector".into(), "kafka".into());
         o.0.insert("topic".into(), "events".into());
-        o.0.insert(
-            "properties.bootstrap.servers".into(),
-            "127.0.0.1:9".into(),
-        );
+        o.0.insert("properties.bootstrap.servers".into(), "127.0.0.1:9".into());
         for (k, v) in pairs {
             o.0.insert(k.to_string(), v.to_string());
         }
@@ -782,7 +818,10 @@ mod tests {
             (Some(0), b"".to_vec()),
         ];
         assert_eq!(records, expect);
-        assert_eq!(records_from_lines("b", None).unwrap(), vec![(None, b"b".to_vec())]);
+        assert_eq!(
+            records_from_lines("b", None).unwrap(),
+            vec![(None, b"b".to_vec())]
+        );
         assert!(records_from_lines("@-1 z", None).is_err());
     }
 
@@ -822,15 +861,23 @@ mod tests {
     fn bad_options_fail_naming_the_option() {
         let e = err(&[("scan.startup.mode", "foo")]);
         assert!(
-            e.contains("'scan.startup.mode'") && e.contains("'earliest', 'latest'") && e.contains("'foo'"),
+            e.contains("'scan.startup.mode'")
+                && e.contains("'earliest', 'latest'")
+                && e.contains("'foo'"),
             "{e}"
         );
         let e = err(&[("startup", "earliest")]);
-        assert!(e.contains("unknown option 'startup'") && e.contains("properties.*"), "{e}");
+        assert!(
+            e.contains("unknown option 'startup'") && e.contains("properties.*"),
+            "{e}"
+        );
         let e = err(&[("format", "avro")]);
         assert!(e.contains("'format'") && e.contains("'json', 'csv'"), "{e}");
         let e = err(&[("format.on_error", "ignore")]);
-        assert!(e.contains("'format.on_error'") && e.contains("'skip', 'fail'"), "{e}");
+        assert!(
+            e.contains("'format.on_error'") && e.contains("'skip', 'fail'"),
+            "{e}"
+        );
         let e = err(&[("scan.startup.mode", "timestamp")]);
         assert!(e.contains("'scan.startup.timestamp.millis'"), "{e}");
         let e = err(&[("scan.startup.timestamp.millis", "12")]);
@@ -839,7 +886,10 @@ mod tests {
             ("scan.startup.mode", "timestamp"),
             ("scan.startup.timestamp.millis", "yesterday"),
         ]);
-        assert!(e.contains("'scan.startup.timestamp.millis'") && e.contains("yesterday"), "{e}");
+        assert!(
+            e.contains("'scan.startup.timestamp.millis'") && e.contains("yesterday"),
+            "{e}"
+        );
         let e = err(&[("scan.startup.mode", "group-offsets")]);
         assert!(e.contains("'properties.group.id'"), "{e}");
         let e = err(&[("format", "csv"), ("csv.delimiter", ";;")]);
