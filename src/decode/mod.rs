@@ -428,7 +428,11 @@ mod tests {
         let (batch, skipped) = decode(&mut dec, &["1|x,y", "2|z"]);
         assert_eq!(skipped, 0);
         assert_eq!(
-            batch.column(0).as_primitive::<Int32Type>().values().to_vec(),
+            batch
+                .column(0)
+                .as_primitive::<Int32Type>()
+                .values()
+                .to_vec(),
             vec![1, 2]
         );
         assert_eq!(batch.column(1).as_string::<i32>().value(0), "x,y");

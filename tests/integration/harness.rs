@@ -164,8 +164,9 @@ impl Drop for Server {
     }
 }
 
-/// A running tansu broker (Kafka protocol, in-memory storage) on a free loopback port;
-/// killed on drop.
+/// A running tansu broker (Kafka protocol) on a free loopback port, storing in SQLite in a
+/// temporary folder: its in-memory engine answers ListOffsets(latest) with the last
+/// batch's base offset + 1 instead of the high watermark. Killed on drop.
 pub struct Broker {
     child: Child,
     port: u16,

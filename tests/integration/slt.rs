@@ -129,9 +129,7 @@ where
         self.0.engine_name()
     }
 
-    async fn run_command(
-        command: std::process::Command,
-    ) -> std::io::Result<std::process::Output> {
+    async fn run_command(command: std::process::Command) -> std::io::Result<std::process::Output> {
         D::run_command(command).await
     }
 }
