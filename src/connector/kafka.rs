@@ -528,7 +528,7 @@ impl KafkaReader {
                 return Err(invalid(format!(
                     "could not decode the record at offset {offset} of partition {partition} of Kafka topic '{}' as {}: {}",
                     self.spec.topic,
-                    format_name(self.spec.format),
+                    self.spec.format.name(),
                     first.reason
                 )));
             }
@@ -552,13 +552,6 @@ impl KafkaReader {
         if let Err(e) = self.consumer().commit(&tpl, CommitMode::Async) {
             self.warn(format!("could not commit offsets: {e}"));
         }
-    }
-}
-
-fn format_name(f: Format) -> &'static str {
-    match f {
-        Format::Json => "json",
-        Format::Csv { .. } => "csv",
     }
 }
 
@@ -712,23 +705,31 @@ pub async fn produce(
         .set("linger.ms", "5")
         .create()
         .map_err(|e| invalid(format!("Kafka producer for '{brokers}': {e}")))?;
-    // A missing topic would only show as a delivery timeout: say so at once instead
-    // (brokers that create topics on demand answer with the new topic).
+    // A missing topic would only show as a delivery timeout: say so at once instead. A
+    // topic just created may take a moment to show in every broker's metadata.
     let check = producer.clone();
     let name = topic.to_string();
-    let metadata = off_runtime(move || {
-        check
-            .client()
-            .fetch_metadata(Some(&name), REQUEST_TIMEOUT)
-            .map_err(|e| kafka_io(format!("could not fetch metadata of topic '{name}': {e}")))
+    let exists = off_runtime(move || {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            let metadata = check
+                .client()
+                .fetch_metadata(Some(&name), REQUEST_TIMEOUT)
+                .map_err(|e| {
+                    kafka_io(format!("could not fetch metadata of topic '{name}': {e}"))
+                })?;
+            let found = metadata
+                .topics()
+                .iter()
+                .any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty());
+            if found || Instant::now() >= deadline {
+                return Ok(found);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     })
     .await?;
-    let missing = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .is_none_or(|t| t.error().is_some() || t.partitions().is_empty());
-    if missing {
+    if !exists {
         return Err(invalid(format!(
             "Kafka topic '{topic}' does not exist on brokers '{brokers}'"
         )));

@@ -22,7 +22,8 @@ pub enum Format {
 }
 
 impl Format {
-    fn name(&self) -> &'static str {
+    /// `json` or `csv`, as the `format` option spells it.
+    pub fn name(&self) -> &'static str {
         match self {
             Format::Json => "json",
             Format::Csv { .. } => "csv",
