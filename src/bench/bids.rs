@@ -103,6 +103,11 @@ fn write_bid(out: &mut Vec<u8>, b: &nexmark::event::Bid) {
 /// `s` as a JSON string literal.
 pub fn json_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.extend_from_slice(b"\\\""),
@@ -161,7 +166,10 @@ pub struct JsonReader {
 }
 
 impl JsonReader {
-    pub fn new(payloads: Arc<Payloads>, schema: datafusion::arrow::datatypes::SchemaRef) -> Result<Self> {
+    pub fn new(
+        payloads: Arc<Payloads>,
+        schema: datafusion::arrow::datatypes::SchemaRef,
+    ) -> Result<Self> {
         Ok(JsonReader {
             payloads,
             decoder: Decoder::new(schema, Format::Json)?,
@@ -212,7 +220,9 @@ impl SourceReader for JsonReader {
 pub fn check_decoded(reader: &JsonReader) -> Result<()> {
     match reader.decode_errors {
         0 => Ok(()),
-        n => Err(WeirError::Internal(format!("{n} generated bids did not decode"))),
+        n => Err(WeirError::Internal(format!(
+            "{n} generated bids did not decode"
+        ))),
     }
 }
 
@@ -235,6 +245,14 @@ mod tests {
     }
 
     #[test]
+    fn strings_escaped() {
+        let mut out = Vec::new();
+        json_string(&mut out, "plain");
+        json_string(&mut out, "a\"b\\c\n");
+        assert_eq!(String::from_utf8(out).unwrap(), r#""plain""a\"b\\c\u000a""#);
+    }
+
+    #[test]
     fn bids_decode_with_the_source_columns() {
         use datafusion::arrow::array::AsArray;
         use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit};
@@ -242,14 +260,19 @@ mod tests {
         assert_eq!(payloads.len(), 10_000);
         let first = std::str::from_utf8(payloads.get(0)).unwrap();
         assert!(first.starts_with(r#"{"auction":"#), "{first}");
-        assert!(first.contains(r#""date_time":"2026-01-01 00:00:00"#), "{first}");
+        assert!(
+            first.contains(r#""date_time":"2026-01-01 00:00:00"#),
+            "{first}"
+        );
         let schema = crate::decode::schema_of(&[
             ("auction", DataType::Int64),
             ("price", DataType::Int64),
             ("date_time", DataType::Timestamp(TimeUnit::Nanosecond, None)),
         ]);
         let mut reader = JsonReader::new(payloads, schema).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let mut rows = 0;
         while let Poll::Records(batches) = rt.block_on(reader.poll()).unwrap() {
             for b in batches {

@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 use crate::connector::{Poll, SourceReader};
 use crate::engine::{Engine, Outcome};
 use crate::error::{Result, WeirError};
-use crate::sql::streaming::Emit;
-use crate::sql::{classify, parse_postgres};
+use crate::sql::streaming::StreamingStatement;
+use crate::sql::{Statement, classify, parse_postgres};
 use crate::view::plan::{Input, compile};
 use crate::view::state::{View, ViewState};
 use crate::window::assign::{assign, nanos_per};
@@ -29,11 +29,20 @@ pub async fn sql(engine: &Engine, text: &str) -> Result<Vec<RecordBatch>> {
     }
 }
 
-/// `query` compiled as `CREATE MATERIALIZED VIEW name AS query` compiles it, without
-/// starting its pipeline (the caller drives it).
+/// `CREATE MATERIALIZED VIEW name AS query`, parsed and compiled as the engine does it,
+/// without starting its pipeline (the caller drives it).
 pub async fn compile_view(engine: &Engine, name: &str, query: &str) -> Result<Arc<View>> {
+    let text = format!("CREATE MATERIALIZED VIEW {name} AS {query}");
+    let Statement::Streaming(statement, _) = classify(&text)? else {
+        return Err(WeirError::Internal(format!("not a view: {text}")));
+    };
+    let StreamingStatement::CreateMaterializedView(create) = *statement else {
+        return Err(WeirError::Internal(format!("not a view: {text}")));
+    };
     let state = engine.context().state();
-    let plan = state.statement_to_plan(parse_postgres(query)?).await?;
+    let plan = state
+        .statement_to_plan(parse_postgres(&create.query)?)
+        .await?;
     let plan = state
         .analyzer()
         .execute_and_check(plan, state.config_options(), |_, _| {})?;
@@ -41,9 +50,9 @@ pub async fn compile_view(engine: &Engine, name: &str, query: &str) -> Result<Ar
     // Nobody sends commands to a driven view; the receiver is not needed.
     let (tx, _rx) = mpsc::unbounded_channel();
     Ok(Arc::new(View::new(
-        name.to_string(),
-        query.to_string(),
-        Emit::OnUpdate,
+        create.name,
+        create.query,
+        create.emit,
         compiled,
         tx,
     )))

@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::bench::bids::{self, BID_COLUMNS, BID_VIEW};
 use crate::bench::drive::sql;
 use crate::bench::json::counted;
-use crate::bench::measure::{Span, mib, rate, thousands};
+use crate::bench::measure::{Span, cpu_time_of, mib, rate, thousands};
 use crate::connector::kafka;
 use crate::engine::Engine;
 use crate::error::{Result, WeirError};
@@ -24,7 +24,7 @@ pub fn fresh_topic(prefix: &str) -> String {
     format!("{prefix}-{ms}")
 }
 
-pub async fn run(brokers: &str, events: u64) -> Result<()> {
+pub async fn run(brokers: &str, events: u64, broker_pid: Option<u32>) -> Result<()> {
     let n = usize::try_from(events)
         .map_err(|_| WeirError::InvalidParameter("--events is too large".into()))?;
     let topic = fresh_topic("weir-bench-bids");
@@ -62,10 +62,18 @@ pub async fn run(brokers: &str, events: u64) -> Result<()> {
         ),
     )
     .await?;
+    let broker_before = broker_pid.map(cpu_time_of);
     let span = Span::start();
-    sql(&engine, &format!("CREATE MATERIALIZED VIEW q AS {BID_VIEW}")).await?;
+    sql(
+        &engine,
+        &format!("CREATE MATERIALIZED VIEW q AS {BID_VIEW}"),
+    )
+    .await?;
     sql(&engine, "FLUSH").await?;
     let measured = span.stop();
+    let broker = broker_pid
+        .zip(broker_before)
+        .map(|(pid, before)| (pid, cpu_time_of(pid) - before));
 
     let view = engine
         .streams()
@@ -92,6 +100,13 @@ pub async fn run(brokers: &str, events: u64) -> Result<()> {
         rate(measured.per_core(events)),
         measured.describe()
     );
+    if let Some((pid, cpu)) = broker {
+        println!(
+            "  broker (pid {pid}) meanwhile: cpu {:.2} s ({:.2} cores)",
+            cpu.as_secs_f64(),
+            cpu.as_secs_f64() / measured.wall.as_secs_f64().max(1e-9)
+        );
+    }
     let _ = sql(&engine, "DROP MATERIALIZED VIEW q").await;
     if read != events || counted + late != events {
         return Err(WeirError::Internal(format!(

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -17,7 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::bench::bids::timestamp_text;
 use crate::bench::drive::sql;
 use crate::bench::kafka::fresh_topic;
-use crate::bench::measure::{Span, ms, percentile, thousands};
+use crate::bench::measure::{Span, cpu_time_of, ms, percentile, thousands};
 use crate::connector::kafka;
 use crate::engine::Engine;
 use crate::error::{Result, WeirError};
@@ -36,6 +37,10 @@ pub struct Settings {
     pub warmup: u64,
     /// The producer's `linger.ms`.
     pub linger_ms: u64,
+    /// The consumer's `fetch.wait.max.ms`; `None`: librdkafka's default.
+    pub fetch_wait_ms: Option<u64>,
+    /// A broker process on this machine whose CPU time to report.
+    pub broker_pid: Option<u32>,
 }
 
 const VIEW: &str = "SELECT window_start, window_end, max(seq) AS last_seq, count(*) AS n \
@@ -55,7 +60,9 @@ pub async fn run(settings: Settings) -> Result<()> {
         seconds,
         warmup,
         linger_ms,
-    } = settings.clone();
+        fetch_wait_ms,
+        broker_pid,
+    } = settings;
     if !(rate.is_finite() && rate > 0.0) || seconds == 0 || warmup >= seconds {
         return Err(WeirError::InvalidParameter(
             "--rate must be positive and --warmup shorter than --seconds".into(),
@@ -66,7 +73,8 @@ pub async fn run(settings: Settings) -> Result<()> {
     let topic = fresh_topic("weir-bench-latency");
     println!(
         "latency: {rate} events/s for {seconds} s into topic '{topic}' (1 partition) on {brokers}; \
-         producer linger.ms={linger_ms}; warm-up {warmup} s"
+         producer linger.ms={linger_ms}, consumer fetch.wait.max.ms={}; warm-up {warmup} s",
+        fetch_wait_ms.map_or("500 (default)".to_string(), |f| f.to_string())
     );
     println!("  machine: {}", crate::bench::measure::machine());
     println!("  view v: {VIEW}");
@@ -80,7 +88,10 @@ pub async fn run(settings: Settings) -> Result<()> {
             "CREATE SOURCE src (seq BIGINT, ts TIMESTAMP, \
              WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) WITH (connector = 'kafka', \
              topic = '{topic}', 'properties.bootstrap.servers' = '{brokers}', \
-             'scan.startup.mode' = 'earliest', format = 'json')"
+             'scan.startup.mode' = 'earliest', format = 'json'{})",
+            fetch_wait_ms.map_or(String::new(), |f| format!(
+                ", 'properties.fetch.wait.max.ms' = '{f}'"
+            ))
         ),
     )
     .await?;
@@ -106,16 +117,19 @@ pub async fn run(settings: Settings) -> Result<()> {
     println!("  PostgreSQL wire server on {addr}");
 
     let sent: Sent = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
+    let acked: Sent = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
     let produced = Arc::new(AtomicBool::new(false));
+    let broker_before = broker_pid.map(cpu_time_of);
     let start = Instant::now();
     let span = Span::start();
     let producer = {
-        let (sent, produced) = (Arc::clone(&sent), Arc::clone(&produced));
+        let (sent, acked, produced) =
+            (Arc::clone(&sent), Arc::clone(&acked), Arc::clone(&produced));
         let (brokers, topic) = (brokers.clone(), topic.clone());
         std::thread::Builder::new()
             .name("bench-producer".into())
             .spawn(move || {
-                let result = produce(&brokers, &topic, rate, linger_ms, &sent, start);
+                let result = produce(&brokers, &topic, rate, linger_ms, &sent, &acked, start);
                 produced.store(true, Ordering::Release);
                 result
             })?
@@ -140,16 +154,24 @@ pub async fn run(settings: Settings) -> Result<()> {
         .map_err(|e| WeirError::Internal(e.to_string()))?
         .map_err(|_| WeirError::Internal("the client panicked".into()))??;
     let measured = span.stop();
+    let broker = broker_pid
+        .zip(broker_before)
+        .map(|(pid, before)| (pid, cpu_time_of(pid) - before));
     produce_result?;
     shutdown.cancel();
     let _ = server.await;
     let _ = sql(&engine, "DROP MATERIALIZED VIEW v").await;
 
     let warm = Duration::from_secs(warmup);
+    let at = |slots: &Sent, seq: usize| match slots[seq].load(Ordering::Acquire) {
+        0 => None,
+        t => Some(Duration::from_nanos(t - 1)),
+    };
     let mut latencies: Vec<Duration> = Vec::with_capacity(total);
+    let mut acks: Vec<Duration> = Vec::with_capacity(total);
     let mut unseen = 0usize;
     for (seq, seen) in observed.seen.iter().enumerate() {
-        let sent_at = Duration::from_nanos(sent[seq].load(Ordering::Acquire).saturating_sub(1));
+        let sent_at = at(&sent, seq).unwrap_or_default();
         if sent_at < warm {
             continue;
         }
@@ -157,8 +179,20 @@ pub async fn run(settings: Settings) -> Result<()> {
             Some(seen) => latencies.push(seen.saturating_sub(sent_at)),
             None => unseen += 1,
         }
+        if let Some(acked_at) = at(&acked, seq) {
+            acks.push(acked_at.saturating_sub(sent_at));
+        }
+    }
+    // The worst latency among the events produced in each second, to tell spikes apart.
+    let mut worst: Vec<Duration> = vec![Duration::ZERO; seconds as usize + 1];
+    for (seq, seen) in observed.seen.iter().enumerate() {
+        if let (Some(seen), Some(sent_at)) = (seen, at(&sent, seq)) {
+            let w = &mut worst[(sent_at.as_secs() as usize).min(seconds as usize)];
+            *w = (*w).max(seen.saturating_sub(sent_at));
+        }
     }
     latencies.sort_unstable();
+    acks.sort_unstable();
     let mut queries = observed.query_times.clone();
     queries.sort_unstable();
     println!(
@@ -171,6 +205,13 @@ pub async fn run(settings: Settings) -> Result<()> {
         ms(percentile(&queries, 0.99)),
         measured.describe()
     );
+    if let Some((pid, cpu)) = broker {
+        println!(
+            "  broker (pid {pid}) meanwhile: cpu {:.2} s ({:.2} cores)",
+            cpu.as_secs_f64(),
+            cpu.as_secs_f64() / measured.wall.as_secs_f64().max(1e-9)
+        );
+    }
     println!(
         "  latency over {} events after the warm-up ({} never seen): p50 {}, p90 {}, p99 {}, \
          p99.9 {}, max {}",
@@ -183,17 +224,60 @@ pub async fn run(settings: Settings) -> Result<()> {
         ms(latencies.last().copied().unwrap_or_default())
     );
     println!(
+        "  of which producer to broker acknowledgement (delivery report, {} events): p50 {}, \
+         p99 {}, max {}",
+        thousands(acks.len() as u64),
+        ms(percentile(&acks, 0.5)),
+        ms(percentile(&acks, 0.99)),
+        ms(acks.last().copied().unwrap_or_default())
+    );
+    println!(
+        "  worst latency of the events produced in each second: {}",
+        worst
+            .iter()
+            .take(seconds as usize)
+            .map(|d| format!("{:.0}", d.as_secs_f64() * 1000.0))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!(
         "RESULT latency rate={rate} seconds={seconds} warmup={warmup} linger_ms={linger_ms} \
-         events={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} unseen={unseen}",
+         fetch_wait_ms={} events={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} unseen={unseen}",
+        fetch_wait_ms.map_or("default".to_string(), |f| f.to_string()),
         latencies.len(),
         percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
         percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0
     );
     if latencies.is_empty() {
-        return Err(WeirError::Internal("no event was seen after the warm-up".into()));
+        return Err(WeirError::Internal(
+            "no event was seen after the warm-up".into(),
+        ));
     }
     Ok(())
+}
+
+/// Records when the broker acknowledged each event (the delivery report).
+struct Acks {
+    start: Instant,
+    acked: Sent,
+}
+
+impl ClientContext for Acks {}
+
+impl ProducerContext for Acks {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
+        if result.is_ok()
+            && let Some(slot) = self.acked.get(seq)
+        {
+            slot.store(
+                self.start.elapsed().as_nanos() as u64 + 1,
+                Ordering::Release,
+            );
+        }
+    }
 }
 
 /// Produce `sent.len()` events `{"seq": n, "ts": now}` at `rate` per second, recording
@@ -204,13 +288,18 @@ fn produce(
     rate: f64,
     linger_ms: u64,
     sent: &Sent,
+    acked: &Sent,
     start: Instant,
 ) -> Result<()> {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+    let context = Acks {
+        start,
+        acked: Arc::clone(acked),
+    };
+    let producer: ThreadedProducer<Acks> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", linger_ms.to_string())
         .set("message.timeout.ms", "30000")
-        .create()
+        .create_with_context(context)
         .map_err(|e| WeirError::Internal(format!("Kafka producer for '{brokers}': {e}")))?;
     let total = sent.len();
     let mut seq = 0usize;
@@ -226,7 +315,7 @@ fn produce(
             timestamp_text(&mut payload, wall_ms);
             payload.extend_from_slice(br#""}"#);
             sent[seq].store(start.elapsed().as_nanos() as u64 + 1, Ordering::Release);
-            let record = BaseRecord::<(), [u8]>::to(topic)
+            let record = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, seq)
                 .payload(payload.as_slice())
                 .partition(0);
             match producer.send(record) {
@@ -294,7 +383,9 @@ async fn observe(
         let at = start.elapsed();
         query_times.push(asked.elapsed());
         let last = messages.iter().find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse::<i64>().ok()),
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                r.get(0).and_then(|v| v.parse::<i64>().ok())
+            }
             _ => None,
         });
         if let Some(last) = last.and_then(|l| usize::try_from(l).ok()) {

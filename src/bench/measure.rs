@@ -10,12 +10,26 @@ const USER_HZ: u64 = 100;
 
 /// CPU time (user + system) used so far by every thread of this process, to 10 ms.
 pub fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_time_at("/proc/self/stat")
+}
+
+/// CPU time used so far by process `pid` (a broker on the same machine), to 10 ms.
+pub fn cpu_time_of(pid: u32) -> Duration {
+    cpu_time_at(&format!("/proc/{pid}/stat"))
+}
+
+fn cpu_time_at(path: &str) -> Duration {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // The command name may hold spaces and parentheses; the fields after it do not.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // Fields 14 (utime) and 15 (stime) of proc(5); the first after ')' is field 3.
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     Duration::from_millis((ticks(11) + ticks(12)) * 1000 / USER_HZ)
 }
 

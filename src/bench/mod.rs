@@ -23,6 +23,9 @@ pub enum Bench {
         /// Bids to generate and process
         #[arg(long, default_value_t = 10_000_000)]
         events: u64,
+        /// Times each measurement is taken (the median is reported)
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
     /// The same view over a Kafka source: produce the bids to a fresh 3-partition topic,
     /// then time CREATE MATERIALIZED VIEW through FLUSH.
@@ -33,6 +36,9 @@ pub enum Bench {
         /// Bids to produce and process
         #[arg(long, default_value_t = 2_000_000)]
         events: u64,
+        /// Also report the CPU time of this process (the broker, when it runs here)
+        #[arg(long, value_name = "PID")]
+        broker_pid: Option<u32>,
     },
     /// Latency from producing an event to a PostgreSQL query seeing it in a view, at a
     /// steady rate.
@@ -52,6 +58,12 @@ pub enum Bench {
         /// The producer's linger.ms
         #[arg(long, default_value_t = 1)]
         linger_ms: u64,
+        /// The source's 'properties.fetch.wait.max.ms' [default: librdkafka's, 500]
+        #[arg(long, value_name = "MS")]
+        fetch_wait_ms: Option<u64>,
+        /// Also report the CPU time of this process (the broker, when it runs here)
+        #[arg(long, value_name = "PID")]
+        broker_pid: Option<u32>,
     },
     /// State per open (window, key) group with count, sum and max.
     Memory {
@@ -75,14 +87,20 @@ pub async fn run(bench: Bench) -> Result<()> {
         println!("warning: a debug build; benchmark figures need `cargo build --release`");
     }
     match bench {
-        Bench::NexmarkJson { events } => json::run(events).await,
-        Bench::NexmarkKafka { brokers, events } => kafka::run(&brokers, events).await,
+        Bench::NexmarkJson { events, runs } => json::run(events, runs).await,
+        Bench::NexmarkKafka {
+            brokers,
+            events,
+            broker_pid,
+        } => kafka::run(&brokers, events, broker_pid).await,
         Bench::Latency {
             brokers,
             rate,
             seconds,
             warmup,
             linger_ms,
+            fetch_wait_ms,
+            broker_pid,
         } => {
             latency::run(latency::Settings {
                 brokers,
@@ -90,6 +108,8 @@ pub async fn run(bench: Bench) -> Result<()> {
                 seconds,
                 warmup,
                 linger_ms,
+                fetch_wait_ms,
+                broker_pid,
             })
             .await
         }
