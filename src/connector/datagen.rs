@@ -567,8 +567,13 @@ impl DatagenSpec {
         // advance 1 ms per event.
         o.rate = pace.rate.unwrap_or(1000.0);
         o.seed = parsed(C, options, "seed", "an unsigned integer")?.unwrap_or(0);
-        o.max_out_of_order_ms =
-            parsed(C, options, "max.out.of.order.ms", "a number of milliseconds")?.unwrap_or(0);
+        o.max_out_of_order_ms = parsed(
+            C,
+            options,
+            "max.out.of.order.ms",
+            "a number of milliseconds",
+        )?
+        .unwrap_or(0);
         o.products = parsed(C, options, "products", "a positive integer")?.unwrap_or(o.products);
         o.skew = parsed(C, options, "skew", "a number")?.unwrap_or(o.skew);
         o.start_micros = match options.get("start") {

@@ -53,7 +53,8 @@ impl Pace {
                 }
             },
         };
-        let count = crate::connector::parsed::<u64>(connector, options, count_key, "a number of events")?;
+        let count =
+            crate::connector::parsed::<u64>(connector, options, count_key, "a number of events")?;
         Ok(Pace {
             rate,
             count,

@@ -92,9 +92,7 @@ pub fn check_options(
 /// The value of a required option, or an error naming it.
 pub fn required<'a>(connector: &str, options: &'a Options, key: &str) -> Result<&'a str> {
     options.get(key).ok_or_else(|| {
-        WeirError::InvalidParameter(format!(
-            "connector '{connector}' needs the option '{key}'"
-        ))
+        WeirError::InvalidParameter(format!("connector '{connector}' needs the option '{key}'"))
     })
 }
 

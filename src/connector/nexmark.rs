@@ -5,11 +5,13 @@
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use datafusion::arrow::array::{Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
+use datafusion::arrow::array::{
+    Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use nexmark::EventGenerator;
 use nexmark::config::NexmarkConfig;
 use nexmark::event::{Event, EventType};
-use nexmark::EventGenerator;
 
 use crate::connector::generated::{Generate, GeneratedReader, Pace, Projection};
 use crate::connector::{SourceReader, check_options, parsed};
@@ -184,12 +186,23 @@ impl Generate for NexmarkGenerator {
                 let (id, initial, reserve, seller, category) = (n(), n(), n(), n(), n());
                 let (item, desc, extra) = (s.next().unwrap(), s.next().unwrap(), s.next().unwrap());
                 let (date, expires) = (t.next().unwrap(), t.next().unwrap());
-                vec![id, item, desc, initial, reserve, date, expires, seller, category, extra]
+                vec![
+                    id, item, desc, initial, reserve, date, expires, seller, category, extra,
+                ]
             }
             Table::Bid => {
                 let (auction, bidder, price) = (n(), n(), n());
-                let (channel, url, extra) = (s.next().unwrap(), s.next().unwrap(), s.next().unwrap());
-                vec![auction, bidder, price, channel, url, t.next().unwrap(), extra]
+                let (channel, url, extra) =
+                    (s.next().unwrap(), s.next().unwrap(), s.next().unwrap());
+                vec![
+                    auction,
+                    bidder,
+                    price,
+                    channel,
+                    url,
+                    t.next().unwrap(),
+                    extra,
+                ]
             }
         };
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
@@ -214,7 +227,10 @@ pub struct NexmarkSpec {
 }
 
 impl NexmarkSpec {
-    pub fn from_options(declared: Option<SchemaRef>, options: &Options) -> Result<(NexmarkSpec, SchemaRef)> {
+    pub fn from_options(
+        declared: Option<SchemaRef>,
+        options: &Options,
+    ) -> Result<(NexmarkSpec, SchemaRef)> {
         const C: &str = "nexmark";
         check_options(C, options, NEXMARK_OPTIONS, &[])?;
         let table = Table::from_name(options.get("nexmark.table.type").unwrap_or("bid"))?;

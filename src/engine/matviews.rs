@@ -81,19 +81,32 @@ impl TableProvider for PgClass {
         let views = view_names(&self.streams);
         let (Ok(name_col), Ok(kind_col)) = (schema.index_of("relname"), schema.index_of("relkind"))
         else {
-            return Ok(MemorySourceConfig::try_new_exec(&[batches], schema, projection.cloned())?);
+            return Ok(MemorySourceConfig::try_new_exec(
+                &[batches],
+                schema,
+                projection.cloned(),
+            )?);
         };
         let mut out = Vec::with_capacity(batches.len());
         for batch in batches {
-            let names = batch.column(name_col).as_any().downcast_ref::<StringArray>();
-            let kinds = batch.column(kind_col).as_any().downcast_ref::<StringArray>();
+            let names = batch
+                .column(name_col)
+                .as_any()
+                .downcast_ref::<StringArray>();
+            let kinds = batch
+                .column(kind_col)
+                .as_any()
+                .downcast_ref::<StringArray>();
             let (Some(names), Some(kinds)) = (names, kinds) else {
                 out.push(batch);
                 continue;
             };
             let relkind: StringArray = (0..batch.num_rows())
                 .map(|i| {
-                    if kinds.is_valid(i) && kinds.value(i) == "v" && views.iter().any(|v| v == names.value(i)) {
+                    if kinds.is_valid(i)
+                        && kinds.value(i) == "v"
+                        && views.iter().any(|v| v == names.value(i))
+                    {
                         Some("m")
                     } else {
                         kinds.is_valid(i).then(|| kinds.value(i))
@@ -104,7 +117,11 @@ impl TableProvider for PgClass {
             columns[kind_col] = Arc::new(relkind);
             out.push(RecordBatch::try_new(batch.schema(), columns)?);
         }
-        Ok(MemorySourceConfig::try_new_exec(&[out], schema, projection.cloned())?)
+        Ok(MemorySourceConfig::try_new_exec(
+            &[out],
+            schema,
+            projection.cloned(),
+        )?)
     }
 }
 

@@ -153,10 +153,12 @@ fn streaming_names(statement: &StreamingStatement) -> (Option<String>, Vec<Strin
                 .expect("valid regex");
             for c in windowed.captures_iter(query) {
                 let name = &c[1];
-                reads.push(match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
-                    Some(quoted) => quoted.to_string(),
-                    None => name.to_lowercase(),
-                });
+                reads.push(
+                    match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+                        Some(quoted) => quoted.to_string(),
+                        None => name.to_lowercase(),
+                    },
+                );
             }
             reads.retain(|r| *r != v.name);
             reads.sort();

@@ -283,7 +283,12 @@ impl Streams {
         if_exists: bool,
         cascade: bool,
     ) -> Result<bool> {
-        if !self.sources.read().expect("sources lock").contains_key(name) {
+        if !self
+            .sources
+            .read()
+            .expect("sources lock")
+            .contains_key(name)
+        {
             return if if_exists {
                 Ok(false)
             } else {
@@ -363,7 +368,9 @@ async fn column_schema(ctx: &SessionContext, create: &CreateSource) -> Result<Sc
         LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(t)) => {
             Ok(Arc::clone(t.input.schema().inner()))
         }
-        _ => Err(WeirError::Internal("column list did not plan as a table".into())),
+        _ => Err(WeirError::Internal(
+            "column list did not plan as a table".into(),
+        )),
     }
 }
 

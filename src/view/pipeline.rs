@@ -257,7 +257,10 @@ impl Pipeline {
     fn drop_late(&self, batch: RecordBatch, watermark: i64) -> Result<RecordBatch> {
         let ends = cast(batch.column(batch.num_columns() - 1), &DataType::Int64)?;
         let ends = ends.as_any().downcast_ref::<Int64Array>().expect("Int64");
-        let keep: BooleanArray = ends.iter().map(|e| Some(e.is_some_and(|e| e > watermark))).collect();
+        let keep: BooleanArray = ends
+            .iter()
+            .map(|e| Some(e.is_some_and(|e| e > watermark)))
+            .collect();
         let late = batch.num_rows() - keep.true_count();
         if late == 0 {
             return Ok(batch);

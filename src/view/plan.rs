@@ -9,14 +9,14 @@ use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::common::DFSchema;
 use datafusion::datasource::source_as_provider;
-use datafusion::execution::context::SessionState;
 use datafusion::execution::context::ExecutionProps;
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::ExprSchemable;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 #[allow(deprecated)]
 use datafusion::physical_planner::create_aggregate_expr_and_maybe_filter;
-use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::logical_expr::ExprSchemable;
 
 use crate::error::{Result, WeirError};
 use crate::view::source::{SourceDef, SourceTable, WindowedTable};
@@ -42,9 +42,7 @@ impl Chain {
         for step in &self.steps {
             batch = match step {
                 Step::Filter(predicate) => {
-                    let mask = predicate
-                        .evaluate(&batch)?
-                        .into_array(batch.num_rows())?;
+                    let mask = predicate.evaluate(&batch)?.into_array(batch.num_rows())?;
                     let mask = mask
                         .as_any()
                         .downcast_ref::<BooleanArray>()
@@ -108,10 +106,7 @@ fn not_supported(what: &str) -> WeirError {
 
 /// Walk down row-wise nodes to the first `Aggregate` or `TableScan`; the steps come
 /// back in the order they apply (bottom first).
-fn chain_to<'a>(
-    plan: &'a LogicalPlan,
-    props: &ExecutionProps,
-) -> Result<(&'a LogicalPlan, Chain)> {
+fn chain_to<'a>(plan: &'a LogicalPlan, props: &ExecutionProps) -> Result<(&'a LogicalPlan, Chain)> {
     match plan {
         LogicalPlan::Projection(p) => {
             let (leaf, mut chain) = chain_to(&p.input, props)?;
@@ -213,11 +208,15 @@ pub fn compile(plan: &LogicalPlan, state: &SessionState) -> Result<ViewPlan> {
                 )
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        pre.steps
-            .insert(0, Step::Project(exprs, Arc::clone(scan.projected_schema.inner())));
+        pre.steps.insert(
+            0,
+            Step::Project(exprs, Arc::clone(scan.projected_schema.inner())),
+        );
     }
     if !scan.filters.is_empty() {
-        return Err(WeirError::Internal("unexpected filters on a source scan".into()));
+        return Err(WeirError::Internal(
+            "unexpected filters on a source scan".into(),
+        ));
     }
 
     let input_schema = agg.input.schema();

@@ -13,10 +13,10 @@ use datafusion::common::{Result as DfResult, ScalarValue, plan_datafusion_err, p
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
+use crate::connector::SourceReader;
 use crate::connector::datagen::DatagenSpec;
 use crate::connector::kafka::KafkaSpec;
 use crate::connector::nexmark::NexmarkSpec;
-use crate::connector::SourceReader;
 use crate::error::Result;
 use crate::sql::streaming::Options;
 use crate::window::assign::{WindowSpec, describe, windowed_schema};
@@ -210,7 +210,11 @@ impl TableFunctionImpl for WindowFunction {
         };
         let want = if self.hop { 4 } else { 3 };
         if exprs.len() < want || exprs.len() > want + 1 {
-            return plan_err!("{fname} takes {} or {} arguments; usage: {usage}", want, want + 1);
+            return plan_err!(
+                "{fname} takes {} or {} arguments; usage: {usage}",
+                want,
+                want + 1
+            );
         }
         let source_name = ident(0)?;
         let source = self
@@ -219,9 +223,7 @@ impl TableFunctionImpl for WindowFunction {
             .expect("sources lock")
             .get(&source_name)
             .cloned()
-            .ok_or_else(|| {
-                plan_datafusion_err!("{fname}: no source named \"{source_name}\"")
-            })?;
+            .ok_or_else(|| plan_datafusion_err!("{fname}: no source named \"{source_name}\""))?;
         let time_name = ident(1)?;
         let time = source.schema.index_of(&time_name).map_err(|_| {
             plan_datafusion_err!(
@@ -285,4 +287,3 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     };
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
 }
-

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array,
+};
 use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
@@ -131,7 +133,10 @@ impl WindowedAggregate {
             .spec
             .group_exprs
             .iter()
-            .map(|e| e.evaluate(batch).and_then(|v| v.into_array(batch.num_rows())))
+            .map(|e| {
+                e.evaluate(batch)
+                    .and_then(|v| v.into_array(batch.num_rows()))
+            })
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let mut args = Vec::with_capacity(self.spec.calls.len());
         let mut filters = Vec::with_capacity(self.spec.calls.len());
@@ -139,7 +144,10 @@ impl WindowedAggregate {
             args.push(
                 call.args
                     .iter()
-                    .map(|e| e.evaluate(batch).and_then(|v| v.into_array(batch.num_rows())))
+                    .map(|e| {
+                        e.evaluate(batch)
+                            .and_then(|v| v.into_array(batch.num_rows()))
+                    })
                     .collect::<std::result::Result<Vec<_>, _>>()?,
             );
             filters.push(match &call.filter {
@@ -207,9 +215,11 @@ impl WindowedAggregate {
         bucket.keys.intern(groups, &mut self.group_indices)?;
         let total = bucket.keys.len();
         for (i, acc) in bucket.accumulators.iter_mut().enumerate() {
-            let filter = filters[i]
-                .as_ref()
-                .map(|f| f.as_any().downcast_ref::<BooleanArray>().expect("boolean filter"));
+            let filter = filters[i].as_ref().map(|f| {
+                f.as_any()
+                    .downcast_ref::<BooleanArray>()
+                    .expect("boolean filter")
+            });
             acc.update_batch(&args[i], &self.group_indices, filter, total)?;
         }
         bucket.dirty = true;

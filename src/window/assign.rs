@@ -49,7 +49,11 @@ impl WindowSpec {
                 describe(size)
             )));
         }
-        Ok(WindowSpec { slide, size, offset })
+        Ok(WindowSpec {
+            slide,
+            size,
+            offset,
+        })
     }
 
     pub fn is_tumble(&self) -> bool {
