@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{Array, BooleanArray, Int64Array, RecordBatch};
-use datafusion::arrow::compute::{cast, filter_record_batch, max};
-use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit};
+use datafusion::arrow::array::RecordBatch;
 use tokio::sync::mpsc;
 
 use crate::connector::{Poll, SourceReader};
@@ -16,9 +14,10 @@ use crate::engine::{Engine, Outcome};
 use crate::error::{Result, WeirError};
 use crate::sql::streaming::StreamingStatement;
 use crate::sql::{Statement, classify, parse_postgres};
-use crate::view::plan::{Input, compile};
+use crate::view::pipeline::{max_event_time, time_unit, windowed_input};
+use crate::view::plan::compile;
 use crate::view::state::{View, ViewState};
-use crate::window::assign::{assign, nanos_per};
+use crate::window::assign::nanos_per;
 use crate::window::watermark::Watermarks;
 
 /// Run one statement; the rows it returns, if any.
@@ -110,16 +109,7 @@ pub struct Driver {
 impl Driver {
     pub fn new(view: Arc<View>, partitions: &[i32]) -> Self {
         let source = &view.plan.source;
-        let unit = match (&view.plan.input, source.event_time) {
-            (Input::Windowed { time, .. }, _) => Some(*time),
-            (Input::Plain, Some(e)) => Some(e.column),
-            (Input::Plain, None) => None,
-        }
-        .map(|c| source.schema.field(c).data_type().clone());
-        let unit = match unit {
-            Some(DataType::Timestamp(unit, _)) => unit,
-            _ => TimeUnit::Microsecond,
-        };
+        let unit = time_unit(&view);
         let delay = source.event_time.map_or(0, |e| e.delay / nanos_per(unit));
         let mut marks = Watermarks::new(delay, source.idle_timeout);
         marks.know(partitions, Instant::now());
@@ -189,25 +179,8 @@ impl Driver {
             .rows_in
             .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
         let t = Instant::now();
-        let max_time = match plan.source.event_time {
-            Some(e) => {
-                let t = cast(batch.column(e.column), &DataType::Int64)?;
-                let t = t.as_any().downcast_ref::<Int64Array>().expect("Int64");
-                max::<Int64Type>(t)
-            }
-            None => None,
-        };
-        let batch = match &plan.input {
-            Input::Windowed { time, spec, schema } => {
-                let windowed = assign(&batch, *time, spec, schema)?;
-                if self.windowed && watermark != i64::MIN {
-                    self.drop_late(windowed, watermark)?
-                } else {
-                    windowed
-                }
-            }
-            Input::Plain => batch,
-        };
+        let max_time = max_event_time(&self.view, &batch)?;
+        let batch = windowed_input(&self.view, batch, self.windowed, watermark)?;
         let t2 = Instant::now();
         self.stages.window += t2 - t;
         let batch = plan.pre.apply(batch)?;
@@ -217,23 +190,5 @@ impl Driver {
         self.stages.aggregate += t3.elapsed();
         self.marks.observe(partition, max_time, now);
         Ok(())
-    }
-
-    fn drop_late(&self, batch: RecordBatch, watermark: i64) -> Result<RecordBatch> {
-        let ends = cast(batch.column(batch.num_columns() - 1), &DataType::Int64)?;
-        let ends = ends.as_any().downcast_ref::<Int64Array>().expect("Int64");
-        let keep: BooleanArray = ends
-            .iter()
-            .map(|e| Some(e.is_some_and(|e| e > watermark)))
-            .collect();
-        let late = batch.num_rows() - keep.true_count();
-        if late == 0 {
-            return Ok(batch);
-        }
-        self.view
-            .stats
-            .late_rows
-            .fetch_add(late as u64, Ordering::Relaxed);
-        Ok(filter_record_batch(&batch, &keep)?)
     }
 }

@@ -84,11 +84,7 @@ impl Streams {
         exists: bool,
     ) -> Result<bool> {
         if exists {
-            return if create.if_not_exists {
-                Ok(false)
-            } else {
-                Err(WeirError::DuplicateTable(create.name.clone()))
-            };
+            return name_taken(&create.name, create.if_not_exists);
         }
         let options = &create.options;
         let connector = options.get("connector").ok_or_else(|| {
@@ -192,11 +188,7 @@ impl Streams {
         exists: bool,
     ) -> Result<bool> {
         if exists {
-            return if create.if_not_exists {
-                Ok(false)
-            } else {
-                Err(WeirError::DuplicateTable(create.name.clone()))
-            };
+            return name_taken(&create.name, create.if_not_exists);
         }
         if let Some(key) = create.options.0.keys().next() {
             return Err(WeirError::InvalidParameter(format!(
@@ -332,6 +324,15 @@ impl Streams {
         let _ = view.commands.send(Command::Stop);
         ctx.deregister_table(name)?;
         Ok(true)
+    }
+}
+
+/// `CREATE` of a name that exists: nothing to do with `IF NOT EXISTS`, an error otherwise.
+fn name_taken(name: &str, if_not_exists: bool) -> Result<bool> {
+    if if_not_exists {
+        Ok(false)
+    } else {
+        Err(WeirError::DuplicateTable(name.to_string()))
     }
 }
 

@@ -64,7 +64,7 @@ pub async fn start(view: Arc<View>, commands: mpsc::UnboundedReceiver<Command>) 
 }
 
 /// The time column's unit, for watermark arithmetic.
-fn time_unit(view: &View) -> TimeUnit {
+pub fn time_unit(view: &View) -> TimeUnit {
     let source = &view.plan.source;
     let column = match (&view.plan.input, source.event_time) {
         (Input::Windowed { time, .. }, _) => Some(*time),
@@ -228,47 +228,55 @@ impl Pipeline {
         view.stats
             .rows_in
             .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-        let max_time = match plan.source.event_time {
-            Some(e) => {
-                let t = cast(batch.column(e.column), &DataType::Int64)?;
-                let t = t.as_any().downcast_ref::<Int64Array>().expect("Int64");
-                max::<Int64Type>(t)
-            }
-            None => None,
-        };
-        let batch = match &plan.input {
-            Input::Windowed { time, spec, schema } => {
-                let windowed = assign(&batch, *time, spec, schema)?;
-                if self.windowed && watermark != i64::MIN {
-                    self.drop_late(windowed, watermark)?
-                } else {
-                    windowed
-                }
-            }
-            Input::Plain => batch,
-        };
+        let max_time = max_event_time(view, &batch)?;
+        let batch = windowed_input(view, batch, self.windowed, watermark)?;
         let batch = plan.pre.apply(batch)?;
         state.aggregate.update(&batch)?;
         self.marks.observe(part.partition, max_time, now);
         Ok(())
     }
+}
 
-    /// Drop the rows whose window ended at or before the watermark, counting them.
-    fn drop_late(&self, batch: RecordBatch, watermark: i64) -> Result<RecordBatch> {
-        let ends = cast(batch.column(batch.num_columns() - 1), &DataType::Int64)?;
-        let ends = ends.as_any().downcast_ref::<Int64Array>().expect("Int64");
-        let keep: BooleanArray = ends
-            .iter()
-            .map(|e| Some(e.is_some_and(|e| e > watermark)))
-            .collect();
-        let late = batch.num_rows() - keep.true_count();
-        if late == 0 {
-            return Ok(batch);
+/// The largest event time in `batch`, in the time column's unit (`None` without event time).
+pub fn max_event_time(view: &View, batch: &RecordBatch) -> Result<Option<i64>> {
+    match view.plan.source.event_time {
+        Some(e) => {
+            let t = cast(batch.column(e.column), &DataType::Int64)?;
+            let t = t.as_any().downcast_ref::<Int64Array>().expect("Int64");
+            Ok(max::<Int64Type>(t))
         }
-        self.view
-            .stats
-            .late_rows
-            .fetch_add(late as u64, Ordering::Relaxed);
-        Ok(filter_record_batch(&batch, &keep)?)
+        None => Ok(None),
     }
+}
+
+/// The rows of `batch` as the view's aggregation input: assigned to their windows, and,
+/// when the view closes windows (`windowed`), without the rows of windows that ended at
+/// or before `watermark` (counted as late).
+pub fn windowed_input(
+    view: &View,
+    batch: RecordBatch,
+    windowed: bool,
+    watermark: i64,
+) -> Result<RecordBatch> {
+    let Input::Windowed { time, spec, schema } = &view.plan.input else {
+        return Ok(batch);
+    };
+    let batch = assign(&batch, *time, spec, schema)?;
+    if !windowed || watermark == i64::MIN {
+        return Ok(batch);
+    }
+    let ends = cast(batch.column(batch.num_columns() - 1), &DataType::Int64)?;
+    let ends = ends.as_any().downcast_ref::<Int64Array>().expect("Int64");
+    let keep: BooleanArray = ends
+        .iter()
+        .map(|e| Some(e.is_some_and(|e| e > watermark)))
+        .collect();
+    let late = batch.num_rows() - keep.true_count();
+    if late == 0 {
+        return Ok(batch);
+    }
+    view.stats
+        .late_rows
+        .fetch_add(late as u64, Ordering::Relaxed);
+    Ok(filter_record_batch(&batch, &keep)?)
 }
