@@ -156,7 +156,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// A reader of in-memory JSON payloads as partition 0 of a bounded source: each poll
 /// decodes the next `CHUNK` payloads with `crate::decode::Decoder`, as the Kafka reader
-/// decodes what it fetched.
+/// decodes what it fetched (the columns given, as a view's reader does).
 pub struct JsonReader {
     payloads: Arc<Payloads>,
     decoder: Decoder,
@@ -169,10 +169,11 @@ impl JsonReader {
     pub fn new(
         payloads: Arc<Payloads>,
         schema: datafusion::arrow::datatypes::SchemaRef,
+        columns: &[usize],
     ) -> Result<Self> {
         Ok(JsonReader {
             payloads,
-            decoder: Decoder::new(schema, Format::Json)?,
+            decoder: Decoder::new(schema, Format::Json)?.only(columns),
             next: 0,
             positions: Positions::from([(0, 0)]),
             decode_errors: 0,
@@ -269,7 +270,7 @@ mod tests {
             ("price", DataType::Int64),
             ("date_time", DataType::Timestamp(TimeUnit::Nanosecond, None)),
         ]);
-        let mut reader = JsonReader::new(payloads, schema).unwrap();
+        let mut reader = JsonReader::new(payloads, schema, &[0, 1, 2]).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();

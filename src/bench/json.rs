@@ -50,12 +50,20 @@ pub async fn run(events: u64, runs: usize) -> Result<()> {
         ),
     )
     .await?;
-    let schema = compile_view(&engine, "q", BID_VIEW)
-        .await?
-        .plan
-        .source
-        .schema
-        .clone();
+    let compiled = compile_view(&engine, "q", BID_VIEW).await?;
+    let schema = compiled.plan.source.schema.clone();
+    // The source columns the view reads, which its reader decodes.
+    let columns = compiled.plan.columns.clone();
+    println!(
+        "  the view reads {} of the {} columns: {}",
+        columns.len(),
+        schema.fields().len(),
+        columns
+            .iter()
+            .map(|&i| schema.field(i).name().as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 
     // The measurements take turns, so a slow stretch of a shared machine hits them alike.
     let (mut arrow, mut fed, mut decoder, mut full) = (vec![], vec![], vec![], vec![]);
@@ -63,9 +71,9 @@ pub async fn run(events: u64, runs: usize) -> Result<()> {
     for _ in 0..runs {
         arrow.push(arrow_json_alone(&payloads, &schema)?);
         fed.push(arrow_json_fed(&payloads, &schema)?);
-        decoder.push(decoder_alone(&payloads, &schema).await?);
+        decoder.push(decoder_alone(&payloads, &schema, &columns).await?);
         let view = compile_view(&engine, "q", BID_VIEW).await?;
-        let mut reader = JsonReader::new(Arc::clone(&payloads), schema.clone())?;
+        let mut reader = JsonReader::new(Arc::clone(&payloads), schema.clone(), &view.plan.columns)?;
         let mut driver = Driver::new(Arc::clone(&view), &reader.partitions());
         let span = Span::start();
         while driver.step(&mut reader).await? {}
@@ -97,7 +105,7 @@ pub async fn run(events: u64, runs: usize) -> Result<()> {
         &fed,
     );
     let decoder = line(
-        "weir decoder alone (JsonReader polls, crate::decode::Decoder)",
+        "weir decoder alone (JsonReader polls, crate::decode::Decoder, the view's columns)",
         &decoder,
     );
     let full = line("decode + window + aggregate (the view's path)", &full);
@@ -215,8 +223,12 @@ fn arrow_json_fed(payloads: &Payloads, schema: &SchemaRef) -> Result<Measured> {
 }
 
 /// `JsonReader` polled to the end: the Weir decoder and the reader, without the view.
-async fn decoder_alone(payloads: &Arc<Payloads>, schema: &SchemaRef) -> Result<Measured> {
-    let mut reader = JsonReader::new(Arc::clone(payloads), schema.clone())?;
+async fn decoder_alone(
+    payloads: &Arc<Payloads>,
+    schema: &SchemaRef,
+    columns: &[usize],
+) -> Result<Measured> {
+    let mut reader = JsonReader::new(Arc::clone(payloads), schema.clone(), columns)?;
     let span = Span::start();
     let mut rows = 0;
     while let Poll::Records(batches) = reader.poll().await? {

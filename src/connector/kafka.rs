@@ -170,8 +170,9 @@ impl KafkaSpec {
         Ok(spec)
     }
 
-    /// A new reader (a view calls it when it starts).
-    pub async fn open(&self) -> Result<Box<dyn SourceReader>> {
+    /// A new reader (a view calls it when it starts) that decodes the `columns` given
+    /// (indexes into the schema) and leaves the other nullable ones NULL.
+    pub async fn open(&self, columns: &[usize]) -> Result<Box<dyn SourceReader>> {
         let spec = self.clone();
         let (consumer, positions) = off_runtime(move || {
             let c = spec.consumer()?;
@@ -183,7 +184,7 @@ impl KafkaSpec {
         .await?;
         tracing::debug!(topic = %self.topic, ?positions, "kafka reader assigned");
         Ok(Box::new(KafkaReader {
-            decoder: Decoder::new(self.schema.clone(), self.format)?,
+            decoder: Decoder::new(self.schema.clone(), self.format)?.only(columns),
             spec: Arc::new(self.clone()),
             consumer: Some(consumer),
             positions,

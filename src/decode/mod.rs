@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{RecordBatch, RecordBatchOptions, new_null_array};
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, Field, SchemaRef, TimeUnit};
 use datafusion::arrow::error::ArrowError;
@@ -51,11 +51,41 @@ pub struct Skipped {
     pub reason: String,
 }
 
-/// Decodes batches of payloads of one format into record batches of one schema.
-#[derive(Debug, Clone)]
+/// Decodes batches of payloads of one format into record batches of one schema. The
+/// arrow decoder is kept from one call to the next, so its buffers are reused.
 pub struct Decoder {
     schema: SchemaRef,
     format: Format,
+    /// The columns decoded from the payloads (all of `schema`, or those kept by
+    /// [`Decoder::only`]); the others come out NULL.
+    decoded: SchemaRef,
+    /// For each column of `schema`, its index in `decoded`; `None` when all are decoded.
+    layout: Option<Vec<Option<usize>>>,
+    /// The arrow decoder of the fast path and how many records it holds at most (one more
+    /// than the payloads it is fed, so that a payload holding two records shows up as a
+    /// count mismatch rather than stopping early). Dropped when a call fails part way.
+    fast: Option<(Inner, usize)>,
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder")
+            .field("schema", &self.schema)
+            .field("format", &self.format)
+            .finish()
+    }
+}
+
+impl Clone for Decoder {
+    fn clone(&self) -> Self {
+        Decoder {
+            schema: self.schema.clone(),
+            format: self.format,
+            decoded: self.decoded.clone(),
+            layout: self.layout.clone(),
+            fast: None,
+        }
+    }
 }
 
 impl Decoder {
@@ -79,7 +109,43 @@ impl Decoder {
                 )));
             }
         }
-        Ok(Decoder { schema, format })
+        Ok(Decoder {
+            decoded: schema.clone(),
+            schema,
+            format,
+            layout: None,
+            fast: None,
+        })
+    }
+
+    /// Decode only the columns in `needed` (indexes into the schema); the batches keep the
+    /// whole schema, with the other nullable columns NULL. A reader whose consumer uses a
+    /// few columns of wide records then skips building the rest. Whether a payload is
+    /// well-formed is still checked as a whole, but a value of the wrong type in a column
+    /// that is not decoded no longer makes it undecodable.
+    pub fn only(mut self, needed: &[usize]) -> Self {
+        let mut kept = Vec::new();
+        let layout: Vec<Option<usize>> = self
+            .schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                (needed.contains(&i) || !f.is_nullable()).then(|| {
+                    kept.push(i);
+                    kept.len() - 1
+                })
+            })
+            .collect();
+        if kept.len() == self.schema.fields().len() {
+            self.decoded = self.schema.clone();
+            self.layout = None;
+        } else {
+            self.decoded = Arc::new(self.schema.project(&kept).expect("indexes in range"));
+            self.layout = Some(layout);
+        }
+        self.fast = None;
+        self
     }
 
     pub fn schema(&self) -> &SchemaRef {
@@ -105,7 +171,7 @@ impl Decoder {
         }
         // Fast path: every payload through one decoder, one flush.
         if let Ok(batch) = self.decode_all(payloads) {
-            return Ok((batch, Vec::new()));
+            return Ok((self.widen(batch)?, Vec::new()));
         }
         // Something is wrong: decode one by one to keep the good records.
         let mut batches = Vec::with_capacity(payloads.len());
@@ -114,7 +180,7 @@ impl Decoder {
         for (index, payload) in payloads.iter().enumerate() {
             let dec = match inner.as_mut() {
                 Some(d) => d,
-                None => inner.insert(self.inner(1)?),
+                None => inner.insert(self.inner(2)?),
             };
             match dec.one(payload) {
                 Ok(batch) => batches.push(batch),
@@ -125,33 +191,61 @@ impl Decoder {
                 }
             }
         }
-        let batch = concat_batches(&self.schema, &batches)
+        let batch = concat_batches(&self.decoded, &batches)
             .map_err(|e| WeirError::Internal(format!("concatenating decoded records: {e}")))?;
-        Ok((batch, skipped))
+        Ok((self.widen(batch)?, skipped))
     }
 
-    fn decode_all(&self, payloads: &[&[u8]]) -> std::result::Result<RecordBatch, String> {
-        let mut dec = self.inner(payloads.len()).map_err(|e| e.to_string())?;
+    /// A batch of the decoded columns as one of the whole schema.
+    fn widen(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        let Some(layout) = &self.layout else {
+            return Ok(batch);
+        };
+        let n = batch.num_rows();
+        let columns = layout
+            .iter()
+            .zip(self.schema.fields())
+            .map(|(at, field)| match at {
+                Some(at) => Arc::clone(batch.column(*at)),
+                None => new_null_array(field.data_type(), n),
+            })
+            .collect();
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(n)),
+        )?)
+    }
+
+    fn decode_all(&mut self, payloads: &[&[u8]]) -> std::result::Result<RecordBatch, String> {
+        let rows = payloads.len() + 1;
+        let mut dec = match self.fast.take() {
+            Some((dec, capacity)) if capacity >= rows => (dec, capacity),
+            _ => {
+                let capacity = rows.max(FAST_ROWS);
+                (self.inner(capacity).map_err(|e| e.to_string())?, capacity)
+            }
+        };
         for payload in payloads {
-            dec.feed(payload)?;
+            dec.0.feed(payload)?;
         }
-        if dec.complete_rows() != Some(payloads.len()) {
+        if dec.0.complete_rows() != Some(payloads.len()) {
             return Err("record count differs from payload count".into());
         }
-        let batch = dec.flush()?;
+        let batch = dec.0.flush()?;
         if batch.num_rows() != payloads.len() {
             return Err("record count differs from payload count".into());
         }
+        // Only a decoder that ended clean is kept.
+        self.fast = Some(dec);
         Ok(batch)
     }
 
-    /// A fresh arrow decoder with room for `rows` records (and one more, so that a payload
-    /// holding two records shows up as a count mismatch rather than stopping early).
-    fn inner(&self, rows: usize) -> Result<Inner> {
-        let batch_size = rows + 1;
+    /// A fresh arrow decoder with room for `batch_size` records.
+    fn inner(&self, batch_size: usize) -> Result<Inner> {
         Ok(match self.format {
             Format::Json => Inner::Json(
-                arrow_json::ReaderBuilder::new(self.schema.clone())
+                arrow_json::ReaderBuilder::new(self.decoded.clone())
                     .with_batch_size(batch_size)
                     .with_coerce_primitive(true)
                     .build_decoder()
@@ -159,6 +253,7 @@ impl Decoder {
             ),
             Format::Csv { delimiter } => Inner::Csv {
                 decoder: arrow_csv::ReaderBuilder::new(self.schema.clone())
+                    .with_projection(self.decoded_indexes())
                     .with_header(false)
                     .with_delimiter(delimiter)
                     .with_batch_size(batch_size)
@@ -168,6 +263,19 @@ impl Decoder {
         })
     }
 }
+
+impl Decoder {
+    /// The schema's indexes of the decoded columns.
+    fn decoded_indexes(&self) -> Vec<usize> {
+        match &self.layout {
+            Some(layout) => (0..layout.len()).filter(|&i| layout[i].is_some()).collect(),
+            None => (0..self.schema.fields().len()).collect(),
+        }
+    }
+}
+
+/// The smallest capacity of the kept fast-path decoder.
+const FAST_ROWS: usize = 8192;
 
 /// The arrow decoder of one format.
 enum Inner {
@@ -437,6 +545,61 @@ mod tests {
             vec![1, 2]
         );
         assert_eq!(batch.column(1).as_string::<i32>().value(0), "x,y");
+    }
+
+    #[test]
+    fn only_the_needed_columns_are_decoded() {
+        for format in [Format::Json, Format::Csv { delimiter: b',' }] {
+            let mut dec = Decoder::new(events(), format).unwrap().only(&[0, 3]);
+            let payloads: Vec<&str> = match format {
+                Format::Json => vec![
+                    r#"{"id": 1, "name": "a", "price": 1.5, "ts": "2024-01-01T00:00:01Z"}"#,
+                    r#"{"id": 2, "name": "b", "price": "not a number", "ts": "2024-01-01 00:00:02"}"#,
+                    r#"{"id": 3, "name": "#,
+                ],
+                Format::Csv { .. } => vec![
+                    "1,a,1.5,2024-01-01T00:00:01Z",
+                    "2,b,not a number,2024-01-01 00:00:02",
+                    "3,c",
+                ],
+            };
+            let (batch, skipped) = decode(&mut dec, &payloads);
+            assert_eq!(batch.schema(), events(), "{format:?}");
+            assert_eq!(skipped, 1, "{format:?}: the broken record");
+            assert_eq!(ids(&batch), vec![1, 2], "{format:?}");
+            assert_eq!(batch.column(1).null_count(), 2, "{format:?}: not decoded");
+            assert_eq!(batch.column(2).null_count(), 2, "{format:?}: not decoded");
+            let ts = batch.column(3).as_primitive::<TimestampNanosecondType>();
+            assert_eq!(ts.value(1), 1_704_067_202_000_000_000, "{format:?}");
+        }
+        // A column that cannot be NULL is always decoded.
+        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, false),
+        ]));
+        let mut dec = Decoder::new(schema, Format::Json).unwrap().only(&[0]);
+        let (batch, skipped) = decode(&mut dec, &[r#"{"id": 1, "name": "a"}"#]);
+        assert_eq!(skipped, 0);
+        assert_eq!(batch.column(1).as_string::<i32>().value(0), "a");
+    }
+
+    #[test]
+    fn the_kept_decoder_serves_calls_of_any_size() {
+        let mut dec = Decoder::new(events(), Format::Json).unwrap();
+        let many: Vec<String> = (0..20_000).map(|i| format!(r#"{{"id": {i}}}"#)).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        for payloads in [&many[..3], &many[..], &many[..1], &many[..9000]] {
+            let (batch, skipped) = decode(&mut dec, payloads);
+            assert_eq!(skipped, 0);
+            assert_eq!(ids(&batch), (0..payloads.len() as i64).collect::<Vec<_>>());
+        }
+        // Two records in one payload are caught on the fast path with a full decoder too.
+        let (batch, skipped) = decode(&mut dec, &many[..8192]);
+        assert_eq!((batch.num_rows(), skipped), (8192, 0));
+        let mut two = many[..8191].to_vec();
+        two.push(r#"{"id": 1} {"id": 2}"#);
+        let (batch, skipped) = decode(&mut dec, &two);
+        assert_eq!((batch.num_rows(), skipped), (8191, 1));
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub async fn start(view: Arc<View>, commands: mpsc::UnboundedReceiver<Command>) 
                 }
             };
             runtime.block_on(async move {
-                let reader = match view.plan.source.open().await {
+                let reader = match view.plan.source.open(&view.plan.columns).await {
                     Ok(r) => {
                         let _ = ready_tx.send(Ok(()));
                         r

@@ -89,6 +89,9 @@ pub enum Input {
 #[derive(Debug, Clone)]
 pub struct ViewPlan {
     pub source: Arc<SourceDef>,
+    /// The source columns the view reads (the time columns included); readers may leave
+    /// the others NULL.
+    pub columns: Vec<usize>,
     pub input: Input,
     pub pre: Chain,
     pub aggregate: Arc<AggregateSpec>,
@@ -194,6 +197,17 @@ pub fn compile(plan: &LogicalPlan, state: &SessionState) -> Result<ViewPlan> {
             scan.table_name
         )));
     };
+    let width = source.schema.fields().len();
+    let mut columns: Vec<usize> = match &scan.projection {
+        Some(projection) => projection.iter().copied().filter(|&i| i < width).collect(),
+        None => (0..width).collect(),
+    };
+    columns.extend(source.event_time.map(|e| e.column));
+    if let Input::Windowed { time, .. } = &input {
+        columns.push(*time);
+    }
+    columns.sort_unstable();
+    columns.dedup();
     let mut pre = pre;
     if let Some(projection) = &scan.projection {
         let table_schema = DFSchema::try_from(provider.schema().as_ref().clone())?;
@@ -265,6 +279,7 @@ pub fn compile(plan: &LogicalPlan, state: &SessionState) -> Result<ViewPlan> {
     });
     Ok(ViewPlan {
         source,
+        columns,
         input,
         pre,
         aggregate,

@@ -73,10 +73,11 @@ impl SourceDef {
         }
     }
 
-    /// A new reader, positioned where the connector's start-up options say.
-    pub async fn open(&self) -> Result<Box<dyn SourceReader>> {
+    /// A new reader, positioned where the connector's start-up options say. It fills the
+    /// `columns` given (indexes into the schema); others may be left NULL.
+    pub async fn open(&self, columns: &[usize]) -> Result<Box<dyn SourceReader>> {
         match &self.connector {
-            ConnectorSpec::Kafka(k) => k.open().await,
+            ConnectorSpec::Kafka(k) => k.open(columns).await,
             ConnectorSpec::Datagen(d) => d.open(self.schema.clone()),
             ConnectorSpec::Nexmark(n) => n.open(self.schema.clone()),
         }
