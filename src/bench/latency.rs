@@ -37,8 +37,8 @@ pub struct Settings {
     pub warmup: u64,
     /// The producer's `linger.ms`.
     pub linger_ms: u64,
-    /// The consumer's `fetch.wait.max.ms`; `None`: librdkafka's default.
-    pub fetch_wait_ms: Option<u64>,
+    /// librdkafka properties of the source (`properties.KEY`).
+    pub properties: Vec<(String, String)>,
     /// A broker process on this machine whose CPU time to report.
     pub broker_pid: Option<u32>,
 }
@@ -53,6 +53,18 @@ const DRAIN: Duration = Duration::from_secs(20);
 /// produced yet).
 type Sent = Arc<Vec<AtomicU64>>;
 
+/// `k=v, …`, or `librdkafka's defaults`.
+fn shown(properties: &[(String, String)]) -> String {
+    if properties.is_empty() {
+        return "librdkafka's defaults".into();
+    }
+    properties
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub async fn run(settings: Settings) -> Result<()> {
     let Settings {
         brokers,
@@ -60,7 +72,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         seconds,
         warmup,
         linger_ms,
-        fetch_wait_ms,
+        properties,
         broker_pid,
     } = settings;
     if !(rate.is_finite() && rate > 0.0) || seconds == 0 || warmup >= seconds {
@@ -73,8 +85,8 @@ pub async fn run(settings: Settings) -> Result<()> {
     let topic = fresh_topic("weir-bench-latency");
     println!(
         "latency: {rate} events/s for {seconds} s into topic '{topic}' (1 partition) on {brokers}; \
-         producer linger.ms={linger_ms}, consumer fetch.wait.max.ms={}; warm-up {warmup} s",
-        fetch_wait_ms.map_or("500 (default)".to_string(), |f| f.to_string())
+         producer linger.ms={linger_ms}, source properties: {}; warm-up {warmup} s",
+        shown(&properties)
     );
     println!("  machine: {}", crate::bench::measure::machine());
     println!("  view v: {VIEW}");
@@ -89,9 +101,10 @@ pub async fn run(settings: Settings) -> Result<()> {
              WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) WITH (connector = 'kafka', \
              topic = '{topic}', 'properties.bootstrap.servers' = '{brokers}', \
              'scan.startup.mode' = 'earliest', format = 'json'{})",
-            fetch_wait_ms.map_or(String::new(), |f| format!(
-                ", 'properties.fetch.wait.max.ms' = '{f}'"
-            ))
+            properties
+                .iter()
+                .map(|(k, v)| format!(", 'properties.{k}' = '{v}'"))
+                .collect::<String>()
         ),
     )
     .await?;
@@ -242,8 +255,8 @@ pub async fn run(settings: Settings) -> Result<()> {
     );
     println!(
         "RESULT latency rate={rate} seconds={seconds} warmup={warmup} linger_ms={linger_ms} \
-         fetch_wait_ms={} events={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} unseen={unseen}",
-        fetch_wait_ms.map_or("default".to_string(), |f| f.to_string()),
+         properties={} events={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} unseen={unseen}",
+        shown(&properties).replace(' ', ""),
         latencies.len(),
         percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
         percentile(&latencies, 0.99).as_secs_f64() * 1000.0,

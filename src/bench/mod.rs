@@ -58,9 +58,9 @@ pub enum Bench {
         /// The producer's linger.ms
         #[arg(long, default_value_t = 1)]
         linger_ms: u64,
-        /// The source's 'properties.fetch.wait.max.ms' [default: librdkafka's, 500]
-        #[arg(long, value_name = "MS")]
-        fetch_wait_ms: Option<u64>,
+        /// A librdkafka property of the source, as its 'properties.KEY' option (repeatable)
+        #[arg(long = "property", value_name = "KEY=VALUE", value_parser = key_value)]
+        properties: Vec<(String, String)>,
         /// Also report the CPU time of this process (the broker, when it runs here)
         #[arg(long, value_name = "PID")]
         broker_pid: Option<u32>,
@@ -71,6 +71,13 @@ pub enum Bench {
         #[arg(long, default_value_t = 1_000_000)]
         groups: u64,
     },
+}
+
+fn key_value(text: &str) -> std::result::Result<(String, String), String> {
+    let (k, v) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got '{text}'"))?;
+    Ok((k.trim().to_string(), v.trim().to_string()))
 }
 
 /// Run one benchmark; warnings are logged (`WEIR_LOG` sets the filter).
@@ -99,7 +106,7 @@ pub async fn run(bench: Bench) -> Result<()> {
             seconds,
             warmup,
             linger_ms,
-            fetch_wait_ms,
+            properties,
             broker_pid,
         } => {
             latency::run(latency::Settings {
@@ -108,7 +115,7 @@ pub async fn run(bench: Bench) -> Result<()> {
                 seconds,
                 warmup,
                 linger_ms,
-                fetch_wait_ms,
+                properties,
                 broker_pid,
             })
             .await

@@ -8,6 +8,7 @@ use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, RecordBatchOpti
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::common::DFSchema;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::source_as_provider;
 use datafusion::execution::context::ExecutionProps;
 use datafusion::execution::context::SessionState;
@@ -160,6 +161,19 @@ fn nullable(schema: &Schema) -> SchemaRef {
     ))
 }
 
+/// The names of the columns the plan's expressions refer to (more than the source's
+/// columns, as it includes those of the nodes above the aggregation).
+fn referenced(plan: &LogicalPlan) -> impl Iterator<Item = String> {
+    let mut names = std::collections::BTreeSet::new();
+    let _ = plan.apply(|node| {
+        for e in node.expressions() {
+            names.extend(e.column_refs().into_iter().map(|c| c.name.clone()));
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    names.into_iter()
+}
+
 /// Compile `query` (already planned with the engine's state, types resolved).
 pub fn compile(plan: &LogicalPlan, state: &SessionState) -> Result<ViewPlan> {
     let props = state.execution_props();
@@ -200,7 +214,9 @@ pub fn compile(plan: &LogicalPlan, state: &SessionState) -> Result<ViewPlan> {
     let width = source.schema.fields().len();
     let mut columns: Vec<usize> = match &scan.projection {
         Some(projection) => projection.iter().copied().filter(|&i| i < width).collect(),
-        None => (0..width).collect(),
+        None => referenced(plan)
+            .filter_map(|name| source.schema.index_of(&name).ok())
+            .collect(),
     };
     columns.extend(source.event_time.map(|e| e.column));
     if let Input::Windowed { time, .. } = &input {
@@ -291,4 +307,44 @@ pub fn compile(plan: &LogicalPlan, state: &SessionState) -> Result<ViewPlan> {
 /// Nanoseconds in the unit of a timestamp column, for converting watermark delays.
 pub fn ticks(nanos: i64, unit: datafusion::arrow::datatypes::TimeUnit) -> i64 {
     nanos / nanos_per(unit)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::bench::bids::{BID_COLUMNS, BID_VIEW};
+    use crate::bench::drive::{compile_view, sql};
+    use crate::engine::Engine;
+
+    async fn columns_read(query: &str) -> Vec<String> {
+        let engine = Engine::new().await.unwrap();
+        sql(
+            &engine,
+            &format!("CREATE SOURCE bids ({BID_COLUMNS}) WITH (connector = 'nexmark')"),
+        )
+        .await
+        .unwrap();
+        let view = compile_view(&engine, "q", query).await.unwrap();
+        let schema = &view.plan.source.schema;
+        view.plan
+            .columns
+            .iter()
+            .map(|&i| schema.field(i).name().clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_view_reads_the_columns_it_uses_and_the_event_time() {
+        assert_eq!(
+            columns_read(BID_VIEW).await,
+            ["auction", "price", "date_time"]
+        );
+        assert_eq!(
+            columns_read(
+                "SELECT channel, count(*) AS n FROM bids WHERE bidder > 3 \
+                 GROUP BY channel HAVING max(price) > 10"
+            )
+            .await,
+            ["bidder", "price", "channel", "date_time"]
+        );
+    }
 }
