@@ -147,6 +147,14 @@ pub async fn run(settings: Settings) -> Result<()> {
                 result
             })?
     };
+    let received: Sent = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
+    let plain = {
+        let (received, produced) = (Arc::clone(&received), Arc::clone(&produced));
+        let (brokers, topic, properties) = (brokers.clone(), topic.clone(), properties.clone());
+        std::thread::Builder::new()
+            .name("bench-consumer".into())
+            .spawn(move || consume(&brokers, &topic, &properties, &received, &produced, start))?
+    };
     let client = {
         let (sent, produced) = (Arc::clone(&sent), Arc::clone(&produced));
         std::thread::Builder::new()
@@ -166,7 +174,12 @@ pub async fn run(settings: Settings) -> Result<()> {
         .await
         .map_err(|e| WeirError::Internal(e.to_string()))?
         .map_err(|_| WeirError::Internal("the client panicked".into()))??;
+    let consumed = tokio::task::spawn_blocking(move || plain.join())
+        .await
+        .map_err(|e| WeirError::Internal(e.to_string()))?
+        .map_err(|_| WeirError::Internal("the plain consumer panicked".into()))?;
     let measured = span.stop();
+    consumed?;
     let broker = broker_pid
         .zip(broker_before)
         .map(|(pid, before)| (pid, cpu_time_of(pid) - before));
@@ -182,6 +195,8 @@ pub async fn run(settings: Settings) -> Result<()> {
     };
     let mut latencies: Vec<Duration> = Vec::with_capacity(total);
     let mut acks: Vec<Duration> = Vec::with_capacity(total);
+    let mut delivered: Vec<Duration> = Vec::with_capacity(total);
+    let mut weir_part: Vec<Duration> = Vec::with_capacity(total);
     let mut unseen = 0usize;
     for (seq, seen) in observed.seen.iter().enumerate() {
         let sent_at = at(&sent, seq).unwrap_or_default();
@@ -195,6 +210,12 @@ pub async fn run(settings: Settings) -> Result<()> {
         if let Some(acked_at) = at(&acked, seq) {
             acks.push(acked_at.saturating_sub(sent_at));
         }
+        if let Some(received_at) = at(&received, seq) {
+            delivered.push(received_at.saturating_sub(sent_at));
+            if let Some(seen) = seen {
+                weir_part.push(seen.saturating_sub(received_at));
+            }
+        }
     }
     // The worst latency among the events produced in each second, to tell spikes apart.
     let mut worst: Vec<Duration> = vec![Duration::ZERO; seconds as usize + 1];
@@ -206,6 +227,8 @@ pub async fn run(settings: Settings) -> Result<()> {
     }
     latencies.sort_unstable();
     acks.sort_unstable();
+    delivered.sort_unstable();
+    weir_part.sort_unstable();
     let mut queries = observed.query_times.clone();
     queries.sort_unstable();
     println!(
@@ -245,6 +268,21 @@ pub async fn run(settings: Settings) -> Result<()> {
         ms(acks.last().copied().unwrap_or_default())
     );
     println!(
+        "  produce to a plain librdkafka consumer of the topic (same properties, {} events): \
+         p50 {}, p99 {}, max {}",
+        thousands(delivered.len() as u64),
+        ms(percentile(&delivered, 0.5)),
+        ms(percentile(&delivered, 0.99)),
+        ms(delivered.last().copied().unwrap_or_default())
+    );
+    println!(
+        "  Weir's part (visible to the query minus received by the plain consumer, floored \
+         at 0): p50 {}, p99 {}, max {}",
+        ms(percentile(&weir_part, 0.5)),
+        ms(percentile(&weir_part, 0.99)),
+        ms(weir_part.last().copied().unwrap_or_default())
+    );
+    println!(
         "  worst latency of the events produced in each second: {}",
         worst
             .iter()
@@ -255,12 +293,16 @@ pub async fn run(settings: Settings) -> Result<()> {
     );
     println!(
         "RESULT latency rate={rate} seconds={seconds} warmup={warmup} linger_ms={linger_ms} \
-         properties={} events={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} unseen={unseen}",
+         properties={} events={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} unseen={unseen} \
+         plain_consumer_p99_ms={:.2} weir_part_p50_ms={:.2} weir_part_p99_ms={:.2}",
         shown(&properties).replace(' ', ""),
         latencies.len(),
         percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
         percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
-        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
+        percentile(&delivered, 0.99).as_secs_f64() * 1000.0,
+        percentile(&weir_part, 0.5).as_secs_f64() * 1000.0,
+        percentile(&weir_part, 0.99).as_secs_f64() * 1000.0,
     );
     if latencies.is_empty() {
         return Err(WeirError::Internal(
@@ -346,6 +388,64 @@ fn produce(
     producer
         .flush(Duration::from_secs(30))
         .map_err(|e| WeirError::Internal(format!("flushing the producer: {e}")))?;
+    Ok(())
+}
+
+/// A plain librdkafka consumer of the topic (the source's properties, from the first
+/// offset): records when each event arrived, as the broker's own share of the latency.
+fn consume(
+    brokers: &str,
+    topic: &str,
+    properties: &[(String, String)],
+    received: &Sent,
+    produced: &AtomicBool,
+    start: Instant,
+) -> Result<()> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "weir-bench-latency")
+        .set("enable.auto.commit", "false");
+    for (k, v) in properties {
+        config.set(k, v);
+    }
+    let consumer: BaseConsumer = config
+        .create()
+        .map_err(|e| WeirError::Internal(format!("Kafka consumer for '{brokers}': {e}")))?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .map_err(|e| WeirError::Internal(e.to_string()))?;
+    consumer
+        .assign(&tpl)
+        .map_err(|e| WeirError::Internal(format!("assigning '{topic}': {e}")))?;
+    let total = received.len();
+    let mut count = 0usize;
+    let mut produced_in = None;
+    while count < total {
+        if produced_in.is_none() && produced.load(Ordering::Acquire) {
+            produced_in = Some(Instant::now());
+        }
+        if produced_in.is_some_and(|p| p.elapsed() > DRAIN) {
+            break;
+        }
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let at = start.elapsed().as_nanos() as u64 + 1;
+        let seq = m.payload().and_then(|p| {
+            let digits = p.strip_prefix(br#"{"seq":"#)?;
+            let end = digits.iter().position(|b| !b.is_ascii_digit())?;
+            std::str::from_utf8(&digits[..end]).ok()?.parse::<usize>().ok()
+        });
+        if let Some(slot) = seq.and_then(|s| received.get(s))
+            && slot.load(Ordering::Relaxed) == 0
+        {
+            slot.store(at, Ordering::Release);
+            count += 1;
+        }
+    }
     Ok(())
 }
 

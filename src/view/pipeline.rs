@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use datafusion::arrow::array::{Array, BooleanArray, Int64Array, RecordBatch};
 use datafusion::arrow::compute::{cast, filter_record_batch, max};
@@ -12,7 +12,7 @@ use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::connector::{PartitionBatch, Poll, Positions, SourceReader, reached};
+use crate::connector::{Poll, Positions, SourceReader, reached};
 use crate::error::{Result, WeirError};
 use crate::view::plan::Input;
 use crate::view::state::{View, ViewState};
@@ -77,88 +77,80 @@ pub fn time_unit(view: &View) -> TimeUnit {
     }
 }
 
-struct Pipeline {
-    view: Arc<View>,
-    reader: Box<dyn SourceReader>,
+/// Wall time spent in each part of the path, summed over the polls.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stages {
+    /// `SourceReader::poll` (fetching and decoding).
+    pub poll: Duration,
+    /// Event-time maximum, window assignment and late-row filter.
+    pub window: Duration,
+    /// The row-wise steps before the aggregation.
+    pub pre: Duration,
+    /// `WindowedAggregate::update`.
+    pub aggregate: Duration,
+    /// Watermarks and closing windows (their final rows).
+    pub close: Duration,
+}
+
+impl Stages {
+    pub fn describe(&self) -> String {
+        let total = (self.poll + self.window + self.pre + self.aggregate + self.close)
+            .as_secs_f64()
+            .max(1e-9);
+        [
+            ("poll+decode", self.poll),
+            ("window", self.window),
+            ("pre", self.pre),
+            ("aggregate", self.aggregate),
+            ("close", self.close),
+        ]
+        .iter()
+        .map(|(name, d)| {
+            format!(
+                "{name} {:.2} s ({:.0}%)",
+                d.as_secs_f64(),
+                100.0 * d.as_secs_f64() / total
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+    }
+}
+
+/// The per-poll work of a view: poll the reader, track watermarks, assign windows, drop
+/// late rows, fold rows into the aggregation and close windows. The pipeline thread runs
+/// it between commands; a benchmark drives it on its own thread.
+pub struct Driver {
+    pub view: Arc<View>,
     marks: Watermarks,
     unit: TimeUnit,
     /// Close windows and drop late rows (the view groups by a window).
     windowed: bool,
-    pending: Vec<(Positions, oneshot::Sender<Result<()>>)>,
     ended: bool,
+    pub stages: Stages,
 }
 
-impl Pipeline {
-    fn new(view: Arc<View>, reader: Box<dyn SourceReader>) -> Self {
+impl Driver {
+    pub fn new(view: Arc<View>, partitions: &[i32]) -> Self {
         let unit = time_unit(&view);
         let source = &view.plan.source;
         let delay = source.event_time.map_or(0, |e| e.delay / nanos_per(unit));
         let mut marks = Watermarks::new(delay, source.idle_timeout);
-        marks.know(&reader.partitions(), Instant::now());
+        marks.know(partitions, Instant::now());
         let windowed = view.plan.aggregate.window.is_some();
-        Pipeline {
+        Driver {
             view,
-            reader,
             marks,
             unit,
             windowed,
-            pending: Vec::new(),
             ended: false,
+            stages: Stages::default(),
         }
     }
 
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        info!(target: "weir::view", "materialized view {} started", self.view.name);
-        loop {
-            loop {
-                match commands.try_recv() {
-                    Ok(Command::Flush(reply)) => self.flush(reply).await,
-                    Ok(Command::Stop) | Err(mpsc::error::TryRecvError::Disconnected) => return,
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                }
-            }
-            if self.ended || self.view.failure().is_some() {
-                match commands.recv().await {
-                    Some(Command::Flush(reply)) => self.flush(reply).await,
-                    Some(Command::Stop) | None => return,
-                }
-                continue;
-            }
-            if let Err(e) = self.step().await {
-                let message = e.to_string();
-                warn!(target: "weir::view", "materialized view {} stopped: {message}", self.view.name);
-                self.view.fail(message.clone());
-                for (_, reply) in self.pending.drain(..) {
-                    let _ = reply.send(Err(WeirError::Stopped(format!(
-                        "materialized view \"{}\" stopped: {message}",
-                        self.view.name
-                    ))));
-                }
-            }
-        }
-    }
-
-    async fn flush(&mut self, reply: oneshot::Sender<Result<()>>) {
-        if let Some(f) = self.view.failure() {
-            let _ = reply.send(Err(WeirError::Stopped(format!(
-                "materialized view \"{}\" stopped: {f}",
-                self.view.name
-            ))));
-            return;
-        }
-        if self.ended {
-            let _ = reply.send(Ok(()));
-            return;
-        }
-        match self.reader.end_positions().await {
-            Ok(target) if reached(self.reader.positions(), &target) => {
-                let _ = reply.send(Ok(()));
-            }
-            Ok(target) => self.pending.push((target, reply)),
-            Err(e) => {
-                let _ = reply.send(Err(e));
-            }
-        }
+    /// The source has ended (a bounded source read to its end).
+    pub fn ended(&self) -> bool {
+        self.ended
     }
 
     /// Watermark now, in the time column's unit.
@@ -174,19 +166,23 @@ impl Pipeline {
         }
     }
 
-    async fn step(&mut self) -> Result<()> {
-        let polled = self.reader.poll().await?;
+    /// Poll `reader` once and fold what it returned in; `false` once the source has ended
+    /// (every window is then closed).
+    pub async fn step(&mut self, reader: &mut dyn SourceReader) -> Result<bool> {
+        let t = Instant::now();
+        let polled = reader.poll().await?;
         let now = Instant::now();
+        self.stages.poll += now - t;
         let view = Arc::clone(&self.view);
         view.stats
             .decode_errors
-            .store(self.reader.decode_errors(), Ordering::Relaxed);
+            .store(reader.decode_errors(), Ordering::Relaxed);
         match polled {
             Poll::Records(batches) => {
                 let watermark = self.watermark(now);
                 view.with_state(|state| -> Result<()> {
-                    for batch in batches {
-                        self.ingest(state, batch, watermark, now)?;
+                    for part in batches {
+                        self.ingest(state, part.partition, part.batch, watermark, now)?;
                     }
                     Ok(())
                 })?;
@@ -197,14 +193,123 @@ impl Pipeline {
                 self.ended = true;
             }
         }
-        self.marks.know(&self.reader.partitions(), now);
+        let t = Instant::now();
+        self.marks.know(&reader.partitions(), now);
         let watermark = self.watermark(now);
         view.stats.watermark.store(watermark, Ordering::Relaxed);
         if self.windowed {
             view.with_state(|state| view.close(state, watermark))?;
         }
+        self.stages.close += t.elapsed();
+        Ok(!self.ended)
+    }
+
+    /// Fold one batch of partition `partition` in; rows of windows that ended at or
+    /// before `watermark` are late (`i64::MIN`: none is).
+    pub fn ingest(
+        &mut self,
+        state: &mut ViewState,
+        partition: i32,
+        batch: RecordBatch,
+        watermark: i64,
+        now: Instant,
+    ) -> Result<()> {
+        let view = &self.view;
+        view.stats
+            .rows_in
+            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        let t = Instant::now();
+        let max_time = max_event_time(view, &batch)?;
+        let batch = windowed_input(view, batch, self.windowed, watermark)?;
+        let t2 = Instant::now();
+        self.stages.window += t2 - t;
+        let batch = view.plan.pre.apply(batch)?;
+        let t3 = Instant::now();
+        self.stages.pre += t3 - t2;
+        state.aggregate.update(&batch)?;
+        self.stages.aggregate += t3.elapsed();
+        self.marks.observe(partition, max_time, now);
+        Ok(())
+    }
+}
+
+/// A running view: its driver and reader, and the `FLUSH`es waiting for positions.
+struct Pipeline {
+    driver: Driver,
+    reader: Box<dyn SourceReader>,
+    pending: Vec<(Positions, oneshot::Sender<Result<()>>)>,
+}
+
+impl Pipeline {
+    fn new(view: Arc<View>, reader: Box<dyn SourceReader>) -> Self {
+        Pipeline {
+            driver: Driver::new(view, &reader.partitions()),
+            reader,
+            pending: Vec::new(),
+        }
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let view = Arc::clone(&self.driver.view);
+        info!(target: "weir::view", "materialized view {} started", view.name);
+        loop {
+            loop {
+                match commands.try_recv() {
+                    Ok(Command::Flush(reply)) => self.flush(reply).await,
+                    Ok(Command::Stop) | Err(mpsc::error::TryRecvError::Disconnected) => return,
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                }
+            }
+            if self.driver.ended() || view.failure().is_some() {
+                match commands.recv().await {
+                    Some(Command::Flush(reply)) => self.flush(reply).await,
+                    Some(Command::Stop) | None => return,
+                }
+                continue;
+            }
+            if let Err(e) = self.step().await {
+                let message = e.to_string();
+                warn!(target: "weir::view", "materialized view {} stopped: {message}", view.name);
+                view.fail(message.clone());
+                for (_, reply) in self.pending.drain(..) {
+                    let _ = reply.send(Err(WeirError::Stopped(format!(
+                        "materialized view \"{}\" stopped: {message}",
+                        view.name
+                    ))));
+                }
+            }
+        }
+    }
+
+    async fn flush(&mut self, reply: oneshot::Sender<Result<()>>) {
+        let view = &self.driver.view;
+        if let Some(f) = view.failure() {
+            let _ = reply.send(Err(WeirError::Stopped(format!(
+                "materialized view \"{}\" stopped: {f}",
+                view.name
+            ))));
+            return;
+        }
+        if self.driver.ended() {
+            let _ = reply.send(Ok(()));
+            return;
+        }
+        match self.reader.end_positions().await {
+            Ok(target) if reached(self.reader.positions(), &target) => {
+                let _ = reply.send(Ok(()));
+            }
+            Ok(target) => self.pending.push((target, reply)),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// One poll, then answer the `FLUSH`es whose positions were reached.
+    async fn step(&mut self) -> Result<()> {
+        self.driver.step(self.reader.as_mut()).await?;
         let positions = self.reader.positions().clone();
-        let ended = self.ended;
+        let ended = self.driver.ended();
         let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
             .into_iter()
             .partition(|(target, _)| ended || reached(&positions, target));
@@ -212,27 +317,6 @@ impl Pipeline {
         for (_, reply) in done {
             let _ = reply.send(Ok(()));
         }
-        Ok(())
-    }
-
-    fn ingest(
-        &mut self,
-        state: &mut ViewState,
-        part: PartitionBatch,
-        watermark: i64,
-        now: Instant,
-    ) -> Result<()> {
-        let view = &self.view;
-        let plan = &view.plan;
-        let batch = part.batch;
-        view.stats
-            .rows_in
-            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-        let max_time = max_event_time(view, &batch)?;
-        let batch = windowed_input(view, batch, self.windowed, watermark)?;
-        let batch = plan.pre.apply(batch)?;
-        state.aggregate.update(&batch)?;
-        self.marks.observe(part.partition, max_time, now);
         Ok(())
     }
 }
