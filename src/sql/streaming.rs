@@ -60,8 +60,10 @@ pub struct CreateMaterializedView {
     pub name: String,
     pub if_not_exists: bool,
     pub options: Options,
-    /// The defining query, as written.
+    /// The defining query as planned (Flink's `TABLE(TUMBLE(TABLE …))` rewritten).
     pub query: String,
+    /// The defining query as the statement spelled it, for `SHOW` and the catalogs.
+    pub written: String,
     pub emit: Emit,
 }
 
@@ -114,6 +116,7 @@ fn ident(i: &Ident) -> String {
 
 /// Parse `text` if it is a streaming statement; `None` leaves it to plain SQL.
 pub fn parse(text: &str) -> Result<Option<StreamingStatement>> {
+    let original = text;
     let rewritten = rewrite_flink_windows(text);
     let text = rewritten.as_str();
     let dialect = PostgreSqlDialect {};
@@ -122,7 +125,7 @@ pub fn parse(text: &str) -> Result<Option<StreamingStatement>> {
         if p.parse_keyword(Keyword::SOURCE) {
             StreamingStatement::CreateSource(create_source(&mut p)?)
         } else if p.parse_keywords(&[Keyword::MATERIALIZED, Keyword::VIEW]) {
-            StreamingStatement::CreateMaterializedView(create_view(&mut p, text)?)
+            StreamingStatement::CreateMaterializedView(create_view(&mut p, text, original)?)
         } else {
             return Ok(None);
         }
@@ -372,7 +375,8 @@ fn with_options(p: &mut Parser) -> Result<Options> {
     }
 }
 
-fn create_view(p: &mut Parser, text: &str) -> Result<CreateMaterializedView> {
+/// `text` is the statement with Flink's window form rewritten, `original` as it came.
+fn create_view(p: &mut Parser, text: &str, original: &str) -> Result<CreateMaterializedView> {
     let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = name_of(&p.parse_object_name(false).map_err(syntax)?);
     let options = with_options(p)?;
@@ -396,11 +400,21 @@ fn create_view(p: &mut Parser, text: &str) -> Result<CreateMaterializedView> {
         Emit::OnUpdate
     };
     let query = text[start..query_end].trim().to_string();
+    // The rewrite changes only the query, so what precedes and follows it is the same in
+    // both texts.
+    let tail = text.len() - query_end;
+    let written = match original.get(start..original.len().saturating_sub(tail)) {
+        Some(w) if original.get(..start) == text.get(..start) && original.ends_with(&text[query_end..]) => {
+            w.trim().to_string()
+        }
+        _ => query.clone(),
+    };
     Ok(CreateMaterializedView {
         name,
         if_not_exists,
         options,
         query,
+        written,
         emit,
     })
 }
@@ -509,6 +523,25 @@ mod tests {
         let err = parse("CREATE SOURCE s (a INT) WITH (topic = 'a', topic = 'b')").unwrap_err();
         assert!(err.to_string().contains("given twice"), "{err}");
         assert_eq!(parse("FLUSH everything").unwrap_err().sqlstate(), "42601");
+    }
+
+    #[test]
+    fn a_view_keeps_its_query_as_written() {
+        let text = "CREATE MATERIALIZED VIEW v AS SELECT window_start, count(*) FROM \
+                    TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '1' SECOND)) \
+                    GROUP BY window_start EMIT ON WINDOW CLOSE;";
+        let Some(StreamingStatement::CreateMaterializedView(v)) = parse(text).unwrap() else {
+            panic!("not a view")
+        };
+        assert_eq!(
+            v.query,
+            "SELECT window_start, count(*) FROM tumble(s, ts, INTERVAL '1' SECOND) GROUP BY window_start"
+        );
+        assert_eq!(
+            v.written,
+            "SELECT window_start, count(*) FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY window_start"
+        );
+        assert_eq!(v.emit, Emit::OnWindowClose);
     }
 
     #[test]

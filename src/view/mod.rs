@@ -216,7 +216,7 @@ impl Streams {
         let (tx, rx) = mpsc::unbounded_channel();
         let view = Arc::new(View::new(
             create.name.clone(),
-            format!("{}{emit_text}", one_line(&create.query)),
+            format!("{}{emit_text}", one_line(&create.written)),
             create.emit,
             compiled,
             tx,
