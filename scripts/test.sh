@@ -16,4 +16,4 @@ echo "== cargo test"
 export WEIR_TANSU="${WEIR_TANSU:-${WEIR_CACHE:-$HOME/.cache/weir}/tansu-0.6.0/bin/tansu}"
 cargo test --locked -- --test-threads=2
 echo "== client matrix"
-WEIR_BIN="$PWD/target/debug/weir" bash scripts/test-clients.sh
+WEIR_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/weir" bash scripts/test-clients.sh
