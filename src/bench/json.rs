@@ -73,7 +73,8 @@ pub async fn run(events: u64, runs: usize) -> Result<()> {
         fed.push(arrow_json_fed(&payloads, &schema)?);
         decoder.push(decoder_alone(&payloads, &schema, &columns).await?);
         let view = compile_view(&engine, "q", BID_VIEW).await?;
-        let mut reader = JsonReader::new(Arc::clone(&payloads), schema.clone(), &view.plan.columns)?;
+        let mut reader =
+            JsonReader::new(Arc::clone(&payloads), schema.clone(), &view.plan.columns)?;
         let mut driver = Driver::new(Arc::clone(&view), &reader.partitions());
         let span = Span::start();
         while driver.step(&mut reader).await? {}

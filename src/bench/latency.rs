@@ -437,7 +437,10 @@ fn consume(
         let seq = m.payload().and_then(|p| {
             let digits = p.strip_prefix(br#"{"seq":"#)?;
             let end = digits.iter().position(|b| !b.is_ascii_digit())?;
-            std::str::from_utf8(&digits[..end]).ok()?.parse::<usize>().ok()
+            std::str::from_utf8(&digits[..end])
+                .ok()?
+                .parse::<usize>()
+                .ok()
         });
         if let Some(slot) = seq.and_then(|s| received.get(s))
             && slot.load(Ordering::Relaxed) == 0

@@ -187,6 +187,7 @@ impl KafkaSpec {
             decoder: Decoder::new(self.schema.clone(), self.format)?.only(columns),
             spec: Arc::new(self.clone()),
             consumer: Some(consumer),
+            refreshing: None,
             positions,
             decode_errors: 0,
             refreshed: Instant::now(),
@@ -452,6 +453,22 @@ fn gather(c: &BaseConsumer) -> Gathered {
     out
 }
 
+/// The topic's partitions that are not in `known`, assigned to `c` from their first
+/// offset.
+fn assign_new(c: &BaseConsumer, spec: &KafkaSpec, known: &[i32]) -> Result<Positions> {
+    let mut added = Positions::new();
+    for p in spec.partition_ids(c)? {
+        if !known.contains(&p) {
+            added.insert(p, spec.watermarks(c, p)?.0);
+        }
+    }
+    if !added.is_empty() {
+        c.incremental_assign(&spec.assignment(&added)?)
+            .map_err(|e| spec.broker_error("assigning new partitions of", e))?;
+    }
+    Ok(added)
+}
+
 /// Reads one topic from an explicit assignment of all its partitions.
 ///
 /// With `scan.startup.mode = 'group-offsets'` the positions are committed to the group
@@ -460,6 +477,8 @@ fn gather(c: &BaseConsumer) -> Gathered {
 /// checkpoints, their state is not restored with it.
 struct KafkaReader {
     spec: Arc<KafkaSpec>,
+    /// A lookup of new partitions in flight.
+    refreshing: Option<tokio::task::JoinHandle<Result<Positions>>>,
     /// Always `Some` until drop, which closes the consumer off the async runtime.
     consumer: Option<Arc<BaseConsumer>>,
     decoder: Decoder,
@@ -474,30 +493,53 @@ impl KafkaReader {
         self.consumer.as_ref().expect("consumer present until drop")
     }
 
-    /// Looks up the topic's partitions; new ones are assigned from their first offset.
+    /// Starts looking up the topic's partitions on a thread of its own, so that a slow
+    /// metadata request does not hold up reading; new ones are assigned from their first
+    /// offset, and `poll` takes the result once it is there.
+    fn start_refresh(&mut self) {
+        self.refreshed = Instant::now();
+        let (c, spec) = (self.consumer().clone(), self.spec.clone());
+        let known: Vec<i32> = self.positions.keys().copied().collect();
+        self.refreshing = Some(tokio::task::spawn_blocking(move || {
+            assign_new(&c, &spec, &known)
+        }));
+    }
+
+    /// Takes the result of a lookup started by `start_refresh`: waits for it with `wait`,
+    /// else only if it is done.
+    async fn finish_refresh(&mut self, wait: bool) -> Result<()> {
+        match &self.refreshing {
+            Some(h) if wait || h.is_finished() => {}
+            _ => return Ok(()),
+        }
+        let handle = self.refreshing.take().expect("checked above");
+        let added = handle
+            .await
+            .map_err(|e| WeirError::Internal(format!("Kafka call panicked: {e}")))??;
+        self.take_added(added);
+        Ok(())
+    }
+
+    /// Looks up the topic's partitions now; new ones are assigned from their first offset.
     async fn refresh(&mut self) -> Result<()> {
+        // A lookup in flight could assign the same new partitions: let it end first.
+        self.finish_refresh(true).await?;
         self.refreshed = Instant::now();
         let spec = self.spec.clone();
         let known: Vec<i32> = self.positions.keys().copied().collect();
-        let added = blocking(self.consumer(), move |c| {
-            let mut added = Positions::new();
-            for p in spec.partition_ids(c)? {
-                if !known.contains(&p) {
-                    added.insert(p, spec.watermarks(c, p)?.0);
-                }
-            }
-            if !added.is_empty() {
-                c.incremental_assign(&spec.assignment(&added)?)
-                    .map_err(|e| spec.broker_error("assigning new partitions of", e))?;
-            }
-            Ok(added)
-        })
-        .await?;
+        let added = blocking(self.consumer(), move |c| assign_new(c, &spec, &known)).await?;
+        self.take_added(added);
+        Ok(())
+    }
+
+    fn take_added(&mut self, added: Positions) {
         if !added.is_empty() {
             tracing::info!(topic = %self.spec.topic, partitions = ?added.keys().collect::<Vec<_>>(), "reading new Kafka partitions");
-            self.positions.extend(added);
+            for (p, start) in added {
+                // Records of the partition may have been read since the lookup.
+                self.positions.entry(p).or_insert(start);
+            }
         }
-        Ok(())
     }
 
     fn warn(&mut self, msg: String) {
@@ -559,10 +601,11 @@ impl KafkaReader {
 #[async_trait]
 impl SourceReader for KafkaReader {
     async fn poll(&mut self) -> Result<Poll> {
-        if self.refreshed.elapsed() >= REFRESH_EVERY
-            && let Err(e) = self.refresh().await
-        {
+        if let Err(e) = self.finish_refresh(false).await {
             self.warn(format!("could not look for new partitions: {e}"));
+        }
+        if self.refreshing.is_none() && self.refreshed.elapsed() >= REFRESH_EVERY {
+            self.start_refresh();
         }
         let gathered = blocking(self.consumer(), |c| Ok(gather(c))).await?;
         for e in &gathered.errors {

@@ -404,7 +404,10 @@ fn create_view(p: &mut Parser, text: &str, original: &str) -> Result<CreateMater
     // both texts.
     let tail = text.len() - query_end;
     let written = match original.get(start..original.len().saturating_sub(tail)) {
-        Some(w) if original.get(..start) == text.get(..start) && original.ends_with(&text[query_end..]) => {
+        Some(w)
+            if original.get(..start) == text.get(..start)
+                && original.ends_with(&text[query_end..]) =>
+        {
             w.trim().to_string()
         }
         _ => query.clone(),
