@@ -22,6 +22,7 @@ pub mod connector;
 pub mod decode;
 pub mod engine;
 pub mod error;
+pub mod gen_topics;
 pub mod server;
 pub mod sql;
 pub mod storage;

@@ -1,5 +1,5 @@
 //! The `weir` command: `serve` runs the server, `check` validates a folder of `.sql`
-//! files without starting anything. Errors become a message and a non-zero exit here.
+//! files without starting anything, `gen` and `produce` write into Kafka, `bench` measures. Errors become a message and a non-zero exit here.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +35,27 @@ enum Command {
     Bench {
         #[command(subcommand)]
         bench: weir::bench::Bench,
+    },
+    /// Write generated events into Kafka topics as JSON: the ShopNow+ topics, the
+    /// transactions topic, or Nexmark's person, auction and bid.
+    Gen {
+        /// Kafka bootstrap servers, HOST:PORT[,…]
+        #[arg(long)]
+        brokers: String,
+        #[arg(long, value_enum, default_value = "shop")]
+        profile: weir::gen_topics::GenProfile,
+        /// Events per second per topic, or 'unlimited'
+        #[arg(long, default_value = "1000", value_parser = weir::gen_topics::parse_rate)]
+        rate: weir::gen_topics::Rate,
+        /// Same seed, same events
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Stop after N events per topic [default: run until interrupted]
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// Partitions of the topics it creates
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        partitions: i32,
     },
     /// Produce stdin to a Kafka topic, one record per line; `@P payload` goes to partition P.
     Produce {
@@ -75,6 +96,24 @@ fn main() -> ExitCode {
             }
             Command::Check { dir } => check(&dir).await,
             Command::Bench { bench } => weir::bench::run(bench).await,
+            Command::Gen {
+                brokers,
+                profile,
+                rate,
+                seed,
+                count,
+                partitions,
+            } => {
+                weir::gen_topics::run(weir::gen_topics::GenOptions {
+                    brokers,
+                    profile,
+                    rate: rate.0,
+                    seed,
+                    count,
+                    partitions,
+                })
+                .await
+            }
             Command::Produce {
                 brokers,
                 topic,

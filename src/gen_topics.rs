@@ -1,0 +1,216 @@
+//! `weir gen`: writes the in-process generators' events into Kafka topics as JSON, one
+//! record per event — the ShopNow+ topics, the transactions topic of the report, or
+//! Nexmark's three — at a steady rate per topic, with a progress line on stderr.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::ValueEnum;
+use datafusion::arrow::array::RecordBatch;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::connector::datagen::{DatagenOptions, Generator, Profile};
+use crate::connector::generated::{BATCH, Generate};
+use crate::connector::kafka::create_topic;
+use crate::connector::nexmark::{NexmarkGenerator, Table};
+use crate::error::{Result, WeirError};
+
+/// Which topics `weir gen` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GenProfile {
+    /// page_views, cart_additions, orders, payments, stock_updates
+    Shop,
+    /// transactions
+    Transactions,
+    /// person, auction, bid
+    Nexmark,
+}
+
+/// What `weir gen` was asked for.
+#[derive(Debug, Clone)]
+pub struct GenOptions {
+    pub brokers: String,
+    pub profile: GenProfile,
+    /// Events per second per topic; `None`: as fast as the brokers take them.
+    pub rate: Option<f64>,
+    pub seed: u64,
+    /// Events per topic; `None`: until interrupted.
+    pub count: Option<u64>,
+    /// Partitions of the topics it creates (existing topics are left as they are).
+    pub partitions: i32,
+}
+
+/// Events per second, or `None` for 'unlimited'.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate(pub Option<f64>);
+
+/// `'unlimited'` or a positive number of events per second.
+pub fn parse_rate(text: &str) -> std::result::Result<Rate, String> {
+    if text.trim().eq_ignore_ascii_case("unlimited") {
+        return Ok(Rate(None));
+    }
+    match text.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(Rate(Some(r))),
+        _ => Err(format!(
+            "expected a positive number of events per second or 'unlimited', got '{text}'"
+        )),
+    }
+}
+
+/// One topic and the generator of its events.
+struct Stream {
+    topic: &'static str,
+    generator: Box<dyn Generate>,
+    sent: u64,
+}
+
+/// The topics of `profile` with their generators; event times start now.
+fn streams(options: &GenOptions) -> Result<Vec<Stream>> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|e| WeirError::Internal(e.to_string()))?;
+    let datagen = |topic: &'static str, profile: Profile| -> Result<Stream> {
+        let mut o = DatagenOptions::new(profile);
+        o.seed = options.seed;
+        // Event times follow the rate; unpaced, 1000 events per second of event time, as
+        // a datagen source with rate 'unlimited' spaces them.
+        o.rate = options.rate.unwrap_or(1000.0);
+        o.start_micros = now.as_micros() as i64;
+        Ok(Stream {
+            topic,
+            generator: Box::new(Generator::new(o)?),
+            sent: 0,
+        })
+    };
+    let nexmark = |topic: &'static str, table: Table| Stream {
+        topic,
+        generator: Box::new(NexmarkGenerator::new(table, now.as_millis() as u64)),
+        sent: 0,
+    };
+    Ok(match options.profile {
+        GenProfile::Shop => vec![
+            datagen("page_views", Profile::PageViews)?,
+            datagen("cart_additions", Profile::CartAdditions)?,
+            datagen("orders", Profile::Orders)?,
+            datagen("payments", Profile::Payments)?,
+            datagen("stock_updates", Profile::StockUpdates)?,
+        ],
+        GenProfile::Transactions => vec![datagen("transactions", Profile::Transactions)?],
+        GenProfile::Nexmark => vec![
+            nexmark("person", Table::Person),
+            nexmark("auction", Table::Auction),
+            nexmark("bid", Table::Bid),
+        ],
+    })
+}
+
+/// Each row of `batch` as one JSON object.
+fn json_lines(batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    let mut writer = arrow_json::LineDelimitedWriter::new(&mut out);
+    writer.write(batch)?;
+    writer.finish()?;
+    drop(writer);
+    Ok(out
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
+/// Runs until `count` events went to every topic (or forever without a count).
+pub async fn run(options: GenOptions) -> Result<()> {
+    let mut streams = streams(&options)?;
+    for s in &streams {
+        create_topic(&options.brokers, s.topic, options.partitions).await?;
+    }
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &options.brokers)
+        .set("message.timeout.ms", "30000")
+        .set("linger.ms", "5")
+        .create()
+        .map_err(|e| {
+            WeirError::InvalidParameter(format!("Kafka producer for '{}': {e}", options.brokers))
+        })?;
+    let topics: Vec<&str> = streams.iter().map(|s| s.topic).collect();
+    eprintln!(
+        "gen: {} to {} on {} ({}, seed {}{})",
+        topics.join(", "),
+        if topics.len() == 1 { "topic" } else { "topics" },
+        options.brokers,
+        options
+            .rate
+            .map_or("as fast as possible".into(), |r| format!(
+                "{r} events/s per topic"
+            )),
+        options.seed,
+        options
+            .count
+            .map_or(String::new(), |c| format!(", {c} events per topic"))
+    );
+    let start = Instant::now();
+    let (mut last_report, mut reported) = (Instant::now(), 0u64);
+    loop {
+        let elapsed = start.elapsed().as_secs_f64();
+        let mut deliveries = Vec::new();
+        for s in &mut streams {
+            let mut due = match options.rate {
+                Some(r) => (elapsed * r) as u64,
+                None => s.sent + BATCH,
+            };
+            if let Some(c) = options.count {
+                due = due.min(c);
+            }
+            let n = due.saturating_sub(s.sent).min(BATCH);
+            if n == 0 {
+                continue;
+            }
+            let batch = s.generator.next_batch(n as usize)?;
+            for line in json_lines(&batch)? {
+                let record = FutureRecord::<(), [u8]>::to(s.topic).payload(&line);
+                deliveries.push(producer.send_result(record).map_err(|(e, _)| {
+                    WeirError::Internal(format!("producing to '{}': {e}", s.topic))
+                })?);
+            }
+            s.sent += n;
+        }
+        let idle = deliveries.is_empty();
+        for d in deliveries {
+            match d.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    return Err(WeirError::Io(std::io::Error::other(format!(
+                        "delivering to '{}': {e}",
+                        options.brokers
+                    ))));
+                }
+                Err(_) => return Err(WeirError::Internal("the producer was dropped".into())),
+            }
+        }
+        let total: u64 = streams.iter().map(|s| s.sent).sum();
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            let rate = (total - reported) as f64 / last_report.elapsed().as_secs_f64();
+            eprintln!("gen: {total} events sent, {rate:.0} events/s");
+            (last_report, reported) = (Instant::now(), total);
+        }
+        let done = options
+            .count
+            .is_some_and(|c| streams.iter().all(|s| s.sent >= c));
+        if done {
+            break;
+        }
+        if idle {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    println!(
+        "sent {} events: {}",
+        streams.iter().map(|s| s.sent).sum::<u64>(),
+        streams
+            .iter()
+            .map(|s| format!("{} {}", s.topic, s.sent))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
