@@ -7,6 +7,7 @@ pub mod functions;
 pub mod information_schema;
 mod matviews;
 mod streaming;
+pub mod system;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -85,6 +86,14 @@ impl Engine {
                 "pg_catalog",
                 Arc::new(matviews::PgCatalogWithViews {
                     inner,
+                    streams: Arc::downgrade(&streams),
+                }),
+            )?;
+        }
+        if let Some(catalog) = ctx.catalog(DATABASE) {
+            catalog.register_schema(
+                system::SCHEMA,
+                Arc::new(system::SystemSchema {
                     streams: Arc::downgrade(&streams),
                 }),
             )?;

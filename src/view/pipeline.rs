@@ -228,6 +228,10 @@ impl Driver {
         self.stages.pre += t3 - t2;
         state.aggregate.update(&batch)?;
         self.stages.aggregate += t3.elapsed();
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        view.stats.last_update.store(wall, Ordering::Relaxed);
         self.marks.observe(partition, max_time, now);
         Ok(())
     }

@@ -35,6 +35,8 @@ pub struct ViewStats {
     pub watermark: AtomicI64,
     /// Records the source could not decode.
     pub decode_errors: AtomicU64,
+    /// When rows were last folded in, in microseconds since the Unix epoch (0: never).
+    pub last_update: AtomicI64,
 }
 
 /// The mutable part, behind one lock shared by the pipeline and readers.
