@@ -1,11 +1,15 @@
 //! Materialized views in the PostgreSQL catalogs: `pg_class.relkind` is `m` for them
-//! (so psql's `\dm` lists them) and `pg_matviews` has a row per view. Wraps the
-//! `pg_catalog` schema of datafusion-pg-catalog and overrides those two tables.
+//! (so psql's `\dm` lists them) and `pg_matviews` has a row per view; `weir_catalog`'s
+//! tables stay out of `pg_class`. Wraps the `pg_catalog` schema of datafusion-pg-catalog
+//! and overrides those two tables.
 
 use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray,
+};
+use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::common::Result as DfResult;
@@ -33,6 +37,7 @@ impl SchemaProvider for PgCatalogWithViews {
         Ok(match (name, table) {
             ("pg_class", Some(inner)) => Some(Arc::new(PgClass {
                 inner,
+                namespaces: self.inner.table("pg_namespace").await?,
                 streams: self.streams.clone(),
             })),
             ("pg_matviews", _) => Some(Arc::new(PgMatviews {
@@ -57,7 +62,37 @@ fn view_names(streams: &Weak<Streams>) -> Vec<String> {
 #[derive(Debug)]
 struct PgClass {
     inner: Arc<dyn TableProvider>,
+    /// `pg_namespace`, to leave out the relations of `weir_catalog`: PostgreSQL's psql
+    /// lists only relations on the search path, which Weir's visibility test does not
+    /// check.
+    namespaces: Option<Arc<dyn TableProvider>>,
     streams: Weak<Streams>,
+}
+
+/// The oids of the namespaces called `name`.
+async fn namespace_oids(
+    namespaces: &Arc<dyn TableProvider>,
+    state: &dyn Session,
+    name: &str,
+) -> DfResult<Vec<i64>> {
+    let plan = namespaces.scan(state, None, &[], None).await?;
+    let mut oids = Vec::new();
+    for batch in collect(plan, state.task_ctx()).await? {
+        let schema = batch.schema();
+        let (Ok(o), Ok(n)) = (schema.index_of("oid"), schema.index_of("nspname")) else {
+            continue;
+        };
+        let o = datafusion::arrow::compute::cast(batch.column(o), &DataType::Int64)?;
+        let o = o.as_any().downcast_ref::<Int64Array>().expect("Int64");
+        let n = datafusion::arrow::compute::cast(batch.column(n), &DataType::Utf8)?;
+        let n = n.as_any().downcast_ref::<StringArray>().expect("Utf8");
+        for i in 0..batch.num_rows() {
+            if n.is_valid(i) && n.value(i) == name && o.is_valid(i) {
+                oids.push(o.value(i));
+            }
+        }
+    }
+    Ok(oids)
 }
 
 #[async_trait]
@@ -76,8 +111,26 @@ impl TableProvider for PgClass {
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let plan = self.inner.scan(state, None, &[], None).await?;
-        let batches = collect(plan, state.task_ctx()).await?;
+        let mut batches = collect(plan, state.task_ctx()).await?;
         let schema = self.inner.schema();
+        if let (Some(namespaces), Ok(ns_col)) = (&self.namespaces, schema.index_of("relnamespace"))
+        {
+            let hidden = namespace_oids(namespaces, state, crate::engine::system::SCHEMA).await?;
+            if !hidden.is_empty() {
+                let mut kept = Vec::with_capacity(batches.len());
+                for batch in batches {
+                    let ns =
+                        datafusion::arrow::compute::cast(batch.column(ns_col), &DataType::Int64)?;
+                    let ns = ns.as_any().downcast_ref::<Int64Array>().expect("Int64");
+                    let keep: BooleanArray = ns
+                        .iter()
+                        .map(|o| Some(!o.is_some_and(|o| hidden.contains(&o))))
+                        .collect();
+                    kept.push(filter_record_batch(&batch, &keep)?);
+                }
+                batches = kept;
+            }
+        }
         let views = view_names(&self.streams);
         let (Ok(name_col), Ok(kind_col)) = (schema.index_of("relname"), schema.index_of("relkind"))
         else {
