@@ -6,12 +6,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::ValueEnum;
 use datafusion::arrow::array::RecordBatch;
-use rdkafka::config::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 
 use crate::connector::datagen::{DatagenOptions, Generator, Profile};
 use crate::connector::generated::{BATCH, Generate};
-use crate::connector::kafka::create_topic;
+use crate::connector::kafka::{create_topic, producer};
 use crate::connector::nexmark::{NexmarkGenerator, Table};
 use crate::error::{Result, WeirError};
 
@@ -124,14 +123,7 @@ pub async fn run(options: GenOptions) -> Result<()> {
     for s in &streams {
         create_topic(&options.brokers, s.topic, options.partitions).await?;
     }
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &options.brokers)
-        .set("message.timeout.ms", "30000")
-        .set("linger.ms", "5")
-        .create()
-        .map_err(|e| {
-            WeirError::InvalidParameter(format!("Kafka producer for '{}': {e}", options.brokers))
-        })?;
+    let producer = producer(&options.brokers)?;
     let topics: Vec<&str> = streams.iter().map(|s| s.topic).collect();
     eprintln!(
         "gen: {} to {} on {} ({}, seed {}{})",

@@ -1,5 +1,6 @@
 //! The `weir` command: `serve` runs the server, `check` validates a folder of `.sql`
-//! files without starting anything, `gen` and `produce` write into Kafka, `bench` measures. Errors become a message and a non-zero exit here.
+//! files without starting anything, `gen` and `produce` write into Kafka, `bench`
+//! measures. Errors become a message and a non-zero exit here.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

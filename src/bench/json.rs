@@ -168,13 +168,27 @@ fn median(runs: &[Measured]) -> Measured {
     sorted[sorted.len() / 2]
 }
 
-/// arrow-json's decoder over the payloads as one NDJSON buffer, with the options the
-/// Weir decoder uses; nothing else.
-fn arrow_json_alone(payloads: &Payloads, schema: &SchemaRef) -> Result<Measured> {
-    let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
-        .with_batch_size(CHUNK)
+/// An error unless `what` decoded every one of `total` bids.
+fn all_decoded(what: &str, rows: usize, total: usize) -> Result<()> {
+    if rows != total {
+        return Err(WeirError::Internal(format!(
+            "{what} decoded {rows} of {total} bids"
+        )));
+    }
+    Ok(())
+}
+
+/// arrow-json's decoder with the options the Weir decoder uses.
+fn arrow_json(schema: &SchemaRef, batch_size: usize) -> Result<arrow_json::reader::Decoder> {
+    Ok(arrow_json::ReaderBuilder::new(schema.clone())
+        .with_batch_size(batch_size)
         .with_coerce_primitive(true)
-        .build_decoder()?;
+        .build_decoder()?)
+}
+
+/// arrow-json's decoder over the payloads as one NDJSON buffer; nothing else.
+fn arrow_json_alone(payloads: &Payloads, schema: &SchemaRef) -> Result<Measured> {
+    let mut decoder = arrow_json(schema, CHUNK)?;
     let buf = payloads.ndjson();
     let span = Span::start();
     let mut pos = 0;
@@ -188,22 +202,14 @@ fn arrow_json_alone(payloads: &Payloads, schema: &SchemaRef) -> Result<Measured>
         }
     }
     let measured = span.stop();
-    if rows != payloads.len() {
-        return Err(WeirError::Internal(format!(
-            "arrow-json decoded {rows} of {} bids",
-            payloads.len()
-        )));
-    }
+    all_decoded("arrow-json", rows, payloads.len())?;
     Ok(measured)
 }
 
 /// arrow-json's decoder fed each payload and a newline in turn, flushed every `CHUNK`
 /// payloads, the one decoder kept throughout.
 fn arrow_json_fed(payloads: &Payloads, schema: &SchemaRef) -> Result<Measured> {
-    let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
-        .with_batch_size(CHUNK + 1)
-        .with_coerce_primitive(true)
-        .build_decoder()?;
+    let mut decoder = arrow_json(schema, CHUNK + 1)?;
     let span = Span::start();
     let mut rows = 0;
     for start in (0..payloads.len()).step_by(CHUNK) {
@@ -214,12 +220,7 @@ fn arrow_json_fed(payloads: &Payloads, schema: &SchemaRef) -> Result<Measured> {
         rows += decoder.flush()?.map_or(0, |b| b.num_rows());
     }
     let measured = span.stop();
-    if rows != payloads.len() {
-        return Err(WeirError::Internal(format!(
-            "arrow-json decoded {rows} of {} bids",
-            payloads.len()
-        )));
-    }
+    all_decoded("arrow-json", rows, payloads.len())?;
     Ok(measured)
 }
 
@@ -237,12 +238,7 @@ async fn decoder_alone(
     }
     let measured = span.stop();
     bids::check_decoded(&reader)?;
-    if rows != payloads.len() {
-        return Err(WeirError::Internal(format!(
-            "the decoder returned {rows} of {} bids",
-            payloads.len()
-        )));
-    }
+    all_decoded("the decoder", rows, payloads.len())?;
     Ok(measured)
 }
 

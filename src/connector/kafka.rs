@@ -520,16 +520,13 @@ impl KafkaReader {
         Ok(())
     }
 
-    /// Looks up the topic's partitions now; new ones are assigned from their first offset.
+    /// Looks up the topic's partitions now (or ends the lookup in flight); new ones are
+    /// assigned from their first offset.
     async fn refresh(&mut self) -> Result<()> {
-        // A lookup in flight could assign the same new partitions: let it end first.
-        self.finish_refresh(true).await?;
-        self.refreshed = Instant::now();
-        let spec = self.spec.clone();
-        let known: Vec<i32> = self.positions.keys().copied().collect();
-        let added = blocking(self.consumer(), move |c| assign_new(c, &spec, &known)).await?;
-        self.take_added(added);
-        Ok(())
+        if self.refreshing.is_none() {
+            self.start_refresh();
+        }
+        self.finish_refresh(true).await
     }
 
     fn take_added(&mut self, added: Positions) {
@@ -736,6 +733,16 @@ pub async fn add_partitions(brokers: &str, topic: &str, total: usize) -> Result<
     Ok(())
 }
 
+/// A producer for `brokers` that gives up on a record after 30 s.
+pub fn producer(brokers: &str) -> Result<FutureProducer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("message.timeout.ms", "30000")
+        .set("linger.ms", "5")
+        .create()
+        .map_err(|e| invalid(format!("Kafka producer for '{brokers}': {e}")))
+}
+
 /// Produces `records` (partition, payload) to `topic` and waits until every one is
 /// delivered; a record without partition goes where the default partitioner puts it.
 pub async fn produce(
@@ -743,12 +750,7 @@ pub async fn produce(
     topic: &str,
     records: Vec<(Option<i32>, Vec<u8>)>,
 ) -> Result<()> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("message.timeout.ms", "30000")
-        .set("linger.ms", "5")
-        .create()
-        .map_err(|e| invalid(format!("Kafka producer for '{brokers}': {e}")))?;
+    let producer = producer(brokers)?;
     // A missing topic would only show as a delivery timeout: say so at once instead. A
     // topic just created may take a moment to show in every broker's metadata.
     let check = producer.clone();

@@ -76,18 +76,6 @@ impl std::fmt::Debug for Decoder {
     }
 }
 
-impl Clone for Decoder {
-    fn clone(&self) -> Self {
-        Decoder {
-            schema: self.schema.clone(),
-            format: self.format,
-            decoded: self.decoded.clone(),
-            layout: self.layout.clone(),
-            fast: None,
-        }
-    }
-}
-
 impl Decoder {
     /// Fails naming the column and its type if the format cannot decode that type, listing
     /// what it can decode.
@@ -241,6 +229,14 @@ impl Decoder {
         Ok(batch)
     }
 
+    /// The schema's indexes of the decoded columns.
+    fn decoded_indexes(&self) -> Vec<usize> {
+        match &self.layout {
+            Some(layout) => (0..layout.len()).filter(|&i| layout[i].is_some()).collect(),
+            None => (0..self.schema.fields().len()).collect(),
+        }
+    }
+
     /// A fresh arrow decoder with room for `batch_size` records.
     fn inner(&self, batch_size: usize) -> Result<Inner> {
         Ok(match self.format {
@@ -261,16 +257,6 @@ impl Decoder {
                 batch_size,
             },
         })
-    }
-}
-
-impl Decoder {
-    /// The schema's indexes of the decoded columns.
-    fn decoded_indexes(&self) -> Vec<usize> {
-        match &self.layout {
-            Some(layout) => (0..layout.len()).filter(|&i| layout[i].is_some()).collect(),
-            None => (0..self.schema.fields().len()).collect(),
-        }
     }
 }
 

@@ -5,8 +5,8 @@
 use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
+use datafusion::arrow::array::TimestampMicrosecondArray;
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-use datafusion::arrow::array::{TimestampMicrosecondArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::common::Result as DfResult;
@@ -117,133 +117,143 @@ fn count(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn views_batch(views: &[Arc<View>]) -> DfResult<RecordBatch> {
-    let text = |f: &dyn Fn(&View) -> String| -> ArrayRef {
-        Arc::new(StringArray::from_iter_values(views.iter().map(|v| f(v))))
-    };
-    let int = |f: &dyn Fn(&View) -> i64| -> ArrayRef {
-        Arc::new(Int64Array::from_iter_values(views.iter().map(|v| f(v))))
-    };
-    let state: Vec<(usize, usize, usize)> = views
-        .iter()
-        .map(|v| {
-            v.with_state(|s| {
-                (
-                    s.aggregate.windows(),
-                    s.aggregate.groups(),
-                    s.aggregate.state_bytes(),
-                )
-            })
-        })
-        .collect();
-    let at = |i: usize| -> ArrayRef {
-        Arc::new(Int64Array::from_iter_values(state.iter().map(|s| {
-            count(match i {
-                0 => s.0,
-                1 => s.1,
-                _ => s.2,
-            } as u64)
-        })))
-    };
-    let columns: Vec<ArrayRef> = vec![
-        text(&|v| v.name.clone()),
-        text(&|v| v.plan.source.name.clone()),
-        text(&|v| match v.emit {
-            Emit::OnUpdate => "on update".into(),
-            Emit::OnWindowClose => "on window close".into(),
-        }),
-        text(&|v| match v.failure() {
-            None => "running".into(),
-            Some(f) => format!("stopped: {f}"),
-        }),
-        int(&|v| count(v.stats.rows_in.load(Ordering::Relaxed))),
-        int(&|v| count(v.stats.late_rows.load(Ordering::Relaxed))),
-        int(&|v| count(v.stats.decode_errors.load(Ordering::Relaxed))),
-        at(0),
-        at(1),
-        int(&|v| count(v.stats.windows_closed.load(Ordering::Relaxed))),
-        int(&|v| count(v.closed_rows() as u64)),
-        at(2),
-        Arc::new(TimestampMicrosecondArray::from(
-            views
-                .iter()
-                .map(|v| watermark_micros(v))
-                .collect::<Vec<_>>(),
-        )),
-        Arc::new(TimestampMicrosecondArray::from(
-            views
-                .iter()
-                .map(|v| {
-                    let t = v.stats.last_update.load(Ordering::Relaxed);
-                    (t != 0).then_some(t)
-                })
-                .collect::<Vec<_>>(),
-        )),
+/// One view's figures, read once.
+struct ViewRow {
+    name: String,
+    source: String,
+    emit: &'static str,
+    status: String,
+    rows_in: i64,
+    late_rows: i64,
+    decode_errors: i64,
+    open_windows: i64,
+    open_groups: i64,
+    closed_windows: i64,
+    closed_rows: i64,
+    state_bytes: i64,
+    watermark: Option<i64>,
+    last_update: Option<i64>,
+}
+
+impl ViewRow {
+    fn of(v: &View) -> ViewRow {
+        let load = |a: &std::sync::atomic::AtomicU64| count(a.load(Ordering::Relaxed));
+        let (open_windows, open_groups, state_bytes) = v.with_state(|s| {
+            (
+                s.aggregate.windows(),
+                s.aggregate.groups(),
+                s.aggregate.state_bytes(),
+            )
+        });
+        let last_update = v.stats.last_update.load(Ordering::Relaxed);
+        ViewRow {
+            name: v.name.clone(),
+            source: v.plan.source.name.clone(),
+            emit: match v.emit {
+                Emit::OnUpdate => "on update",
+                Emit::OnWindowClose => "on window close",
+            },
+            status: match v.failure() {
+                None => "running".into(),
+                Some(f) => format!("stopped: {f}"),
+            },
+            rows_in: load(&v.stats.rows_in),
+            late_rows: load(&v.stats.late_rows),
+            decode_errors: load(&v.stats.decode_errors),
+            open_windows: count(open_windows as u64),
+            open_groups: count(open_groups as u64),
+            closed_windows: load(&v.stats.windows_closed),
+            closed_rows: count(v.closed_rows() as u64),
+            state_bytes: count(state_bytes as u64),
+            watermark: watermark_micros(v),
+            last_update: (last_update != 0).then_some(last_update),
+        }
+    }
+}
+
+fn text<T>(rows: &[T], f: impl Fn(&T) -> &str) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
+}
+
+fn int<T>(rows: &[T], f: impl Fn(&T) -> i64) -> ArrayRef {
+    Arc::new(Int64Array::from_iter_values(rows.iter().map(f)))
+}
+
+fn time<T>(rows: &[T], f: impl Fn(&T) -> Option<i64>) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from(
+        rows.iter().map(f).collect::<Vec<_>>(),
+    ))
+}
+
+fn views_batch(rows: &[ViewRow]) -> DfResult<RecordBatch> {
+    let columns = vec![
+        text(rows, |r| &r.name),
+        text(rows, |r| &r.source),
+        text(rows, |r| r.emit),
+        text(rows, |r| &r.status),
+        int(rows, |r| r.rows_in),
+        int(rows, |r| r.late_rows),
+        int(rows, |r| r.decode_errors),
+        int(rows, |r| r.open_windows),
+        int(rows, |r| r.open_groups),
+        int(rows, |r| r.closed_windows),
+        int(rows, |r| r.closed_rows),
+        int(rows, |r| r.state_bytes),
+        time(rows, |r| r.watermark),
+        time(rows, |r| r.last_update),
     ];
     Ok(RecordBatch::try_new(schema_of(Kind::Views), columns)?)
 }
 
+/// One source's figures, from the views that read it.
+struct SourceRow {
+    name: String,
+    connector: &'static str,
+    watermark_definition: String,
+    views: i64,
+    rows_in: i64,
+    late_rows: i64,
+    decode_errors: i64,
+    watermark: Option<i64>,
+}
+
 fn sources_batch(streams: &Streams) -> DfResult<RecordBatch> {
-    let sources = streams.sources();
-    let views = streams.views();
-    let reading = |name: &str| -> Vec<&Arc<View>> {
-        views
-            .iter()
-            .filter(|v| v.plan.source.name == name)
-            .collect()
-    };
-    let sum = |name: &str, f: &dyn Fn(&View) -> u64| -> i64 {
-        count(reading(name).iter().map(|v| f(v)).sum())
-    };
-    let most = |name: &str, f: &dyn Fn(&View) -> u64| -> i64 {
-        count(reading(name).iter().map(|v| f(v)).max().unwrap_or(0))
-    };
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            sources.iter().map(|s| s.name.clone()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            sources.iter().map(|s| s.connector_name()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            sources.iter().map(|s| s.watermark_text()),
-        )),
-        Arc::new(UInt64Array::from_iter_values(
-            sources.iter().map(|s| reading(&s.name).len() as u64),
-        )),
-        // Every view reads the whole source: the furthest one has read the most.
-        Arc::new(Int64Array::from_iter_values(sources.iter().map(|s| {
-            most(&s.name, &|v| v.stats.rows_in.load(Ordering::Relaxed))
-        }))),
-        Arc::new(Int64Array::from_iter_values(sources.iter().map(|s| {
-            sum(&s.name, &|v| v.stats.late_rows.load(Ordering::Relaxed))
-        }))),
-        Arc::new(Int64Array::from_iter_values(sources.iter().map(|s| {
-            most(&s.name, &|v| v.stats.decode_errors.load(Ordering::Relaxed))
-        }))),
-        // The source's progress is that of its slowest reader.
-        Arc::new(TimestampMicrosecondArray::from(
-            sources
-                .iter()
-                .map(|s| {
-                    let marks: Vec<Option<i64>> = reading(&s.name)
-                        .iter()
-                        .map(|v| watermark_micros(v))
-                        .collect();
-                    if marks.iter().any(Option::is_none) {
-                        None
-                    } else {
-                        marks.into_iter().flatten().min()
-                    }
-                })
-                .collect::<Vec<_>>(),
-        )),
+    let views: Vec<ViewRow> = streams.views().iter().map(|v| ViewRow::of(v)).collect();
+    let rows: Vec<SourceRow> = streams
+        .sources()
+        .iter()
+        .map(|s| {
+            let reading: Vec<&ViewRow> = views.iter().filter(|v| v.source == s.name).collect();
+            let most = |f: fn(&ViewRow) -> i64| reading.iter().map(|v| f(v)).max().unwrap_or(0);
+            SourceRow {
+                name: s.name.clone(),
+                connector: s.connector_name(),
+                watermark_definition: s.watermark_text(),
+                views: reading.len() as i64,
+                // Every view reads the whole source: the furthest one has read the most.
+                rows_in: most(|v| v.rows_in),
+                late_rows: reading.iter().map(|v| v.late_rows).sum(),
+                decode_errors: most(|v| v.decode_errors),
+                // The source's progress is that of its slowest reader.
+                watermark: reading
+                    .iter()
+                    .map(|v| v.watermark)
+                    .collect::<Option<Vec<i64>>>()
+                    .and_then(|marks| marks.into_iter().min()),
+            }
+        })
+        .collect();
+    let columns = vec![
+        text(&rows, |r| &r.name),
+        text(&rows, |r| r.connector),
+        text(&rows, |r| &r.watermark_definition),
+        int(&rows, |r| r.views),
+        int(&rows, |r| r.rows_in),
+        int(&rows, |r| r.late_rows),
+        int(&rows, |r| r.decode_errors),
+        time(&rows, |r| r.watermark),
     ];
-    let schema = schema_of(Kind::Sources);
-    // `views` is a count: the one unsigned array becomes a bigint like the others.
-    let mut columns = columns;
-    columns[3] = datafusion::arrow::compute::cast(&columns[3], &DataType::Int64)?;
-    Ok(RecordBatch::try_new(schema, columns)?)
+    Ok(RecordBatch::try_new(schema_of(Kind::Sources), columns)?)
 }
 
 #[async_trait]
@@ -263,7 +273,11 @@ impl TableProvider for SystemTable {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let batch = match self.streams.upgrade() {
             Some(streams) => match self.kind {
-                Kind::Views => views_batch(&streams.views())?,
+                Kind::Views => {
+                    let rows: Vec<ViewRow> =
+                        streams.views().iter().map(|v| ViewRow::of(v)).collect();
+                    views_batch(&rows)?
+                }
                 Kind::Sources => sources_batch(&streams)?,
             },
             None => RecordBatch::new_empty(self.schema()),

@@ -186,6 +186,10 @@ impl Driver {
                     }
                     Ok(())
                 })?;
+                let wall = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros() as i64);
+                view.stats.last_update.store(wall, Ordering::Relaxed);
             }
             Poll::Idle => {}
             Poll::End => {
@@ -228,10 +232,6 @@ impl Driver {
         self.stages.pre += t3 - t2;
         state.aggregate.update(&batch)?;
         self.stages.aggregate += t3.elapsed();
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as i64);
-        view.stats.last_update.store(wall, Ordering::Relaxed);
         self.marks.observe(partition, max_time, now);
         Ok(())
     }
@@ -326,7 +326,7 @@ impl Pipeline {
 }
 
 /// The largest event time in `batch`, in the time column's unit (`None` without event time).
-pub fn max_event_time(view: &View, batch: &RecordBatch) -> Result<Option<i64>> {
+fn max_event_time(view: &View, batch: &RecordBatch) -> Result<Option<i64>> {
     match view.plan.source.event_time {
         Some(e) => {
             let t = cast(batch.column(e.column), &DataType::Int64)?;
@@ -340,7 +340,7 @@ pub fn max_event_time(view: &View, batch: &RecordBatch) -> Result<Option<i64>> {
 /// The rows of `batch` as the view's aggregation input: assigned to their windows, and,
 /// when the view closes windows (`windowed`), without the rows of windows that ended at
 /// or before `watermark` (counted as late).
-pub fn windowed_input(
+fn windowed_input(
     view: &View,
     batch: RecordBatch,
     windowed: bool,
