@@ -1,6 +1,6 @@
 """Writes the small Parquet files that the default `sql/` folder and the tests read.
 
-The files are committed; run this only to change them:  python3 scripts/make_fixtures.py
+The files are committed; run this only to change them:  python3 scripts/make_fixtures.py [name…]
 """
 import datetime as dt
 import decimal
@@ -83,7 +83,24 @@ def sales():
         write(t, os.path.join(ROOT, f"tests/fixtures/data/sales/dt={day}/part-0.parquet"))
 
 
+def catalog():
+    # The product dimension of the datagen profiles (product_id P00001…): the first 800
+    # of the generator's 1000 products, so that some orders find no product.
+    brands = ["Acme", "Globex", "Initech", "Umbrella", "Hooli"]
+    ids = range(1, 801)
+    t = pa.table(
+        {
+            "product_id": pa.array([f"P{i:05d}" for i in ids], pa.string()),
+            "brand": pa.array([brands[i % 5] for i in ids], pa.string()),
+            "list_price": pa.array([5 + (i * 37) % 200 + 0.99 for i in ids], pa.float64()),
+        }
+    )
+    write(t, os.path.join(ROOT, "tests/fixtures/data/catalog/catalog.parquet"))
+
+
 if __name__ == "__main__":
-    products()
-    typed()
-    sales()
+    import sys
+
+    wanted = sys.argv[1:] or ["products", "typed", "sales", "catalog"]
+    for name in wanted:
+        globals()[name]()

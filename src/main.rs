@@ -41,8 +41,11 @@ enum Command {
     /// transactions topic, or Nexmark's person, auction and bid.
     Gen {
         /// Kafka bootstrap servers, HOST:PORT[,…]
-        #[arg(long)]
-        brokers: String,
+        #[arg(long, required_unless_present = "out", conflicts_with = "out")]
+        brokers: Option<String>,
+        /// Write one JSON-lines file per topic into this folder instead (needs --count)
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
         #[arg(long, value_enum, default_value = "shop")]
         profile: weir::gen_topics::GenProfile,
         /// Events per second per topic, or 'unlimited'
@@ -99,21 +102,25 @@ fn main() -> ExitCode {
             Command::Bench { bench } => weir::bench::run(bench).await,
             Command::Gen {
                 brokers,
+                out,
                 profile,
                 rate,
                 seed,
                 count,
                 partitions,
             } => {
-                weir::gen_topics::run(weir::gen_topics::GenOptions {
-                    brokers,
+                let options = weir::gen_topics::GenOptions {
+                    brokers: brokers.unwrap_or_default(),
                     profile,
                     rate: rate.0,
                     seed,
                     count,
                     partitions,
-                })
-                .await
+                };
+                match out {
+                    Some(dir) => weir::gen_topics::write_files(&options, &dir),
+                    None => weir::gen_topics::run(options).await,
+                }
             }
             Command::Produce {
                 brokers,

@@ -60,6 +60,25 @@ impl Payloads {
     }
 }
 
+impl Payloads {
+    /// The lines of an NDJSON buffer (blank lines skipped).
+    pub fn from_ndjson(text: &[u8]) -> Payloads {
+        let mut buf = Vec::with_capacity(text.len() + 1);
+        let mut starts = Vec::new();
+        for line in text.split(|b| *b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            starts.push(buf.len());
+            buf.extend_from_slice(line);
+            buf.push(b'\n');
+        }
+        starts.push(buf.len());
+        Payloads { buf, starts }
+    }
+}
+
 /// `n` bids of the Nexmark generator (default configuration, first event at
 /// `BASE_TIME_MS`) as JSON objects with the bid table's column names.
 pub fn generate(n: usize) -> Payloads {

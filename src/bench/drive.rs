@@ -26,8 +26,17 @@ pub async fn sql(engine: &Engine, text: &str) -> Result<Vec<RecordBatch>> {
 /// `CREATE MATERIALIZED VIEW name AS query`, parsed and compiled as the engine does it,
 /// without starting its pipeline (the caller drives it).
 pub async fn compile_view(engine: &Engine, name: &str, query: &str) -> Result<Arc<View>> {
-    let text = format!("CREATE MATERIALIZED VIEW {name} AS {query}");
-    let Statement::Streaming(statement, _) = classify(&text)? else {
+    compile_statement(
+        engine,
+        &format!("CREATE MATERIALIZED VIEW {name} AS {query}"),
+    )
+    .await
+}
+
+/// A whole `CREATE MATERIALIZED VIEW` statement (options included), compiled as the engine
+/// does it, without starting its pipeline.
+pub async fn compile_statement(engine: &Engine, text: &str) -> Result<Arc<View>> {
+    let Statement::Streaming(statement, _) = classify(text)? else {
         return Err(WeirError::Internal(format!("not a view: {text}")));
     };
     let StreamingStatement::CreateMaterializedView(create) = *statement else {
@@ -40,7 +49,8 @@ pub async fn compile_view(engine: &Engine, name: &str, query: &str) -> Result<Ar
     let plan = state
         .analyzer()
         .execute_and_check(plan, state.config_options(), |_, _| {})?;
-    let compiled = compile(&plan, &state)?;
+    let compiled = compile(&plan, &state).await?;
+    let retention = crate::view::retention(&create, &compiled)?;
     // Nobody sends commands to a driven view; the receiver is not needed.
     let (tx, _rx) = mpsc::unbounded_channel();
     Ok(Arc::new(View::new(
@@ -48,6 +58,7 @@ pub async fn compile_view(engine: &Engine, name: &str, query: &str) -> Result<Ar
         create.query,
         create.emit,
         compiled,
+        retention,
         tx,
     )))
 }

@@ -66,9 +66,9 @@ pub async fn run(groups: u64) -> Result<()> {
     let rss_after = rss_bytes();
     let (open, windows, state) = view.with_state(|s| {
         (
-            s.aggregate.groups(),
-            s.aggregate.windows(),
-            s.aggregate.state_bytes(),
+            s.operator.groups(),
+            s.operator.windows(),
+            s.operator.state_bytes(),
         )
     });
     if open != n || windows != 1 {

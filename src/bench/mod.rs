@@ -9,6 +9,7 @@ pub mod kafka;
 pub mod latency;
 pub mod measure;
 pub mod memory;
+pub mod nexmark;
 
 use clap::Subcommand;
 
@@ -64,6 +65,22 @@ pub enum Bench {
         /// Also report the CPU time of this process (the broker, when it runs here)
         #[arg(long, value_name = "PID")]
         broker_pid: Option<u32>,
+    },
+    /// The Nexmark queries of examples/nexmark/ over the in-process bid generator (or a
+    /// JSON-lines file of bids): events per second per CPU core, per query.
+    Nexmark {
+        /// Queries to run (default: all of them)
+        #[arg(long = "query", value_name = "qN")]
+        queries: Vec<String>,
+        /// Bids to generate
+        #[arg(long, default_value_t = 10_000_000)]
+        events: u64,
+        /// Times each query runs (the median is reported)
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Read the bids from this JSON-lines file instead (loaded before timing)
+        #[arg(long, value_name = "FILE")]
+        json: Option<std::path::PathBuf>,
     },
     /// State per open (window, key) group with count, sum and max.
     Memory {
@@ -121,5 +138,11 @@ pub async fn run(bench: Bench) -> Result<()> {
             .await
         }
         Bench::Memory { groups } => memory::run(groups).await,
+        Bench::Nexmark {
+            queries,
+            events,
+            runs,
+            json,
+        } => nexmark::run(&queries, events, runs, json.as_deref()).await,
     }
 }

@@ -6,6 +6,7 @@ pub mod datagen;
 pub mod generated;
 pub mod kafka;
 pub mod nexmark;
+pub mod upstream;
 
 use std::collections::BTreeMap;
 

@@ -9,10 +9,16 @@ use datafusion::arrow::array::{
     Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::{ScalarValue, plan_datafusion_err, plan_err};
+use datafusion::datasource::MemTable;
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::Expr;
 use nexmark::EventGenerator;
 use nexmark::config::NexmarkConfig;
 use nexmark::event::{Event, EventType};
 
+use crate::connector::datagen::MAX_TABLE_EVENTS;
 use crate::connector::generated::{Generate, GeneratedReader, Pace, Projection};
 use crate::connector::{SourceReader, check_options, parsed};
 use crate::error::{Result, WeirError};
@@ -241,14 +247,7 @@ impl NexmarkSpec {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
-            Some(t) => datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos(t)
-                .ok()
-                .and_then(|n| u64::try_from(n / 1_000_000).ok())
-                .ok_or_else(|| {
-                    WeirError::InvalidParameter(format!(
-                        "option 'nexmark.base.time' must be a timestamp such as '2026-01-01 00:00:00', got '{t}'"
-                    ))
-                })?,
+            Some(t) => base_time_ms(t)?,
         };
         let _: Option<u64> = parsed(C, options, "nexmark.event.num", "a number of events")?;
         let projection = Projection::new(C, declared, table.schema())?;
@@ -271,4 +270,71 @@ impl NexmarkSpec {
             self.pace.clone(),
         )))
     }
+}
+
+/// The bounded form, `nexmark(table, count, base_time)`: the first `count` events of the
+/// table that a source with `'nexmark.event.num' = count` and `'nexmark.base.time' =
+/// base_time` produces, as a table — for recomputing a view with a batch query.
+#[derive(Debug, Default)]
+pub struct NexmarkTable;
+
+impl TableFunctionImpl for NexmarkTable {
+    fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
+        let usage = "usage: nexmark('person' | 'auction' | 'bid', count, base_time)";
+        let exprs = args.exprs();
+        let text = |i: usize| -> Option<&str> {
+            match exprs.get(i)? {
+                Expr::Literal(
+                    ScalarValue::Utf8(Some(s))
+                    | ScalarValue::Utf8View(Some(s))
+                    | ScalarValue::LargeUtf8(Some(s)),
+                    _,
+                ) => Some(s.as_str()),
+                _ => None,
+            }
+        };
+        let (Some(table), Some(base)) = (text(0), text(2)) else {
+            return plan_err!("nexmark needs a table name and a base time; {usage}");
+        };
+        let table = Table::from_name(table).map_err(|e| plan_datafusion_err!("{e}"))?;
+        let count = match exprs.get(1) {
+            Some(Expr::Literal(v, _)) => match v.cast_to(&DataType::Int64) {
+                Ok(ScalarValue::Int64(Some(n))) if (0..=MAX_TABLE_EVENTS as i64).contains(&n) => {
+                    n as usize
+                }
+                _ => {
+                    return plan_err!(
+                        "nexmark count must be an integer between 0 and {MAX_TABLE_EVENTS}; {usage}"
+                    );
+                }
+            },
+            _ => return plan_err!("nexmark count must be a constant; {usage}"),
+        };
+        let base_ms = base_time_ms(base).map_err(|e| plan_datafusion_err!("{e}"))?;
+        let mut generator = NexmarkGenerator::new(table, base_ms);
+        let mut batches = Vec::new();
+        let mut left = count;
+        while left > 0 {
+            let n = left.min(8192);
+            batches.push(
+                generator
+                    .next_batch(n)
+                    .map_err(|e| plan_datafusion_err!("{e}"))?,
+            );
+            left -= n;
+        }
+        Ok(Arc::new(MemTable::try_new(table.schema(), vec![batches])?))
+    }
+}
+
+/// Milliseconds since the epoch of a timestamp such as '2026-01-01 00:00:00'.
+fn base_time_ms(text: &str) -> Result<u64> {
+    datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos(text)
+        .ok()
+        .and_then(|n| u64::try_from(n / 1_000_000).ok())
+        .ok_or_else(|| {
+            WeirError::InvalidParameter(format!(
+                "option 'nexmark.base.time' must be a timestamp such as '2026-01-01 00:00:00', got '{text}'"
+            ))
+        })
 }

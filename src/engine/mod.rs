@@ -77,6 +77,7 @@ impl Engine {
             .map_err(|e| WeirError::DataFusion(*e))?;
         functions::register(&ctx);
         ctx.register_udtf("datagen", Arc::new(crate::connector::datagen::DatagenTable));
+        ctx.register_udtf("nexmark", Arc::new(crate::connector::nexmark::NexmarkTable));
         let streams = Arc::new(Streams::default());
         streams.install(&ctx);
         if let Some(catalog) = ctx.catalog(DATABASE)

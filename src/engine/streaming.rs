@@ -125,7 +125,7 @@ impl Engine {
                         "DROP SOURCE"
                     }
                     ObjectKind::MaterializedView => {
-                        streams.drop_view(ctx, name, *if_exists)?;
+                        streams.drop_view(ctx, name, *if_exists, *cascade)?;
                         "DROP MATERIALIZED VIEW"
                     }
                     ObjectKind::Sink => {

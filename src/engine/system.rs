@@ -140,9 +140,9 @@ impl ViewRow {
         let load = |a: &std::sync::atomic::AtomicU64| count(a.load(Ordering::Relaxed));
         let (open_windows, open_groups, state_bytes) = v.with_state(|s| {
             (
-                s.aggregate.windows(),
-                s.aggregate.groups(),
-                s.aggregate.state_bytes(),
+                s.operator.windows(),
+                s.operator.groups(),
+                s.operator.state_bytes(),
             )
         });
         let last_update = v.stats.last_update.load(Ordering::Relaxed);

@@ -116,6 +116,44 @@ fn ident(i: &Ident) -> String {
 
 /// Parse `text` if it is a streaming statement; `None` leaves it to plain SQL.
 pub fn parse(text: &str) -> Result<Option<StreamingStatement>> {
+    // `… FROM t EMIT ON WINDOW CLOSE` would read EMIT as t's alias, so a trailing EMIT
+    // clause is cut off before parsing.
+    let (text, emit_tail) = split_emit(text);
+    let mut statement = parse_statement(text)?;
+    if emit_tail {
+        match &mut statement {
+            Some(StreamingStatement::CreateMaterializedView(create)) => {
+                create.emit = Emit::OnWindowClose;
+            }
+            Some(_) => {
+                return Err(WeirError::Syntax(
+                    "EMIT ON WINDOW CLOSE belongs at the end of CREATE MATERIALIZED VIEW".into(),
+                ));
+            }
+            None => {}
+        }
+    }
+    Ok(statement)
+}
+
+/// `text` without a trailing `EMIT ON WINDOW CLOSE [;]`, and whether it had one.
+fn split_emit(text: &str) -> (&str, bool) {
+    let body = text.trim_end().trim_end_matches(';').trim_end();
+    let mut rest = body;
+    for word in ["CLOSE", "WINDOW", "ON", "EMIT"] {
+        let start = rest.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+        if !rest[start..].eq_ignore_ascii_case(word) {
+            return (text, false);
+        }
+        rest = rest[..start].trim_end();
+    }
+    if rest.is_empty() {
+        return (text, false);
+    }
+    (rest, true)
+}
+
+fn parse_statement(text: &str) -> Result<Option<StreamingStatement>> {
     let original = text;
     let rewritten = rewrite_flink_windows(text);
     let text = rewritten.as_str();

@@ -2,8 +2,10 @@
 //! `CREATE SOURCE`, `CREATE MATERIALIZED VIEW`, `FLUSH`, `SHOW` and `DROP`. A view is
 //! compiled (`plan`), run by its own pipeline (`pipeline`) and read as a table (`state`).
 
+pub mod log;
 pub mod pipeline;
 pub mod plan;
+pub mod query;
 pub mod source;
 pub mod state;
 
@@ -28,14 +30,18 @@ use crate::view::source::{
     parse_duration,
 };
 use crate::view::state::{View, ViewTable};
+use crate::window::assign::nanos_per;
 use crate::window::watermark::DEFAULT_IDLE_TIMEOUT;
 
 /// Sources and materialized views by name.
 #[derive(Default)]
 pub struct Streams {
     sources: Sources,
-    views: RwLock<BTreeMap<String, Arc<View>>>,
+    views: Views,
 }
+
+/// The materialized views by name, shared with the table functions (a view can be windowed).
+pub type Views = Arc<RwLock<BTreeMap<String, Arc<View>>>>;
 
 const CONNECTORS: &str = "'kafka', 'datagen', 'nexmark'";
 
@@ -47,6 +53,7 @@ impl Streams {
                 name,
                 Arc::new(WindowFunction {
                     sources: Arc::clone(&self.sources),
+                    views: Arc::clone(&self.views),
                     hop,
                 }),
             );
@@ -190,9 +197,9 @@ impl Streams {
         if exists {
             return name_taken(&create.name, create.if_not_exists);
         }
-        if let Some(key) = create.options.0.keys().next() {
+        if let Some(key) = create.options.0.keys().find(|k| *k != "retention") {
             return Err(WeirError::InvalidParameter(format!(
-                "unknown option '{key}' for a materialized view; it takes none"
+                "unknown option '{key}' for a materialized view; valid options: retention"
             )));
         }
         let query = create.query.clone();
@@ -201,24 +208,27 @@ impl Streams {
         let plan = state
             .analyzer()
             .execute_and_check(plan, state.config_options(), |_, _| {})?;
-        let mut compiled = plan::compile(&plan, &state)?;
+        let mut compiled = plan::compile(&plan, &state).await?;
         compiled.schema = pg_names(&query, compiled.schema);
         let emit_text = match create.emit {
             Emit::OnUpdate => "",
             Emit::OnWindowClose => " EMIT ON WINDOW CLOSE",
         };
-        if create.emit == Emit::OnWindowClose && compiled.aggregate.window.is_none() {
+        let windowed = compiled.operator.window().is_some();
+        if create.emit == Emit::OnWindowClose && !windowed {
             return Err(WeirError::InvalidParameter(format!(
                 "EMIT ON WINDOW CLOSE needs a window: group \"{}\" by window_start or window_end of TUMBLE(…) or HOP(…)",
                 create.name
             )));
         }
+        let retention = retention(create, &compiled)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let view = Arc::new(View::new(
             create.name.clone(),
             format!("{}{emit_text}", one_line(&create.written)),
             create.emit,
             compiled,
+            retention,
             tx,
         ));
         pipeline::start(Arc::clone(&view), rx).await?;
@@ -239,26 +249,22 @@ impl Streams {
     }
 
     /// `FLUSH`: every view reflects everything that was in its source when it began.
+    /// Views that read views wait for those first, so that their rows are there.
     pub async fn flush(&self) -> Result<()> {
-        let mut waits = Vec::new();
-        for view in self.views() {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            if view.commands.send(Command::Flush(tx)).is_err() {
-                continue;
-            }
-            waits.push((view, rx));
-        }
+        let views = self.views();
         let mut errors = Vec::new();
-        for (view, rx) in waits {
-            match rx.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => errors.push(e.to_string()),
-                Err(_) => {
-                    if let Some(f) = view.failure() {
-                        errors.push(format!("materialized view \"{}\" stopped: {f}", view.name));
-                    }
-                }
+        let mut level = 0;
+        loop {
+            let at: Vec<Arc<View>> = views
+                .iter()
+                .filter(|v| depth(v) == level)
+                .cloned()
+                .collect();
+            if at.is_empty() {
+                break;
             }
+            errors.extend(flush_all(at).await);
+            level += 1;
         }
         if errors.is_empty() {
             Ok(())
@@ -305,7 +311,7 @@ impl Streams {
             )));
         }
         for view in &dependents {
-            self.drop_view(ctx, view, true)?;
+            self.drop_view(ctx, view, true, true)?;
         }
         ctx.deregister_table(name)?;
         self.sources.write().expect("sources lock").remove(name);
@@ -313,18 +319,107 @@ impl Streams {
     }
 
     /// `DROP MATERIALIZED VIEW`; `false` when it did not exist and `IF EXISTS` was given.
-    pub fn drop_view(&self, ctx: &SessionContext, name: &str, if_exists: bool) -> Result<bool> {
-        let Some(view) = self.views.write().expect("views lock").remove(name) else {
+    pub fn drop_view(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+        if_exists: bool,
+        cascade: bool,
+    ) -> Result<bool> {
+        if !self.is_view(name) {
             return if if_exists {
                 Ok(false)
             } else {
                 Err(WeirError::UndefinedTable(name.to_string()))
             };
+        }
+        let dependents: Vec<String> = self
+            .views()
+            .iter()
+            .filter(|v| v.plan.source.name == name)
+            .map(|v| v.name.clone())
+            .collect();
+        if !dependents.is_empty() && !cascade {
+            return Err(WeirError::DependentObjects(format!(
+                "cannot drop materialized view \"{name}\" because materialized view {} depends on it; \
+                 use DROP MATERIALIZED VIEW {name} CASCADE to drop them too",
+                dependents
+                    .iter()
+                    .map(|d| format!("\"{d}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        for view in &dependents {
+            self.drop_view(ctx, view, true, true)?;
+        }
+        let Some(view) = self.views.write().expect("views lock").remove(name) else {
+            return Ok(false);
         };
         let _ = view.commands.send(Command::Stop);
         ctx.deregister_table(name)?;
         Ok(true)
     }
+}
+
+/// A view's `retention` option in its time column's unit; an error when it has nothing
+/// to expire (running totals) or is not a duration.
+pub fn retention(
+    create: &CreateMaterializedView,
+    compiled: &plan::ViewPlan,
+) -> Result<Option<i64>> {
+    let Some(text) = create.options.get("retention") else {
+        return Ok(None);
+    };
+    let appends = matches!(compiled.operator, plan::Operator::Append);
+    if compiled.operator.window().is_none() && !appends {
+        return Err(WeirError::InvalidParameter(format!(
+            "option 'retention' applies to views without aggregation or with windows; \
+             \"{}\" keeps running totals, which have nothing to expire",
+            create.name
+        )));
+    }
+    let d = parse_duration(text).ok_or_else(|| {
+        WeirError::InvalidParameter(format!(
+            "option 'retention' must be a duration such as '1h', '30 minutes' or '10s', got '{text}'"
+        ))
+    })?;
+    Ok(Some(
+        d.as_nanos() as i64 / nanos_per(pipeline::plan_time_unit(compiled)),
+    ))
+}
+
+/// How many views lie between `view` and a source.
+fn depth(view: &View) -> usize {
+    match &view.plan.source.connector {
+        ConnectorSpec::View(up) => 1 + depth(up),
+        _ => 0,
+    }
+}
+
+/// Flush `views` together; the errors of those that failed.
+async fn flush_all(views: Vec<Arc<View>>) -> Vec<String> {
+    let mut waits = Vec::new();
+    for view in views {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if view.commands.send(Command::Flush(tx)).is_err() {
+            continue;
+        }
+        waits.push((view, rx));
+    }
+    let mut errors = Vec::new();
+    for (view, rx) in waits {
+        match rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => errors.push(e.to_string()),
+            Err(_) => {
+                if let Some(f) = view.failure() {
+                    errors.push(format!("materialized view \"{}\" stopped: {f}", view.name));
+                }
+            }
+        }
+    }
+    errors
 }
 
 /// `CREATE` of a name that exists: nothing to do with `IF NOT EXISTS`, an error otherwise.

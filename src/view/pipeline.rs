@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use datafusion::arrow::array::{Array, BooleanArray, Int64Array, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch};
 use datafusion::arrow::compute::{cast, filter_record_batch, max};
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit};
 use tokio::sync::{mpsc, oneshot};
@@ -14,8 +14,8 @@ use tracing::{info, warn};
 
 use crate::connector::{Poll, Positions, SourceReader, reached};
 use crate::error::{Result, WeirError};
-use crate::view::plan::Input;
-use crate::view::state::{View, ViewState};
+use crate::view::plan::{Input, ViewPlan};
+use crate::view::state::{OperatorState, View, ViewState};
 use crate::window::assign::{assign, nanos_per};
 use crate::window::watermark::Watermarks;
 
@@ -65,8 +65,13 @@ pub async fn start(view: Arc<View>, commands: mpsc::UnboundedReceiver<Command>) 
 
 /// The time column's unit, for watermark arithmetic.
 pub fn time_unit(view: &View) -> TimeUnit {
-    let source = &view.plan.source;
-    let column = match (&view.plan.input, source.event_time) {
+    plan_time_unit(&view.plan)
+}
+
+/// The time column's unit of a compiled view.
+pub fn plan_time_unit(plan: &ViewPlan) -> TimeUnit {
+    let source = &plan.source;
+    let column = match (&plan.input, source.event_time) {
         (Input::Windowed { time, .. }, _) => Some(*time),
         (Input::Plain, Some(e)) => Some(e.column),
         (Input::Plain, None) => None,
@@ -127,6 +132,8 @@ pub struct Driver {
     /// Close windows and drop late rows (the view groups by a window).
     windowed: bool,
     ended: bool,
+    /// The watermark before the source ended (retention counts from it).
+    last_watermark: i64,
     pub stages: Stages,
 }
 
@@ -137,13 +144,14 @@ impl Driver {
         let delay = source.event_time.map_or(0, |e| e.delay / nanos_per(unit));
         let mut marks = Watermarks::new(delay, source.idle_timeout);
         marks.know(partitions, Instant::now());
-        let windowed = view.plan.aggregate.window.is_some();
+        let windowed = view.plan.operator.window().is_some();
         Driver {
             view,
             marks,
             unit,
             windowed,
             ended: false,
+            last_watermark: i64::MIN,
             stages: Stages::default(),
         }
     }
@@ -158,11 +166,7 @@ impl Driver {
         if self.view.plan.source.event_time.is_some() || self.ended {
             self.marks.advance(now)
         } else {
-            let wall = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_nanos() as i64)
-                .unwrap_or(0);
-            wall / nanos_per(self.unit)
+            wall_clock(self.unit)
         }
     }
 
@@ -201,9 +205,17 @@ impl Driver {
         self.marks.know(&reader.partitions(), now);
         let watermark = self.watermark(now);
         view.stats.watermark.store(watermark, Ordering::Relaxed);
-        if self.windowed {
-            view.with_state(|state| view.close(state, watermark))?;
+        if !self.ended {
+            self.last_watermark = watermark;
         }
+        view.with_state(|state| -> Result<()> {
+            view.close(state, watermark)?;
+            view.expire(state, self.last_watermark)?;
+            if self.ended {
+                view.end(state);
+            }
+            Ok(())
+        })?;
         self.stages.close += t.elapsed();
         Ok(!self.ended)
     }
@@ -227,11 +239,42 @@ impl Driver {
         let batch = windowed_input(view, batch, self.windowed, watermark)?;
         let t2 = Instant::now();
         self.stages.window += t2 - t;
-        let batch = view.plan.pre.apply(batch)?;
-        let t3 = Instant::now();
-        self.stages.pre += t3 - t2;
-        state.aggregate.update(&batch)?;
-        self.stages.aggregate += t3.elapsed();
+        let pre = &view.plan.pre;
+        if let OperatorState::Append(_) = state.operator {
+            let n = batch.num_rows();
+            let mut times: ArrayRef = match view.plan.source.event_time {
+                Some(e) => cast(batch.column(e.column), &DataType::Int64)?,
+                None => Arc::new(Int64Array::from_value(wall_clock(self.unit), n)),
+            };
+            let rows = if pre.query.is_none() {
+                pre.chain.apply_carrying(batch, Some(&mut times))?
+            } else {
+                let rows = pre.apply(batch)?;
+                let t = max_time.unwrap_or_else(|| wall_clock(self.unit));
+                times = Arc::new(Int64Array::from_value(t, rows.num_rows()));
+                rows
+            };
+            let t3 = Instant::now();
+            self.stages.pre += t3 - t2;
+            let rows = view.finish(rows)?;
+            let times = times
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("Int64")
+                .clone();
+            view.append(state, rows, times);
+            self.stages.aggregate += t3.elapsed();
+        } else {
+            let batch = pre.apply(batch)?;
+            let t3 = Instant::now();
+            self.stages.pre += t3 - t2;
+            match &mut state.operator {
+                OperatorState::Aggregate(a) => a.update(&batch)?,
+                OperatorState::Buffer(b) => b.update(&batch)?,
+                OperatorState::Append(_) => unreachable!("handled above"),
+            }
+            self.stages.aggregate += t3.elapsed();
+        }
         self.marks.observe(partition, max_time, now);
         Ok(())
     }
@@ -323,6 +366,15 @@ impl Pipeline {
         }
         Ok(())
     }
+}
+
+/// The wall clock in `unit` since the Unix epoch (the watermark of processing time).
+fn wall_clock(unit: TimeUnit) -> i64 {
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    wall / nanos_per(unit)
 }
 
 /// The largest event time in `batch`, in the time column's unit (`None` without event time).

@@ -1,14 +1,15 @@
-//! Compiling a materialized view's query into its streaming form: the row-wise steps
-//! before the aggregation (filters, projections over the windowed source), the
-//! incremental aggregation itself, and the row-wise steps after it (HAVING, projection).
+//! Compiling a materialized view's query into its streaming form: the stage before the
+//! operator (filters, projections, joins with batch tables, over the windowed source), the
+//! operator (incremental aggregation, rows buffered per window, or rows appended), and
+//! the stage after it (HAVING, projection, or a query such as Top-N run per window).
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, RecordBatchOptions};
-use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::compute::{filter, filter_record_batch};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
-use datafusion::common::DFSchema;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::{DFSchema, JoinType};
 use datafusion::datasource::source_as_provider;
 use datafusion::execution::context::ExecutionProps;
 use datafusion::execution::context::SessionState;
@@ -20,7 +21,9 @@ use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 use datafusion::physical_planner::create_aggregate_expr_and_maybe_filter;
 
 use crate::error::{Result, WeirError};
+use crate::view::query::{BatchQuery, materialize};
 use crate::view::source::{SourceDef, SourceTable, WindowedTable};
+use crate::view::state::ViewTable;
 use crate::window::aggregate::{AggregateCall, AggregateSpec, WindowKey};
 use crate::window::assign::{WINDOW_END, WINDOW_START, WindowSpec, nanos_per};
 
@@ -38,7 +41,12 @@ pub struct Chain {
 }
 
 impl Chain {
-    pub fn apply(&self, batch: RecordBatch) -> Result<RecordBatch> {
+    /// Apply the steps; `carried` (one value per row) is filtered along with the rows.
+    pub fn apply_carrying(
+        &self,
+        batch: RecordBatch,
+        mut carried: Option<&mut ArrayRef>,
+    ) -> Result<RecordBatch> {
         let mut batch = batch;
         for step in &self.steps {
             batch = match step {
@@ -51,6 +59,9 @@ impl Chain {
                     if mask.true_count() == batch.num_rows() {
                         batch
                     } else {
+                        if let Some(c) = carried.as_deref_mut() {
+                            *c = filter(c.as_ref(), mask)?;
+                        }
                         filter_record_batch(&batch, mask)?
                     }
                 }
@@ -70,6 +81,27 @@ impl Chain {
         }
         Ok(batch)
     }
+
+    pub fn apply(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        self.apply_carrying(batch, None)
+    }
+}
+
+/// Row-wise steps, then (for what is not row-wise) a query run over their result.
+#[derive(Debug, Clone, Default)]
+pub struct Stage {
+    pub chain: Chain,
+    pub query: Option<Arc<BatchQuery>>,
+}
+
+impl Stage {
+    pub fn apply(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        let batch = self.chain.apply(batch)?;
+        match &self.query {
+            None => Ok(batch),
+            Some(q) => q.run(vec![batch]),
+        }
+    }
 }
 
 /// Where a view's rows come from.
@@ -86,6 +118,38 @@ pub enum Input {
     Plain,
 }
 
+/// What keeps a view's state between the stage before it and the stage after it.
+#[derive(Debug, Clone)]
+pub enum Operator {
+    /// `GROUP BY`: incremental aggregation, per window when grouped by one.
+    Aggregate(Arc<AggregateSpec>),
+    /// A window function over the rows of each window (Top-N over a window's rows): the
+    /// rows are kept per window, and the stage after runs over each window's rows.
+    Buffer(WindowKey),
+    /// No aggregation: rows are appended to the view (and dropped after its retention).
+    Append,
+}
+
+impl Operator {
+    /// The window whose closing frees state and finalizes rows.
+    pub fn window(&self) -> Option<WindowKey> {
+        match self {
+            Operator::Aggregate(spec) => spec.window,
+            Operator::Buffer(key) => Some(*key),
+            Operator::Append => None,
+        }
+    }
+}
+
+/// What a column of a plan's output carries, traced from the windowed source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tag {
+    Start,
+    End,
+    /// The source's event time.
+    Time,
+}
+
 /// A view's query in streaming form.
 #[derive(Debug, Clone)]
 pub struct ViewPlan {
@@ -94,53 +158,317 @@ pub struct ViewPlan {
     /// the others NULL.
     pub columns: Vec<usize>,
     pub input: Input,
-    pub pre: Chain,
-    pub aggregate: Arc<AggregateSpec>,
-    pub post: Chain,
+    pub pre: Stage,
+    pub operator: Operator,
+    pub post: Stage,
     /// The view's columns (every one nullable).
     pub schema: SchemaRef,
+    /// What each of the view's columns carries (window bounds, event time).
+    pub tags: Vec<Option<Tag>>,
 }
+
+const SHAPE: &str = "a view is SELECT … FROM TUMBLE(…) | HOP(…) | source [JOIN batch table] \
+     [WHERE …] [GROUP BY … [HAVING …]], optionally filtered by a window function over \
+     each window (ROW_NUMBER() OVER (PARTITION BY window_start ORDER BY …) <= N)";
 
 fn not_supported(what: &str) -> WeirError {
     WeirError::NotSupported(format!(
-        "{what} in a materialized view is not supported; a view is \
-         SELECT … FROM TUMBLE(…) | HOP(…) | source [WHERE …] GROUP BY … [HAVING …]"
+        "{what} in a materialized view is not supported; {SHAPE}"
     ))
 }
 
-/// Walk down row-wise nodes to the first `Aggregate` or `TableScan`; the steps come
-/// back in the order they apply (bottom first).
-fn chain_to<'a>(plan: &'a LogicalPlan, props: &ExecutionProps) -> Result<(&'a LogicalPlan, Chain)> {
-    match plan {
-        LogicalPlan::Projection(p) => {
-            let (leaf, mut chain) = chain_to(&p.input, props)?;
-            let exprs = p
-                .expr
+/// The stream a scan reads, if it reads one (a source, a windowed source, or a view that
+/// emits its rows once).
+fn stream_of(
+    scan: &datafusion::logical_expr::TableScan,
+) -> Result<Option<(Arc<SourceDef>, Input)>> {
+    let provider = source_as_provider(&scan.source)?;
+    if let Some(w) = provider.downcast_ref::<WindowedTable>() {
+        let datafusion::arrow::datatypes::DataType::Timestamp(unit, _) = w.time_type() else {
+            unreachable!("checked by the window function")
+        };
+        let spec = w.spec.in_unit(*unit)?;
+        return Ok(Some((
+            Arc::clone(&w.source),
+            Input::Windowed {
+                time: w.time,
+                spec,
+                schema: provider.schema(),
+            },
+        )));
+    }
+    if let Some(s) = provider.downcast_ref::<SourceTable>() {
+        return Ok(Some((Arc::clone(&s.def), Input::Plain)));
+    }
+    if let Some(v) = provider.downcast_ref::<ViewTable>() {
+        return Ok(Some((v.as_source()?, Input::Plain)));
+    }
+    Ok(None)
+}
+
+fn reads_stream(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && matches!(stream_of(scan), Ok(Some(_)) | Err(_))
+        {
+            found = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+/// Every input of a join that reads no stream is read once now and kept in memory.
+async fn materialize_batch_sides(plan: &LogicalPlan, state: &SessionState) -> Result<LogicalPlan> {
+    let LogicalPlan::Join(join) = plan else {
+        let inputs = plan.inputs();
+        if inputs.is_empty() {
+            return Ok(plan.clone());
+        }
+        let mut new_inputs = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            new_inputs.push(Box::pin(materialize_batch_sides(input, state)).await?);
+        }
+        return Ok(plan.with_new_exprs(plan.expressions(), new_inputs)?);
+    };
+    let mut sides = Vec::with_capacity(2);
+    for side in [&join.left, &join.right] {
+        sides.push(if reads_stream(side) {
+            Box::pin(materialize_batch_sides(side, state)).await?
+        } else {
+            materialize(side, state).await?
+        });
+    }
+    let (left_stream, right_stream) = (reads_stream(&join.left), reads_stream(&join.right));
+    let row_wise = match (left_stream, right_stream) {
+        (true, true) => return Err(not_supported("a join of two streams")),
+        (false, false) => true,
+        (true, false) => matches!(
+            join.join_type,
+            JoinType::Inner | JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti
+        ),
+        (false, true) => matches!(
+            join.join_type,
+            JoinType::Inner | JoinType::Right | JoinType::RightSemi | JoinType::RightAnti
+        ),
+    };
+    if !row_wise {
+        return Err(not_supported(&format!(
+            "a {} join that keeps the batch table's unmatched rows",
+            join.join_type
+        )));
+    }
+    Ok(plan.with_new_exprs(plan.expressions(), sides)?)
+}
+
+fn column_of(e: &Expr) -> Option<&datafusion::common::Column> {
+    match e {
+        Expr::Column(c) => Some(c),
+        Expr::Alias(a) => column_of(&a.expr),
+        _ => None,
+    }
+}
+
+/// What each output column of `node` carries.
+pub fn tags(node: &LogicalPlan) -> Vec<Option<Tag>> {
+    let through = |exprs: &[Expr], input: &LogicalPlan| -> Vec<Option<Tag>> {
+        let below = tags(input);
+        exprs
+            .iter()
+            .map(|e| {
+                column_of(e)
+                    .and_then(|c| input.schema().index_of_column(c).ok())
+                    .and_then(|i| below.get(i).copied().flatten())
+            })
+            .collect()
+    };
+    match node {
+        LogicalPlan::TableScan(scan) => {
+            let full: Vec<Option<Tag>> = match source_as_provider(&scan.source) {
+                Ok(provider) => {
+                    let schema = provider.schema();
+                    if let Some(w) = provider.downcast_ref::<WindowedTable>() {
+                        let width = w.source.schema.fields().len();
+                        (0..schema.fields().len())
+                            .map(|i| match schema.field(i).name().as_str() {
+                                WINDOW_START if i >= width => Some(Tag::Start),
+                                WINDOW_END if i >= width => Some(Tag::End),
+                                _ if i == w.time => Some(Tag::Time),
+                                _ => None,
+                            })
+                            .collect()
+                    } else if let Ok(Some((def, _))) = stream_of(scan) {
+                        (0..schema.fields().len())
+                            .map(|i| {
+                                (def.event_time.map(|e| e.column) == Some(i)).then_some(Tag::Time)
+                            })
+                            .collect()
+                    } else {
+                        vec![None; schema.fields().len()]
+                    }
+                }
+                Err(_) => vec![None; scan.source.schema().fields().len()],
+            };
+            match &scan.projection {
+                Some(p) => p.iter().map(|&i| full.get(i).copied().flatten()).collect(),
+                None => full,
+            }
+        }
+        LogicalPlan::Projection(p) => through(&p.expr, &p.input),
+        LogicalPlan::Aggregate(a) => {
+            let mut out = through(&a.group_expr, &a.input);
+            out.extend(a.aggr_expr.iter().map(|_| None));
+            out
+        }
+        LogicalPlan::Window(w) => {
+            let mut out = tags(&w.input);
+            out.extend(w.window_expr.iter().map(|_| None));
+            out
+        }
+        LogicalPlan::Join(j) => {
+            let mut out = tags(&j.left);
+            if !matches!(j.join_type, JoinType::LeftSemi | JoinType::LeftAnti) {
+                out.extend(tags(&j.right));
+            }
+            if matches!(j.join_type, JoinType::RightSemi | JoinType::RightAnti) {
+                out = tags(&j.right);
+            }
+            out
+        }
+        LogicalPlan::Filter(_)
+        | LogicalPlan::Sort(_)
+        | LogicalPlan::SubqueryAlias(_)
+        | LogicalPlan::Limit(_) => tags(node.inputs()[0]),
+        other => vec![None; other.schema().fields().len()],
+    }
+}
+
+/// Row-wise nodes from `top` down to `stop` (exclusive): the steps in the order they
+/// apply, or `None` when a node in between is not row-wise.
+fn chain_between(
+    top: &LogicalPlan,
+    stop: &LogicalPlan,
+    props: &ExecutionProps,
+) -> Result<Option<Chain>> {
+    if std::ptr::eq(top, stop) {
+        return Ok(Some(Chain::default()));
+    }
+    let step = match top {
+        LogicalPlan::Projection(p) => Some(Step::Project(
+            p.expr
                 .iter()
                 .map(|e| physical(e, p.input.schema(), props))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            chain
-                .steps
-                .push(Step::Project(exprs, Arc::clone(p.schema.inner())));
-            Ok((leaf, chain))
-        }
-        LogicalPlan::Filter(f) => {
-            let (leaf, mut chain) = chain_to(&f.input, props)?;
-            let predicate = physical(&f.predicate, f.input.schema(), props)?;
-            chain.steps.push(Step::Filter(predicate));
-            Ok((leaf, chain))
-        }
-        LogicalPlan::SubqueryAlias(a) => chain_to(&a.input, props),
+                .collect::<std::result::Result<Vec<_>, _>>()?,
+            Arc::clone(p.schema.inner()),
+        )),
+        LogicalPlan::Filter(f) => Some(Step::Filter(physical(
+            &f.predicate,
+            f.input.schema(),
+            props,
+        )?)),
         // A view's ORDER BY does not order later reads (as in PostgreSQL's views).
-        LogicalPlan::Sort(s) if s.fetch.is_none() => chain_to(&s.input, props),
-        LogicalPlan::Aggregate(_) | LogicalPlan::TableScan(_) => Ok((plan, Chain::default())),
-        LogicalPlan::Join(_) => Err(not_supported("a join")),
-        LogicalPlan::Limit(_) | LogicalPlan::Sort(_) => Err(not_supported("LIMIT")),
-        LogicalPlan::Window(_) => Err(not_supported("a window function (OVER)")),
-        LogicalPlan::Distinct(_) => Err(not_supported("DISTINCT")),
-        LogicalPlan::Union(_) => Err(not_supported("UNION")),
-        other => Err(not_supported(&format!("{}", other.display()))),
+        LogicalPlan::SubqueryAlias(_) => None,
+        LogicalPlan::Sort(s) if s.fetch.is_none() => None,
+        _ => return Ok(None),
+    };
+    let Some(mut chain) = chain_between(top.inputs()[0], stop, props)? else {
+        return Ok(None);
+    };
+    chain.steps.extend(step);
+    Ok(Some(chain))
+}
+
+/// The stage from `input` (exclusive) up to `top`: row-wise steps when it can be, else a query.
+fn stage(top: &LogicalPlan, input: &LogicalPlan, state: &SessionState) -> Result<Stage> {
+    match chain_between(top, input, state.execution_props())? {
+        Some(chain) => Ok(Stage { chain, query: None }),
+        None => Ok(Stage {
+            chain: Chain::default(),
+            query: Some(Arc::new(BatchQuery::new(top, input, state)?)),
+        }),
     }
+}
+
+/// Whether `node` is row-wise over its one stream: each stream row is handled on its own.
+fn row_wise(node: &LogicalPlan) -> bool {
+    match node {
+        LogicalPlan::TableScan(_) => true,
+        LogicalPlan::Projection(_) | LogicalPlan::Filter(_) | LogicalPlan::SubqueryAlias(_) => {
+            row_wise(node.inputs()[0])
+        }
+        LogicalPlan::Sort(s) => s.fetch.is_none() && row_wise(&s.input),
+        LogicalPlan::Join(j) => {
+            // Batch sides were checked and materialized before.
+            [&j.left, &j.right]
+                .into_iter()
+                .all(|side| !reads_stream(side) || row_wise(side))
+        }
+        _ => !reads_stream(node),
+    }
+}
+
+/// The one child of `node` that reads the stream.
+fn stream_child(node: &LogicalPlan) -> Result<&LogicalPlan> {
+    let mut children = node.inputs().into_iter().filter(|c| reads_stream(c));
+    match (children.next(), children.next()) {
+        (Some(c), None) => Ok(c),
+        (Some(_), Some(_)) => Err(not_supported("reading a stream twice (a self-join)")),
+        (None, _) => Err(WeirError::NotSupported(
+            "a materialized view reads a source or another view; this query reads neither \
+             (use CREATE VIEW or CREATE TABLE … AS for batch queries)"
+                .into(),
+        )),
+    }
+}
+
+/// The scan of the stream in the row-wise subtree `node`.
+fn stream_scan(node: &LogicalPlan) -> Result<&datafusion::logical_expr::TableScan> {
+    match node {
+        LogicalPlan::TableScan(scan) => Ok(scan),
+        _ => stream_scan(stream_child(node)?),
+    }
+}
+
+/// Nodes between `top` and `stop` (exclusive) that cannot run one window at a time.
+fn check_per_window(top: &LogicalPlan, stop: &LogicalPlan) -> Result<()> {
+    if std::ptr::eq(top, stop) {
+        return Ok(());
+    }
+    match top {
+        LogicalPlan::Window(w) => {
+            let below = tags(&w.input);
+            let by_window = w.window_expr.iter().all(|e| {
+                let Expr::WindowFunction(f) = e.clone().unalias() else {
+                    return false;
+                };
+                f.params.partition_by.iter().any(|p| {
+                    column_of(p)
+                        .and_then(|c| w.input.schema().index_of_column(c).ok())
+                        .and_then(|i| below[i])
+                        .is_some_and(|t| t != Tag::Time)
+                })
+            });
+            if !by_window {
+                return Err(not_supported(
+                    "a window function not partitioned by window_start or window_end",
+                ));
+            }
+        }
+        LogicalPlan::Limit(_) => return Err(not_supported("LIMIT over windows")),
+        LogicalPlan::Sort(s) if s.fetch.is_some() => {
+            return Err(not_supported("LIMIT over windows"));
+        }
+        LogicalPlan::Aggregate(_) | LogicalPlan::Distinct(_) | LogicalPlan::Union(_) => {
+            return Err(not_supported(&format!(
+                "{} after the aggregation",
+                top.display()
+            )));
+        }
+        _ => {}
+    }
+    check_per_window(stream_child(top)?, stop)
 }
 
 fn physical(
@@ -175,42 +503,37 @@ fn referenced(plan: &LogicalPlan) -> impl Iterator<Item = String> {
 }
 
 /// Compile `query` (already planned with the engine's state, types resolved).
-pub fn compile(plan: &LogicalPlan, state: &SessionState) -> Result<ViewPlan> {
+pub async fn compile(plan: &LogicalPlan, state: &SessionState) -> Result<ViewPlan> {
+    let plan = &materialize_batch_sides(plan, state).await?;
     let props = state.execution_props();
-    let (node, post) = chain_to(plan, props)?;
-    let LogicalPlan::Aggregate(agg) = node else {
-        return Err(WeirError::NotSupported(
-            "a materialized view without GROUP BY (a filter or projection of a stream) \
-             is not supported yet; aggregate it with GROUP BY"
-                .into(),
-        ));
+    // Down from the top along the stream to the first aggregation or row-wise subtree.
+    let mut node = plan;
+    let (operator_node, pre_root) = loop {
+        if row_wise(node) {
+            break (node, node);
+        }
+        if let LogicalPlan::Aggregate(agg) = node {
+            if !row_wise(&agg.input) {
+                return Err(not_supported(
+                    "an aggregation over an aggregation or a window function \
+                     (build a view on a view instead)",
+                ));
+            }
+            break (node, agg.input.as_ref());
+        }
+        node = stream_child(node)?;
     };
-    let (leaf, pre) = chain_to(&agg.input, props)?;
-    let LogicalPlan::TableScan(scan) = leaf else {
-        return Err(not_supported("an aggregation over an aggregation"));
+    let scan = stream_scan(pre_root)?;
+    let (source, input) = stream_of(scan)?.expect("a stream scan");
+    let scan_node = {
+        let mut n = pre_root;
+        while !matches!(n, LogicalPlan::TableScan(_)) {
+            n = stream_child(n)?;
+        }
+        n
     };
     let provider = source_as_provider(&scan.source)?;
-    let (source, input) = if let Some(w) = provider.downcast_ref::<WindowedTable>() {
-        let datafusion::arrow::datatypes::DataType::Timestamp(unit, _) = w.time_type() else {
-            unreachable!("checked by the window function")
-        };
-        let spec = w.spec.in_unit(*unit)?;
-        (
-            Arc::clone(&w.source),
-            Input::Windowed {
-                time: w.time,
-                spec,
-                schema: provider.schema(),
-            },
-        )
-    } else if let Some(s) = provider.downcast_ref::<SourceTable>() {
-        (Arc::clone(&s.def), Input::Plain)
-    } else {
-        return Err(WeirError::NotSupported(format!(
-            "materialized views read sources (CREATE SOURCE); \"{}\" is not one",
-            scan.table_name
-        )));
-    };
+
     let width = source.schema.fields().len();
     let mut columns: Vec<usize> = match &scan.projection {
         Some(projection) => projection.iter().copied().filter(|&i| i < width).collect(),
@@ -224,7 +547,7 @@ pub fn compile(plan: &LogicalPlan, state: &SessionState) -> Result<ViewPlan> {
     }
     columns.sort_unstable();
     columns.dedup();
-    let mut pre = pre;
+    let mut pre = stage(pre_root, scan_node, state)?;
     if let Some(projection) = &scan.projection {
         let table_schema = DFSchema::try_from(provider.schema().as_ref().clone())?;
         let exprs = projection
@@ -238,7 +561,7 @@ pub fn compile(plan: &LogicalPlan, state: &SessionState) -> Result<ViewPlan> {
                 )
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        pre.steps.insert(
+        pre.chain.steps.insert(
             0,
             Step::Project(exprs, Arc::clone(scan.projected_schema.inner())),
         );
@@ -248,8 +571,62 @@ pub fn compile(plan: &LogicalPlan, state: &SessionState) -> Result<ViewPlan> {
             "unexpected filters on a source scan".into(),
         ));
     }
+    let window_size = match &input {
+        Input::Windowed { spec, .. } => Some(spec.size),
+        Input::Plain => None,
+    };
 
+    let operator = if let LogicalPlan::Aggregate(agg) = operator_node {
+        Operator::Aggregate(Arc::new(aggregate_spec(agg, window_size, props)?))
+    } else if std::ptr::eq(operator_node, plan) {
+        Operator::Append
+    } else {
+        let below = tags(pre_root);
+        let key = below
+            .iter()
+            .position(|t| *t == Some(Tag::End))
+            .or_else(|| below.iter().position(|t| *t == Some(Tag::Start)));
+        match (key, window_size) {
+            (Some(column), Some(size)) => Operator::Buffer(WindowKey {
+                column,
+                is_start: below[column] == Some(Tag::Start),
+                size,
+            }),
+            _ => {
+                return Err(not_supported(
+                    "a window function over a stream without TUMBLE or HOP \
+                     (partition it by window_start or window_end)",
+                ));
+            }
+        }
+    };
+    if operator.window().is_some() {
+        check_per_window(plan, operator_node)?;
+    }
+    let post = match &operator {
+        Operator::Append => Stage::default(),
+        _ => stage(plan, operator_node, state)?,
+    };
+    Ok(ViewPlan {
+        source,
+        columns,
+        input,
+        pre,
+        operator,
+        post,
+        schema: nullable(plan.schema().inner()),
+        tags: tags(plan),
+    })
+}
+
+/// The incremental form of `GROUP BY … aggregates`.
+fn aggregate_spec(
+    agg: &datafusion::logical_expr::Aggregate,
+    window_size: Option<i64>,
+    props: &ExecutionProps,
+) -> Result<AggregateSpec> {
     let input_schema = agg.input.schema();
+    let below = tags(&agg.input);
     let mut group_exprs = Vec::new();
     let mut group_fields = Vec::new();
     let mut window = None;
@@ -260,14 +637,14 @@ pub fn compile(plan: &LogicalPlan, state: &SessionState) -> Result<ViewPlan> {
         group_exprs.push(physical(e, input_schema, props)?);
         let data_type = e.to_field(input_schema)?.1.data_type().clone();
         group_fields.push(Field::new(format!("k{i}"), data_type, true));
-        if let (Expr::Column(c), Input::Windowed { spec, .. }) = (e, &input)
-            && window.is_none()
-            && (c.name == WINDOW_START || c.name == WINDOW_END)
-        {
+        let tag = column_of(e)
+            .and_then(|c| input_schema.index_of_column(c).ok())
+            .and_then(|i| below[i]);
+        if let (Some(Tag::Start | Tag::End), Some(size), None) = (tag, window_size, window) {
             window = Some(WindowKey {
                 column: i,
-                is_start: c.name == WINDOW_START,
-                size: spec.size,
+                is_start: tag == Some(Tag::Start),
+                size,
             });
         }
     }
@@ -286,21 +663,12 @@ pub fn compile(plan: &LogicalPlan, state: &SessionState) -> Result<ViewPlan> {
             filter,
         });
     }
-    let aggregate = Arc::new(AggregateSpec {
+    Ok(AggregateSpec {
         group_exprs,
         group_schema: Arc::new(Schema::new(group_fields)),
         calls,
         window,
         output_schema: nullable(agg.schema.inner()),
-    });
-    Ok(ViewPlan {
-        source,
-        columns,
-        input,
-        pre,
-        aggregate,
-        post,
-        schema: nullable(plan.schema().inner()),
     })
 }
 

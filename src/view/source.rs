@@ -17,8 +17,10 @@ use crate::connector::SourceReader;
 use crate::connector::datagen::DatagenSpec;
 use crate::connector::kafka::KafkaSpec;
 use crate::connector::nexmark::NexmarkSpec;
+use crate::connector::upstream::ViewReader;
 use crate::error::Result;
 use crate::sql::streaming::Options;
+use crate::view::state::View;
 use crate::window::assign::{WindowSpec, describe, windowed_schema};
 
 /// How a source reads its records.
@@ -27,6 +29,14 @@ pub enum ConnectorSpec {
     Kafka(KafkaSpec),
     Datagen(DatagenSpec),
     Nexmark(NexmarkSpec),
+    /// Another materialized view's final rows.
+    View(Arc<View>),
+}
+
+impl std::fmt::Debug for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "View({})", self.name)
+    }
 }
 
 /// The event time a source declares with `WATERMARK FOR column AS column - delay`.
@@ -58,6 +68,7 @@ impl SourceDef {
             ConnectorSpec::Kafka(_) => "kafka",
             ConnectorSpec::Datagen(_) => "datagen",
             ConnectorSpec::Nexmark(_) => "nexmark",
+            ConnectorSpec::View(_) => "view",
         }
     }
 
@@ -80,6 +91,7 @@ impl SourceDef {
             ConnectorSpec::Kafka(k) => k.open(columns).await,
             ConnectorSpec::Datagen(d) => d.open(self.schema.clone()),
             ConnectorSpec::Nexmark(n) => n.open(self.schema.clone()),
+            ConnectorSpec::View(v) => Ok(Box::new(ViewReader::open(Arc::clone(v)))),
         }
     }
 }
@@ -159,6 +171,7 @@ impl TableProvider for WindowedTable {
 #[derive(Debug)]
 pub struct WindowFunction {
     pub sources: Sources,
+    pub views: crate::view::Views,
     pub hop: bool,
 }
 
@@ -223,8 +236,33 @@ impl TableFunctionImpl for WindowFunction {
             .read()
             .expect("sources lock")
             .get(&source_name)
-            .cloned()
-            .ok_or_else(|| plan_datafusion_err!("{fname}: no source named \"{source_name}\""))?;
+            .cloned();
+        let source = match source {
+            Some(s) => s,
+            None => {
+                let view = self
+                    .views
+                    .read()
+                    .expect("views lock")
+                    .get(&source_name)
+                    .cloned()
+                    .ok_or_else(|| {
+                        plan_datafusion_err!(
+                            "{fname}: no source or materialized view named \"{source_name}\""
+                        )
+                    })?;
+                view.as_source()
+                    .map_err(|e| plan_datafusion_err!("{fname}: {e}"))?
+            }
+        };
+        for clash in [crate::window::WINDOW_START, crate::window::WINDOW_END] {
+            if source.schema.index_of(clash).is_ok() {
+                return plan_err!(
+                    "{fname}: \"{source_name}\" already has a column \"{clash}\", which the window \
+                     adds; rename it where \"{source_name}\" is defined ({clash} AS …)"
+                );
+            }
+        }
         let time_name = ident(1)?;
         let time = source.schema.index_of(&time_name).map_err(|_| {
             plan_datafusion_err!(

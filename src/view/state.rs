@@ -1,13 +1,15 @@
 //! A materialized view's state and what readers see: the final rows of closed windows,
-//! the current rows of open ones (default emit mode), and the counters behind the
-//! system tables. `ViewTable` is the view's name in SQL; each read is one snapshot.
+//! the current rows of open ones (default emit mode), appended rows (views without
+//! aggregation), and the counters behind the system tables. Final rows also go to the
+//! views that read this one. `ViewTable` is the view's name in SQL; each read is one
+//! snapshot.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Result as DfResult;
@@ -18,9 +20,12 @@ use tokio::sync::mpsc;
 
 use crate::error::{Result, WeirError};
 use crate::sql::streaming::Emit;
+use crate::view::log::AppendLog;
 use crate::view::pipeline::Command;
-use crate::view::plan::ViewPlan;
+use crate::view::plan::{Operator, Tag, ViewPlan};
+use crate::view::source::{ConnectorSpec, EventTime, SourceDef};
 use crate::window::aggregate::WindowedAggregate;
+use crate::window::buffer::WindowBuffer;
 
 /// Counters of a running view, read without locking.
 #[derive(Debug, Default)]
@@ -39,13 +44,60 @@ pub struct ViewStats {
     pub last_update: AtomicI64,
 }
 
+/// What keeps a view's rows between the stage before it and the stage after it.
+pub enum OperatorState {
+    Aggregate(WindowedAggregate),
+    Buffer(WindowBuffer),
+    Append(AppendLog),
+}
+
+impl OperatorState {
+    /// Open windows.
+    pub fn windows(&self) -> usize {
+        match self {
+            OperatorState::Aggregate(a) => a.windows(),
+            OperatorState::Buffer(b) => b.windows(),
+            OperatorState::Append(_) => 0,
+        }
+    }
+
+    /// Open (window, key) groups, or rows kept (buffered windows, appended rows).
+    pub fn groups(&self) -> usize {
+        match self {
+            OperatorState::Aggregate(a) => a.groups(),
+            OperatorState::Buffer(b) => b.rows(),
+            OperatorState::Append(l) => l.rows(),
+        }
+    }
+
+    pub fn state_bytes(&self) -> usize {
+        match self {
+            OperatorState::Aggregate(a) => a.state_bytes(),
+            OperatorState::Buffer(b) => b.state_bytes(),
+            OperatorState::Append(l) => l.state_bytes(),
+        }
+    }
+}
+
+/// What a view sends the views that read it.
+#[derive(Debug, Clone)]
+pub enum Emitted {
+    /// Final rows: a closed window's, or appended ones.
+    Rows(RecordBatch),
+    /// The view's source ended; no more rows will come.
+    End,
+}
+
 /// The mutable part, behind one lock shared by the pipeline and readers.
 pub struct ViewState {
-    pub aggregate: WindowedAggregate,
-    /// Final rows of closed windows, in closing order.
-    closed: Vec<RecordBatch>,
+    pub operator: OperatorState,
+    /// Final rows of closed windows with their window end, in closing order.
+    closed: VecDeque<(i64, RecordBatch)>,
     /// Current rows of open windows, by window end.
     open: BTreeMap<i64, RecordBatch>,
+    /// Views reading this one.
+    readers: Vec<mpsc::UnboundedSender<Emitted>>,
+    ended: bool,
 }
 
 /// A materialized view: definition, state, and the handle of its pipeline.
@@ -54,7 +106,12 @@ pub struct View {
     pub definition: String,
     pub emit: Emit,
     pub plan: ViewPlan,
+    /// How long rows stay after the watermark passes their time (appended rows) or
+    /// their window's end (closed windows), in the time column's unit.
+    pub retention: Option<i64>,
     pub stats: ViewStats,
+    /// Final rows sent to reading views so far.
+    pub emitted: AtomicU64,
     state: Mutex<ViewState>,
     failure: Mutex<Option<String>>,
     pub(crate) commands: mpsc::UnboundedSender<Command>,
@@ -66,9 +123,16 @@ impl View {
         definition: String,
         emit: Emit,
         plan: ViewPlan,
+        retention: Option<i64>,
         commands: mpsc::UnboundedSender<Command>,
     ) -> Self {
-        let aggregate = WindowedAggregate::new(Arc::clone(&plan.aggregate));
+        let operator = match &plan.operator {
+            Operator::Aggregate(spec) => {
+                OperatorState::Aggregate(WindowedAggregate::new(Arc::clone(spec)))
+            }
+            Operator::Buffer(key) => OperatorState::Buffer(WindowBuffer::new(*key)),
+            Operator::Append => OperatorState::Append(AppendLog::default()),
+        };
         let stats = ViewStats::default();
         stats.watermark.store(i64::MIN, Ordering::Relaxed);
         View {
@@ -76,11 +140,15 @@ impl View {
             definition,
             emit,
             plan,
+            retention,
             stats,
+            emitted: AtomicU64::new(0),
             state: Mutex::new(ViewState {
-                aggregate,
-                closed: Vec::new(),
+                operator,
+                closed: VecDeque::new(),
                 open: BTreeMap::new(),
+                readers: Vec::new(),
+                ended: false,
             }),
             failure: Mutex::new(None),
             commands,
@@ -97,26 +165,103 @@ impl View {
         f(&mut state)
     }
 
-    /// Aggregated rows → the view's rows with its schema.
-    fn finish(&self, rows: RecordBatch) -> Result<RecordBatch> {
-        let out = self.plan.post.apply(rows)?;
+    /// Rows of the stage before the operator → the view's rows with its schema.
+    pub fn finish(&self, rows: RecordBatch) -> Result<RecordBatch> {
+        let out = match self.plan.operator {
+            Operator::Append => rows,
+            _ => self.plan.post.apply(rows)?,
+        };
         Ok(RecordBatch::try_new(
             self.plan.schema.clone(),
             out.columns().to_vec(),
         )?)
     }
 
+    /// Send final rows to the views reading this one.
+    fn emit_rows(&self, state: &mut ViewState, rows: &RecordBatch) {
+        self.emitted
+            .fetch_add(rows.num_rows() as u64, Ordering::Relaxed);
+        state
+            .readers
+            .retain(|r| r.send(Emitted::Rows(rows.clone())).is_ok());
+    }
+
+    /// Append the view's rows (a view without aggregation), with their event times.
+    pub fn append(&self, state: &mut ViewState, rows: RecordBatch, times: Int64Array) {
+        if rows.num_rows() == 0 {
+            return;
+        }
+        self.emit_rows(state, &rows);
+        if let OperatorState::Append(log) = &mut state.operator {
+            log.push(rows, times);
+        }
+    }
+
     /// Close every window that ended at or before `watermark`.
     pub fn close(&self, state: &mut ViewState, watermark: i64) -> Result<()> {
-        for (end, rows) in state.aggregate.close_until(watermark)? {
+        let closed = match &mut state.operator {
+            OperatorState::Aggregate(a) => a.close_until(watermark)?,
+            OperatorState::Buffer(b) => b.close_until(watermark)?,
+            OperatorState::Append(_) => Vec::new(),
+        };
+        for (end, rows) in closed {
             state.open.remove(&end);
             let out = self.finish(rows)?;
             if out.num_rows() > 0 {
-                state.closed.push(out);
+                self.emit_rows(state, &out);
+                state.closed.push_back((end, out));
             }
             self.stats.windows_closed.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// Drop what is older than the retention behind `watermark` (the last one of the
+    /// events, not the end of a bounded source, which closes every window).
+    pub fn expire(&self, state: &mut ViewState, watermark: i64) -> Result<()> {
+        if let Some(retention) = self.retention
+            && watermark != i64::MIN
+        {
+            let cutoff = watermark.saturating_sub(retention);
+            while state.closed.front().is_some_and(|(end, _)| *end <= cutoff) {
+                state.closed.pop_front();
+            }
+            if let OperatorState::Append(log) = &mut state.operator {
+                log.evict(cutoff)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The source has ended: tell the views reading this one.
+    pub fn end(&self, state: &mut ViewState) {
+        state.ended = true;
+        for r in state.readers.drain(..) {
+            let _ = r.send(Emitted::End);
+        }
+    }
+
+    /// Start reading this view's final rows: those kept so far, then each new one; also
+    /// the count of rows emitted before the kept ones (those retention dropped).
+    pub fn subscribe(&self) -> (Vec<RecordBatch>, u64, mpsc::UnboundedReceiver<Emitted>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.with_state(|state| {
+            let kept = match &state.operator {
+                OperatorState::Append(log) => log.batches(),
+                _ => state.closed.iter().map(|(_, b)| b.clone()).collect(),
+            };
+            if state.ended {
+                let _ = tx.send(Emitted::End);
+            } else {
+                state.readers.push(tx);
+            }
+            let kept_rows: u64 = kept.iter().map(|b| b.num_rows() as u64).sum();
+            let before = self
+                .emitted
+                .load(Ordering::Relaxed)
+                .saturating_sub(kept_rows);
+            (kept, before, rx)
+        })
     }
 
     /// The rows a query sees now.
@@ -128,9 +273,17 @@ impl View {
             )));
         }
         self.with_state(|state| {
-            let mut out = state.closed.clone();
+            if let OperatorState::Append(log) = &state.operator {
+                return Ok(log.batches());
+            }
+            let mut out: Vec<RecordBatch> = state.closed.iter().map(|(_, b)| b.clone()).collect();
             if self.emit == Emit::OnUpdate {
-                for (end, rows) in state.aggregate.refresh()? {
+                let changed = match &mut state.operator {
+                    OperatorState::Aggregate(a) => a.refresh()?,
+                    OperatorState::Buffer(b) => b.refresh()?,
+                    OperatorState::Append(_) => Vec::new(),
+                };
+                for (end, rows) in changed {
                     let rows = self.finish(rows)?;
                     state.open.insert(end, rows);
                 }
@@ -153,7 +306,37 @@ impl View {
 
     /// Rows of closed windows kept for readers.
     pub fn closed_rows(&self) -> usize {
-        self.with_state(|s| s.closed.iter().map(|b| b.num_rows()).sum())
+        self.with_state(|s| s.closed.iter().map(|(_, b)| b.num_rows()).sum())
+    }
+
+    /// This view as a stream other views read: its final rows, with the window end (or
+    /// start, or event time) it carries as event time.
+    pub fn as_source(self: &Arc<Self>) -> Result<Arc<SourceDef>> {
+        if matches!(&self.plan.operator, Operator::Aggregate(spec) if spec.window.is_none()) {
+            return Err(WeirError::NotSupported(format!(
+                "materialized view \"{}\" keeps running totals that change as events arrive; \
+                 a view can read a view with windows (its rows once each window closes) or \
+                 without aggregation",
+                self.name
+            )));
+        }
+        let tags = &self.plan.tags;
+        let time = [Tag::Start, Tag::End, Tag::Time]
+            .iter()
+            .find_map(|t| tags.iter().position(|x| *x == Some(*t)));
+        let delay = match (&self.plan.operator, self.plan.source.event_time) {
+            (Operator::Append, Some(e)) => e.delay,
+            _ => 0,
+        };
+        Ok(Arc::new(SourceDef {
+            name: self.name.clone(),
+            schema: self.schema(),
+            event_time: time.map(|column| EventTime { column, delay }),
+            idle_timeout: self.plan.source.idle_timeout,
+            connector: ConnectorSpec::View(Arc::clone(self)),
+            options: Default::default(),
+            definition: self.definition.clone(),
+        }))
     }
 }
 
@@ -195,5 +378,12 @@ impl TableProvider for ViewTable {
             self.view.schema(),
             projection.cloned(),
         )?)
+    }
+}
+
+impl ViewTable {
+    /// The view as a stream another view reads.
+    pub fn as_source(&self) -> Result<Arc<SourceDef>> {
+        self.view.as_source()
     }
 }

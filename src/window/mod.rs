@@ -1,9 +1,11 @@
 //! Event time and windows: `assign` puts events into `TUMBLE` / `HOP` windows,
-//! `watermark` tracks how far event time has progressed per partition, and `aggregate`
-//! keeps the incremental per-(window, key) aggregation state of a view.
+//! `watermark` tracks how far event time has progressed per partition, `aggregate`
+//! keeps the incremental per-(window, key) aggregation state of a view, and `buffer`
+//! keeps each open window's rows for window functions over them.
 
 pub mod aggregate;
 pub mod assign;
+pub mod buffer;
 pub mod watermark;
 
 pub use assign::{WINDOW_END, WINDOW_START, WindowSpec};

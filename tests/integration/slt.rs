@@ -193,3 +193,24 @@ async fn streaming_sqllogictest() {
         "weir did not exit cleanly on SIGTERM"
     );
 }
+
+/// Nexmark queries as shipped in examples/nexmark/, loaded by the server at start and
+/// checked against batch recomputations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nexmark_sqllogictest() {
+    let files = slt_files("nexmark");
+    if !check_found(&files, "nexmark") {
+        return;
+    }
+    let server = Server::start("examples/nexmark");
+    let config = server.pg_config();
+    let failures = run_all("simple", &files, &[], move || {
+        Pg::connect(Postgres::<Simple>::connect(config.clone()))
+    })
+    .await;
+    assert_no_failures(&failures);
+    assert!(
+        server.stop().success(),
+        "weir did not exit cleanly on SIGTERM"
+    );
+}

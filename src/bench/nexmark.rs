@@ -1,0 +1,199 @@
+//! `weir bench nexmark`: the Nexmark queries of `examples/nexmark/`, each compiled as the
+//! server compiles it and driven by the pipeline's own `Driver` over the in-process bid
+//! generator, or over bids decoded from a JSON-lines file; events per second per core.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crate::bench::bids::{JsonReader, Payloads};
+use crate::bench::drive::{Driver, compile_statement, sql};
+use crate::bench::measure::{Measured, Span, mib, rate, thousands};
+use crate::connector::{Poll, SourceReader};
+use crate::engine::Engine;
+use crate::error::{Result, WeirError};
+
+/// The queries, as shipped in `examples/nexmark/`.
+pub const QUERIES: &[(&str, &str)] = &[
+    ("q0", include_str!("../../examples/nexmark/q0.sql")),
+    ("q1", include_str!("../../examples/nexmark/q1.sql")),
+    ("q2", include_str!("../../examples/nexmark/q2.sql")),
+    ("q5", include_str!("../../examples/nexmark/q5.sql")),
+    ("q7", include_str!("../../examples/nexmark/q7.sql")),
+];
+
+const BASE_TIME: &str = "2026-01-01 00:00:00";
+
+/// Where the bids come from.
+enum Input {
+    Generator,
+    Json(Arc<Payloads>),
+}
+
+pub async fn run(
+    queries: &[String],
+    events: u64,
+    runs: usize,
+    json: Option<&std::path::Path>,
+) -> Result<()> {
+    let runs = runs.max(1);
+    let wanted: Vec<(&str, &str)> = if queries.is_empty() {
+        QUERIES.to_vec()
+    } else {
+        queries
+            .iter()
+            .map(|q| {
+                QUERIES
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case(q))
+                    .copied()
+                    .ok_or_else(|| {
+                        WeirError::InvalidParameter(format!(
+                            "unknown query '{q}'; valid: {}",
+                            QUERIES
+                                .iter()
+                                .map(|(n, _)| *n)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    })
+            })
+            .collect::<Result<_>>()?
+    };
+    let input = match json {
+        None => Input::Generator,
+        Some(path) => {
+            let t = Instant::now();
+            let text = std::fs::read(path).map_err(|e| {
+                WeirError::InvalidParameter(format!("cannot read {}: {e}", path.display()))
+            })?;
+            let payloads = Payloads::from_ndjson(&text);
+            println!(
+                "  read {} bids, {} of JSON, from {} in {:.1} s (not timed)",
+                thousands(payloads.len() as u64),
+                mib(payloads.bytes() as u64),
+                path.display(),
+                t.elapsed().as_secs_f64()
+            );
+            Input::Json(Arc::new(payloads))
+        }
+    };
+    let events = match &input {
+        Input::Generator => events,
+        Input::Json(p) => p.len() as u64,
+    };
+    println!(
+        "nexmark: {} bids from {}, median of {runs} runs per query",
+        thousands(events),
+        match json {
+            None => "the in-process generator".to_string(),
+            Some(p) => format!("JSON lines decoded in memory ({})", p.display()),
+        }
+    );
+    println!("  machine: {}", crate::bench::measure::machine());
+    if let Input::Generator = input {
+        let m = generator_alone(events).await?;
+        println!(
+            "  the generator alone: {} events/s per core; {}",
+            rate(m.per_core(events)),
+            m.describe()
+        );
+    }
+    for (name, text) in wanted {
+        let mut measured = Vec::new();
+        let mut last = None;
+        for _ in 0..runs {
+            let engine = source(events).await?;
+            let view = compile_statement(&engine, text).await?;
+            let mut reader: Box<dyn SourceReader> = match &input {
+                Input::Generator => view.plan.source.open(&view.plan.columns).await?,
+                Input::Json(payloads) => Box::new(JsonReader::new(
+                    Arc::clone(payloads),
+                    view.plan.source.schema.clone(),
+                    &view.plan.columns,
+                )?),
+            };
+            let mut driver = Driver::new(Arc::clone(&view), &reader.partitions());
+            let span = Span::start();
+            while driver.step(reader.as_mut()).await? {}
+            measured.push(span.stop());
+            let read = view.stats.rows_in.load(Ordering::Relaxed);
+            if read != events || reader.decode_errors() > 0 {
+                return Err(WeirError::Internal(format!(
+                    "{name} read {read} of {events} bids ({} did not decode)",
+                    reader.decode_errors()
+                )));
+            }
+            last = Some((view, driver.stages));
+        }
+        let (view, stages) = last.expect("one run at least");
+        let rows: usize = view.snapshot()?.iter().map(|b| b.num_rows()).sum();
+        measured.sort_by_key(|m| m.cpu);
+        let m = measured[measured.len() / 2];
+        println!(
+            "  {name}: {} events/s per core, {} events/s wall; {}; {} rows in the view; \
+             runs: {}",
+            rate(m.per_core(events)),
+            rate(m.per_second(events)),
+            m.describe(),
+            thousands(rows as u64),
+            measured
+                .iter()
+                .map(|r| rate(r.per_core(events)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!("    stages of the last run (wall): {}", stages.describe());
+        println!(
+            "RESULT nexmark query={name} events={events} events_per_core={:.0} \
+             events_per_sec_wall={:.0} cpu_s={:.3} rows={rows}",
+            m.per_core(events),
+            m.per_second(events),
+            m.cpu.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// An engine with the `bid` source of `examples/nexmark/`, `events` bids long.
+async fn source(events: u64) -> Result<Engine> {
+    let engine = Engine::new().await?;
+    sql(
+        &engine,
+        &format!(
+            "CREATE SOURCE bid (WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND) \
+             WITH (connector = 'nexmark', 'nexmark.table.type' = 'bid', \
+             'nexmark.event.num' = '{events}', 'nexmark.base.time' = '{BASE_TIME}')"
+        ),
+    )
+    .await?;
+    Ok(engine)
+}
+
+/// The bid generator polled to its end, without a view: the share of the source.
+async fn generator_alone(events: u64) -> Result<Measured> {
+    let engine = source(events).await?;
+    let def = engine
+        .streams()
+        .sources()
+        .into_iter()
+        .find(|s| s.name == "bid")
+        .ok_or_else(|| WeirError::Internal("no bid source".into()))?;
+    let all: Vec<usize> = (0..def.schema.fields().len()).collect();
+    let mut reader = def.open(&all).await?;
+    let span = Span::start();
+    let mut rows = 0u64;
+    while let Poll::Records(batches) = reader.poll().await? {
+        rows += batches
+            .iter()
+            .map(|b| b.batch.num_rows() as u64)
+            .sum::<u64>();
+    }
+    let m = span.stop();
+    if rows != events {
+        return Err(WeirError::Internal(format!(
+            "the generator gave {rows} of {events} bids"
+        )));
+    }
+    Ok(m)
+}

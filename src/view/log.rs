@@ -1,0 +1,90 @@
+//! The rows of a view without aggregation (filters, projections, joins with batch
+//! tables): appended as they arrive, each with its event time, and dropped once older
+//! than the view's retention behind the watermark, so memory stays bounded.
+
+use std::collections::VecDeque;
+
+use datafusion::arrow::array::{Array, BooleanArray, Int64Array, RecordBatch};
+use datafusion::arrow::compute::{filter, filter_record_batch, max, min};
+use datafusion::arrow::datatypes::Int64Type;
+
+use crate::error::Result;
+
+struct Chunk {
+    rows: RecordBatch,
+    /// Event time of each row, in the time column's unit.
+    times: Int64Array,
+    oldest: i64,
+}
+
+/// Appended rows, oldest first.
+#[derive(Default)]
+pub struct AppendLog {
+    chunks: VecDeque<Chunk>,
+}
+
+impl AppendLog {
+    pub fn push(&mut self, rows: RecordBatch, times: Int64Array) {
+        if rows.num_rows() == 0 {
+            return;
+        }
+        let oldest = min::<Int64Type>(&times).unwrap_or(i64::MIN);
+        self.chunks.push_back(Chunk {
+            rows,
+            times,
+            oldest,
+        });
+    }
+
+    /// Drop the rows whose time is before `cutoff`.
+    pub fn evict(&mut self, cutoff: i64) -> Result<()> {
+        if self.chunks.iter().all(|c| c.oldest >= cutoff) {
+            return Ok(());
+        }
+        let mut kept = VecDeque::with_capacity(self.chunks.len());
+        for chunk in self.chunks.drain(..) {
+            if chunk.oldest >= cutoff {
+                kept.push_back(chunk);
+                continue;
+            }
+            if max::<Int64Type>(&chunk.times).is_none_or(|m| m < cutoff) {
+                continue;
+            }
+            let keep: BooleanArray = chunk
+                .times
+                .iter()
+                .map(|t| Some(t.is_some_and(|t| t >= cutoff)))
+                .collect();
+            let times = filter(&chunk.times, &keep)?;
+            let times = times
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("Int64")
+                .clone();
+            let rows = filter_record_batch(&chunk.rows, &keep)?;
+            let oldest = min::<Int64Type>(&times).unwrap_or(i64::MIN);
+            kept.push_back(Chunk {
+                rows,
+                times,
+                oldest,
+            });
+        }
+        self.chunks = kept;
+        Ok(())
+    }
+
+    pub fn batches(&self) -> Vec<RecordBatch> {
+        self.chunks.iter().map(|c| c.rows.clone()).collect()
+    }
+
+    pub fn rows(&self) -> usize {
+        self.chunks.iter().map(|c| c.rows.num_rows()).sum()
+    }
+
+    pub fn state_bytes(&self) -> usize {
+        self.chunks
+            .iter()
+            .map(|c| c.rows.get_array_memory_size() + c.times.get_array_memory_size())
+            .sum()
+    }
+}

@@ -1,0 +1,213 @@
+//! The parts of a view's query that are not row-wise — window functions such as Top-N,
+//! joins with batch tables — run by DataFusion over the batches the pipeline hands them:
+//! the stream's (or the aggregation's) place in the plan becomes a slot that each run fills.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, Result as DfResult};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::provider_as_source;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, TableType};
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
+use futures::TryStreamExt;
+
+use crate::error::{Result, WeirError};
+
+const SLOT: &str = "weir_slot";
+
+/// Batches handed to one run of a query, read by its scan.
+#[derive(Debug)]
+struct Slot {
+    schema: SchemaRef,
+    batches: Mutex<Vec<RecordBatch>>,
+}
+
+#[derive(Debug)]
+struct SlotTable(Arc<Slot>);
+
+#[async_trait]
+impl TableProvider for SlotTable {
+    fn schema(&self) -> SchemaRef {
+        self.0.schema.clone()
+    }
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let batches = self.0.batches.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(MemorySourceConfig::try_new_exec(
+            &[batches.clone()],
+            self.0.schema.clone(),
+            projection.cloned(),
+        )?)
+    }
+}
+
+/// A plan that stands where `node` stood — same columns, same qualified names — and reads
+/// `provider` (whose columns are `node`'s, in order).
+fn stand_in(node: &LogicalPlan, provider: Arc<dyn TableProvider>) -> Result<LogicalPlan> {
+    let schema = node.schema();
+    let provided = provider.schema();
+    let exprs: Vec<Expr> = (0..schema.fields().len())
+        .map(|i| {
+            let (qualifier, field) = schema.qualified_field(i);
+            Expr::Column(Column::new(Some(SLOT), provided.field(i).name()))
+                .alias_qualified(qualifier.cloned(), field.name())
+        })
+        .collect();
+    Ok(
+        LogicalPlanBuilder::scan(SLOT, provider_as_source(provider), None)?
+            .project(exprs)?
+            .build()?,
+    )
+}
+
+/// `node`'s columns under names that cannot clash (two inputs of a join may share names).
+fn slot_schema(node: &LogicalPlan) -> SchemaRef {
+    Arc::new(Schema::new(
+        node.schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Field::new(format!("c{i}"), f.data_type().clone(), f.is_nullable()))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Replace the node of `plan` equal to `target` with `replacement`.
+fn replace(
+    plan: &LogicalPlan,
+    target: &LogicalPlan,
+    replacement: LogicalPlan,
+) -> Result<LogicalPlan> {
+    let mut replacement = Some(replacement);
+    let out = plan.clone().transform_down(|node| {
+        if replacement.is_some() && &node == target {
+            let new = replacement.take().expect("checked");
+            Ok(Transformed::new(new, true, TreeNodeRecursion::Jump))
+        } else {
+            Ok(Transformed::no(node))
+        }
+    })?;
+    if replacement.is_some() {
+        return Err(WeirError::Internal("query split: node not found".into()));
+    }
+    Ok(out.data)
+}
+
+/// A session for running view queries: one partition, so a run is plain sequential work.
+fn single_partition(state: &SessionState) -> SessionState {
+    let config = state
+        .config()
+        .clone()
+        .with_target_partitions(1)
+        .with_repartition_joins(false)
+        .with_repartition_windows(false)
+        .with_repartition_aggregations(false)
+        .with_repartition_sorts(false);
+    SessionStateBuilder::new_from_existing(state.clone())
+        .with_config(config)
+        .build()
+}
+
+/// Run `plan` to completion, partition by partition (no tasks are spawned).
+async fn run_plan(plan: Arc<dyn ExecutionPlan>, state: &SessionState) -> Result<Vec<RecordBatch>> {
+    let mut out = Vec::new();
+    for p in 0..plan.output_partitioning().partition_count() {
+        let stream = plan.execute(p, state.task_ctx())?;
+        out.extend(stream.try_collect::<Vec<_>>().await?);
+    }
+    Ok(out)
+}
+
+/// Run the part of `plan` that reads no stream once, now, and stand its result in for it
+/// (a batch table a view joins with is read when the view is created).
+pub async fn materialize(node: &LogicalPlan, state: &SessionState) -> Result<LogicalPlan> {
+    let physical = state.create_physical_plan(node).await?;
+    let batches = run_plan(physical, state).await?;
+    let schema = slot_schema(node);
+    let batches = batches
+        .into_iter()
+        .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])?;
+    stand_in(node, Arc::new(table))
+}
+
+/// A query over the rows of one node (`input`) of a plan, run on demand over batches.
+pub struct BatchQuery {
+    plan: LogicalPlan,
+    slot: Arc<Slot>,
+    state: SessionState,
+    /// One run at a time (runs share the slot).
+    running: Mutex<()>,
+    pub schema: SchemaRef,
+}
+
+impl std::fmt::Debug for BatchQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BatchQuery({})", self.plan.display_indent())
+    }
+}
+
+impl BatchQuery {
+    /// `top` with its node `input` replaced by the batches of each run.
+    pub fn new(top: &LogicalPlan, input: &LogicalPlan, state: &SessionState) -> Result<Self> {
+        let slot = Arc::new(Slot {
+            schema: slot_schema(input),
+            batches: Mutex::new(Vec::new()),
+        });
+        let plan = replace(
+            top,
+            input,
+            stand_in(input, Arc::new(SlotTable(Arc::clone(&slot))))?,
+        )?;
+        Ok(BatchQuery {
+            schema: Arc::clone(top.schema().inner()),
+            plan,
+            slot,
+            state: single_partition(state),
+            running: Mutex::new(()),
+        })
+    }
+
+    /// The query's rows over `input` (batches with the replaced node's columns, in order).
+    pub fn run(&self, input: Vec<RecordBatch>) -> Result<RecordBatch> {
+        let _running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let input = input
+            .into_iter()
+            .filter(|b| b.num_rows() > 0)
+            .map(|b| RecordBatch::try_new(self.slot.schema.clone(), b.columns().to_vec()))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        *self.slot.batches.lock().unwrap_or_else(|p| p.into_inner()) = input;
+        let out = futures::executor::block_on(async {
+            let physical = self.state.create_physical_plan(&self.plan).await?;
+            run_plan(physical, &self.state).await
+        });
+        self.slot
+            .batches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        let out = out?;
+        let schema = out
+            .first()
+            .map(|b| b.schema())
+            .unwrap_or_else(|| self.schema.clone());
+        Ok(concat_batches(&schema, &out)?)
+    }
+}
