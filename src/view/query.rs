@@ -194,10 +194,12 @@ impl BatchQuery {
             .map(|b| RecordBatch::try_new(self.slot.schema.clone(), b.columns().to_vec()))
             .collect::<std::result::Result<Vec<_>, _>>()?;
         *self.slot.batches.lock().unwrap_or_else(|p| p.into_inner()) = input;
-        let out = futures::executor::block_on(async {
+        // Outside tokio's cooperative budget: the caller's task may have spent it, and a
+        // stream that yields for budget would never be polled again by this loop's task.
+        let out = futures::executor::block_on(tokio::task::unconstrained(async {
             let physical = self.state.create_physical_plan(&self.plan).await?;
             run_plan(physical, &self.state).await
-        });
+        }));
         self.slot
             .batches
             .lock()
@@ -209,5 +211,71 @@ impl BatchQuery {
             .map(|b| b.schema())
             .unwrap_or_else(|| self.schema.clone());
         Ok(concat_batches(&schema, &out)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use datafusion::arrow::array::{Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::datasource::MemTable;
+    use datafusion::prelude::SessionContext;
+
+    use super::BatchQuery;
+
+    /// Many runs inside one task that never yields (as a pipeline busy with a fast
+    /// source): each run must still finish, whatever is left of the task's budget.
+    #[test]
+    fn runs_finish_inside_a_busy_task() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let ctx = SessionContext::new();
+                let schema = Arc::new(Schema::new(vec![
+                    Field::new("w", DataType::Int64, false),
+                    Field::new("n", DataType::Int64, false),
+                ]));
+                let empty = MemTable::try_new(schema.clone(), vec![vec![]]).unwrap();
+                ctx.register_table("t", Arc::new(empty)).unwrap();
+                let plan = ctx
+                    .sql(
+                        "SELECT w, n FROM (SELECT w, n, ROW_NUMBER() OVER \
+                         (PARTITION BY w ORDER BY n DESC) AS r FROM t) WHERE r <= 2",
+                    )
+                    .await
+                    .unwrap()
+                    .logical_plan()
+                    .clone();
+                let mut scan = &plan;
+                while !scan.inputs().is_empty() {
+                    scan = scan.inputs()[0];
+                }
+                let query = BatchQuery::new(&plan, scan, &ctx.state()).unwrap();
+                let batch = RecordBatch::try_new(
+                    schema,
+                    vec![
+                        Arc::new(Int64Array::from(vec![1, 1, 1, 2])),
+                        Arc::new(Int64Array::from(vec![5, 7, 6, 1])),
+                    ],
+                )
+                .unwrap();
+                let mut rows = 0;
+                for _ in 0..500 {
+                    rows += query.run(vec![batch.clone(); 3]).unwrap().num_rows();
+                }
+                tx.send(rows).unwrap();
+            });
+        });
+        let rows = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the runs did not finish");
+        assert_eq!(rows, 500 * 4);
     }
 }
