@@ -547,6 +547,11 @@ pub const DATAGEN_OPTIONS: &[&str] = &[
 ];
 
 impl DatagenSpec {
+    /// Events until the source ends (`None`: endless).
+    pub fn count(&self) -> Option<u64> {
+        self.pace.count
+    }
+
     /// Validate `options`; the source's columns are the profile's, or the declared subset.
     pub fn from_options(
         declared: Option<SchemaRef>,

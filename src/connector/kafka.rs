@@ -225,6 +225,20 @@ impl KafkaSpec {
         ))
     }
 
+    /// The end offset (high watermark) of each partition now, from a consumer of its own.
+    pub async fn end_offsets(&self, partitions: Vec<i32>) -> Result<Positions> {
+        let spec = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let c = spec.consumer()?;
+            partitions
+                .into_iter()
+                .map(|p| Ok((p, spec.watermarks(&c, p)?.1)))
+                .collect()
+        })
+        .await
+        .map_err(|e| WeirError::Internal(e.to_string()))?
+    }
+
     fn consumer(&self) -> Result<BaseConsumer> {
         self.client_config()
             .create()

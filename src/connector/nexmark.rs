@@ -233,6 +233,11 @@ pub struct NexmarkSpec {
 }
 
 impl NexmarkSpec {
+    /// Events until the source ends (`None`: endless).
+    pub fn count(&self) -> Option<u64> {
+        self.pace.count
+    }
+
     pub fn from_options(
         declared: Option<SchemaRef>,
         options: &Options,

@@ -1,12 +1,12 @@
 //! The `weir_catalog` schema: system tables over the running sources and materialized
-//! views (rows read, late rows, decode errors, watermarks, state size), computed from
-//! the views' counters each time they are read.
+//! views (rows read, late rows, decode errors, watermarks, state size, offsets and lag
+//! per partition), computed from the views' counters each time they are read.
 
 use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::TimestampMicrosecondArray;
-use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::common::Result as DfResult;
@@ -15,9 +15,11 @@ use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use std::sync::atomic::Ordering;
 
+use crate::connector::Positions;
 use crate::sql::streaming::Emit;
 use crate::view::Streams;
 use crate::view::pipeline::time_unit;
+use crate::view::source::{ConnectorSpec, SourceDef};
 use crate::view::state::View;
 use crate::window::assign::nanos_per;
 
@@ -30,7 +32,7 @@ pub struct SystemSchema {
     pub streams: Weak<Streams>,
 }
 
-const TABLES: [&str; 2] = ["materialized_views", "sources"];
+const TABLES: [&str; 3] = ["materialized_views", "sources", "source_partitions"];
 
 #[async_trait]
 impl SchemaProvider for SystemSchema {
@@ -41,6 +43,7 @@ impl SchemaProvider for SystemSchema {
         let kind = match name {
             "materialized_views" => Kind::Views,
             "sources" => Kind::Sources,
+            "source_partitions" => Kind::Partitions,
             _ => return Ok(None),
         };
         Ok(Some(Arc::new(SystemTable {
@@ -57,6 +60,7 @@ impl SchemaProvider for SystemSchema {
 enum Kind {
     Views,
     Sources,
+    Partitions,
 }
 
 #[derive(Debug)]
@@ -99,6 +103,16 @@ fn schema_of(kind: Kind) -> SchemaRef {
             int("late_rows"),
             int("decode_errors"),
             time("watermark"),
+        ],
+        Kind::Partitions => vec![
+            text("source"),
+            text("view_name"),
+            int("partition"),
+            int("next_offset"),
+            int("end_offset"),
+            int("lag"),
+            int("rows_in"),
+            Field::new("rows_per_second", DataType::Float64, true),
         ],
     }))
 }
@@ -256,6 +270,71 @@ fn sources_batch(streams: &Streams) -> DfResult<RecordBatch> {
     Ok(RecordBatch::try_new(schema_of(Kind::Sources), columns)?)
 }
 
+/// One view's reader in one partition of its source.
+struct PartitionRow {
+    source: String,
+    view: String,
+    partition: i64,
+    next_offset: i64,
+    end_offset: Option<i64>,
+    rows_in: i64,
+    rows_per_second: f64,
+}
+
+/// Where each source ends now, per partition (`None` where it cannot be known).
+async fn end_offsets(source: &SourceDef, partitions: Vec<i32>) -> Positions {
+    match &source.connector {
+        ConnectorSpec::Kafka(k) => k.end_offsets(partitions).await.unwrap_or_default(),
+        ConnectorSpec::Datagen(d) => d.count().map(|c| (0, c as i64)).into_iter().collect(),
+        ConnectorSpec::Nexmark(n) => n.count().map(|c| (0, c as i64)).into_iter().collect(),
+        ConnectorSpec::View(v) => Positions::from([(0, count(v.emitted.load(Ordering::Relaxed)))]),
+    }
+}
+
+async fn partitions_batch(streams: &Streams) -> DfResult<RecordBatch> {
+    let mut rows = Vec::new();
+    for view in streams.views() {
+        let progress = view
+            .stats
+            .partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let ends = end_offsets(&view.plan.source, progress.keys().copied().collect()).await;
+        for (p, at) in progress {
+            rows.push(PartitionRow {
+                source: view.plan.source.name.clone(),
+                view: view.name.clone(),
+                partition: p as i64,
+                next_offset: at.next_offset,
+                end_offset: ends.get(&p).copied(),
+                rows_in: count(at.rows),
+                rows_per_second: at.rows_per_second,
+            });
+        }
+    }
+    let columns = vec![
+        text(&rows, |r| &r.source),
+        text(&rows, |r| &r.view),
+        int(&rows, |r| r.partition),
+        int(&rows, |r| r.next_offset),
+        Arc::new(Int64Array::from(
+            rows.iter().map(|r| r.end_offset).collect::<Vec<_>>(),
+        )) as ArrayRef,
+        Arc::new(Int64Array::from(
+            rows.iter()
+                .map(|r| r.end_offset.map(|e| (e - r.next_offset).max(0)))
+                .collect::<Vec<_>>(),
+        )) as ArrayRef,
+        int(&rows, |r| r.rows_in),
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter()
+                .map(|r| (r.rows_per_second * 10.0).round() / 10.0),
+        )) as ArrayRef,
+    ];
+    Ok(RecordBatch::try_new(schema_of(Kind::Partitions), columns)?)
+}
+
 #[async_trait]
 impl TableProvider for SystemTable {
     fn schema(&self) -> SchemaRef {
@@ -279,6 +358,7 @@ impl TableProvider for SystemTable {
                     views_batch(&rows)?
                 }
                 Kind::Sources => sources_batch(&streams)?,
+                Kind::Partitions => partitions_batch(&streams).await?,
             },
             None => RecordBatch::new_empty(self.schema()),
         };

@@ -181,8 +181,10 @@ impl Driver {
         view.stats
             .decode_errors
             .store(reader.decode_errors(), Ordering::Relaxed);
+        let mut read = Vec::new();
         match polled {
             Poll::Records(batches) => {
+                read.extend(batches.iter().map(|b| (b.partition, b.batch.num_rows())));
                 let watermark = self.watermark(now);
                 view.with_state(|state| -> Result<()> {
                     for part in batches {
@@ -201,6 +203,7 @@ impl Driver {
                 self.ended = true;
             }
         }
+        view.stats.progress(reader.positions(), &read, now);
         let t = Instant::now();
         self.marks.know(&reader.partitions(), now);
         let watermark = self.watermark(now);

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Int64Array, RecordBatch};
@@ -42,6 +43,51 @@ pub struct ViewStats {
     pub decode_errors: AtomicU64,
     /// When rows were last folded in, in microseconds since the Unix epoch (0: never).
     pub last_update: AtomicI64,
+    /// How far the view's reader is in each partition of its source.
+    pub partitions: Mutex<BTreeMap<i32, PartitionProgress>>,
+}
+
+/// A view's reader in one partition of its source.
+#[derive(Debug, Clone, Default)]
+pub struct PartitionProgress {
+    /// The next offset to read.
+    pub next_offset: i64,
+    /// Records read from the partition.
+    pub rows: u64,
+    /// Records per second over the last second or so.
+    pub rows_per_second: f64,
+    /// The start of the current rate interval and the rows read then.
+    interval: Option<(Instant, u64)>,
+}
+
+impl ViewStats {
+    /// Record the reader's positions, the rows just read per partition, at `now`.
+    pub fn progress(
+        &self,
+        positions: &crate::connector::Positions,
+        read: &[(i32, usize)],
+        now: Instant,
+    ) {
+        let mut partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        for (&p, &next) in positions {
+            partitions.entry(p).or_default().next_offset = next;
+        }
+        for &(p, n) in read {
+            partitions.entry(p).or_default().rows += n as u64;
+        }
+        for progress in partitions.values_mut() {
+            match progress.interval {
+                None => progress.interval = Some((now, progress.rows)),
+                Some((start, rows)) => {
+                    let elapsed = now.duration_since(start).as_secs_f64();
+                    if elapsed >= 1.0 {
+                        progress.rows_per_second = (progress.rows - rows) as f64 / elapsed;
+                        progress.interval = Some((now, progress.rows));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// What keeps a view's rows between the stage before it and the stage after it.
