@@ -8,8 +8,9 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use super::{Engine, Outcome};
+use crate::engine::system::{ViewRow, source_rows};
 use crate::error::Result;
-use crate::sql::streaming::{Emit, ObjectKind, StreamingStatement};
+use crate::sql::streaming::{ObjectKind, StreamingStatement};
 
 fn text_schema(columns: &[&str]) -> SchemaRef {
     Arc::new(Schema::new(
@@ -20,8 +21,27 @@ fn text_schema(columns: &[&str]) -> SchemaRef {
     ))
 }
 
-const SOURCE_COLUMNS: &[&str] = &["name", "connector", "watermark", "definition"];
-const VIEW_COLUMNS: &[&str] = &["name", "source", "emit", "status", "definition"];
+const SOURCE_COLUMNS: &[&str] = &[
+    "name",
+    "connector",
+    "watermark",
+    "definition",
+    "views",
+    "rows_in",
+    "decode_errors",
+    "late_rows",
+    "event_time",
+];
+const VIEW_COLUMNS: &[&str] = &[
+    "name",
+    "source",
+    "emit",
+    "status",
+    "definition",
+    "rows_in",
+    "late_rows",
+    "watermark",
+];
 const SINK_COLUMNS: &[&str] = &["name", "connector"];
 
 /// The columns `SHOW …` returns; `None` for statements without rows.
@@ -34,7 +54,14 @@ pub(super) fn result_schema(statement: &StreamingStatement) -> Option<SchemaRef>
     }
 }
 
-fn rows(columns: &[&str], rows: Vec<Vec<String>>) -> Result<RecordBatch> {
+/// Microseconds since the epoch as `2026-01-01 10:00:14`.
+fn micros_text(micros: Option<i64>) -> Option<String> {
+    micros
+        .and_then(datafusion::arrow::temporal_conversions::timestamp_us_to_datetime)
+        .map(|t| t.to_string())
+}
+
+fn rows(columns: &[&str], rows: Vec<Vec<Option<String>>>) -> Result<RecordBatch> {
     let arrays: Vec<ArrayRef> = (0..columns.len())
         .map(|i| {
             Arc::new(StringArray::from(
@@ -77,12 +104,18 @@ impl Engine {
                         streams
                             .sources()
                             .iter()
-                            .map(|s| {
+                            .zip(source_rows(streams))
+                            .map(|(s, r)| {
                                 vec![
-                                    s.name.clone(),
-                                    s.connector_name().to_string(),
-                                    s.watermark_text(),
-                                    s.definition.clone(),
+                                    Some(s.name.clone()),
+                                    Some(s.connector_name().to_string()),
+                                    Some(s.watermark_text()),
+                                    Some(s.definition.clone()),
+                                    Some(r.views.to_string()),
+                                    Some(r.rows_in.to_string()),
+                                    Some(r.decode_errors.to_string()),
+                                    Some(r.late_rows.to_string()),
+                                    micros_text(r.watermark),
                                 ]
                             })
                             .collect(),
@@ -93,18 +126,16 @@ impl Engine {
                             .views()
                             .iter()
                             .map(|v| {
+                                let r = ViewRow::of(v);
                                 vec![
-                                    v.name.clone(),
-                                    v.plan.source.name.clone(),
-                                    match v.emit {
-                                        Emit::OnUpdate => "on update".to_string(),
-                                        Emit::OnWindowClose => "on window close".to_string(),
-                                    },
-                                    match v.failure() {
-                                        None => "running".to_string(),
-                                        Some(f) => format!("stopped: {f}"),
-                                    },
-                                    v.definition.clone(),
+                                    Some(r.name),
+                                    Some(r.source),
+                                    Some(r.emit.to_string()),
+                                    Some(r.status),
+                                    Some(v.definition.clone()),
+                                    Some(r.rows_in.to_string()),
+                                    Some(r.late_rows.to_string()),
+                                    micros_text(r.watermark),
                                 ]
                             })
                             .collect(),

@@ -132,25 +132,26 @@ fn count(v: u64) -> i64 {
 }
 
 /// One view's figures, read once.
-struct ViewRow {
-    name: String,
-    source: String,
-    emit: &'static str,
-    status: String,
-    rows_in: i64,
-    late_rows: i64,
-    decode_errors: i64,
-    open_windows: i64,
-    open_groups: i64,
-    closed_windows: i64,
-    closed_rows: i64,
-    state_bytes: i64,
-    watermark: Option<i64>,
-    last_update: Option<i64>,
+pub(crate) struct ViewRow {
+    pub name: String,
+    pub source: String,
+    pub emit: &'static str,
+    pub status: String,
+    pub rows_in: i64,
+    pub late_rows: i64,
+    pub decode_errors: i64,
+    pub open_windows: i64,
+    pub open_groups: i64,
+    pub closed_windows: i64,
+    pub closed_rows: i64,
+    pub state_bytes: i64,
+    /// Microseconds since the epoch.
+    pub watermark: Option<i64>,
+    pub last_update: Option<i64>,
 }
 
 impl ViewRow {
-    fn of(v: &View) -> ViewRow {
+    pub(crate) fn of(v: &View) -> ViewRow {
         let load = |a: &std::sync::atomic::AtomicU64| count(a.load(Ordering::Relaxed));
         let (open_windows, open_groups, state_bytes) = v.with_state(|s| {
             (
@@ -220,20 +221,36 @@ fn views_batch(rows: &[ViewRow]) -> DfResult<RecordBatch> {
 }
 
 /// One source's figures, from the views that read it.
-struct SourceRow {
-    name: String,
-    connector: &'static str,
-    watermark_definition: String,
-    views: i64,
-    rows_in: i64,
-    late_rows: i64,
-    decode_errors: i64,
-    watermark: Option<i64>,
+pub(crate) struct SourceRow {
+    pub name: String,
+    pub connector: &'static str,
+    pub watermark_definition: String,
+    pub views: i64,
+    pub rows_in: i64,
+    pub late_rows: i64,
+    pub decode_errors: i64,
+    pub watermark: Option<i64>,
 }
 
 fn sources_batch(streams: &Streams) -> DfResult<RecordBatch> {
+    let rows = source_rows(streams);
+    let columns = vec![
+        text(&rows, |r| &r.name),
+        text(&rows, |r| r.connector),
+        text(&rows, |r| &r.watermark_definition),
+        int(&rows, |r| r.views),
+        int(&rows, |r| r.rows_in),
+        int(&rows, |r| r.late_rows),
+        int(&rows, |r| r.decode_errors),
+        time(&rows, |r| r.watermark),
+    ];
+    Ok(RecordBatch::try_new(schema_of(Kind::Sources), columns)?)
+}
+
+/// Every source's figures, in the sources' order.
+pub(crate) fn source_rows(streams: &Streams) -> Vec<SourceRow> {
     let views: Vec<ViewRow> = streams.views().iter().map(|v| ViewRow::of(v)).collect();
-    let rows: Vec<SourceRow> = streams
+    streams
         .sources()
         .iter()
         .map(|s| {
@@ -256,18 +273,7 @@ fn sources_batch(streams: &Streams) -> DfResult<RecordBatch> {
                     .and_then(|marks| marks.into_iter().min()),
             }
         })
-        .collect();
-    let columns = vec![
-        text(&rows, |r| &r.name),
-        text(&rows, |r| r.connector),
-        text(&rows, |r| &r.watermark_definition),
-        int(&rows, |r| r.views),
-        int(&rows, |r| r.rows_in),
-        int(&rows, |r| r.late_rows),
-        int(&rows, |r| r.decode_errors),
-        time(&rows, |r| r.watermark),
-    ];
-    Ok(RecordBatch::try_new(schema_of(Kind::Sources), columns)?)
+        .collect()
 }
 
 /// One view's reader in one partition of its source.
