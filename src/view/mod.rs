@@ -293,6 +293,21 @@ impl Streams {
                 Err(WeirError::UndefinedTable(name.to_string()))
             };
         }
+        self.drop_dependents(ctx, "SOURCE", "source", name, cascade)?;
+        ctx.deregister_table(name)?;
+        self.sources.write().expect("sources lock").remove(name);
+        Ok(true)
+    }
+
+    /// Drop the views that read `name` (with `CASCADE`), or refuse naming them (2BP01).
+    fn drop_dependents(
+        &self,
+        ctx: &SessionContext,
+        keyword: &str,
+        kind: &str,
+        name: &str,
+        cascade: bool,
+    ) -> Result<()> {
         let dependents: Vec<String> = self
             .views()
             .iter()
@@ -301,8 +316,8 @@ impl Streams {
             .collect();
         if !dependents.is_empty() && !cascade {
             return Err(WeirError::DependentObjects(format!(
-                "cannot drop source \"{name}\" because materialized view {} depends on it; \
-                 use DROP SOURCE {name} CASCADE to drop the views too",
+                "cannot drop {kind} \"{name}\" because materialized view {} depends on it; \
+                 use DROP {keyword} {name} CASCADE to drop the views too",
                 dependents
                     .iter()
                     .map(|d| format!("\"{d}\""))
@@ -313,9 +328,7 @@ impl Streams {
         for view in &dependents {
             self.drop_view(ctx, view, true, true)?;
         }
-        ctx.deregister_table(name)?;
-        self.sources.write().expect("sources lock").remove(name);
-        Ok(true)
+        Ok(())
     }
 
     /// `DROP MATERIALIZED VIEW`; `false` when it did not exist and `IF EXISTS` was given.
@@ -333,26 +346,7 @@ impl Streams {
                 Err(WeirError::UndefinedTable(name.to_string()))
             };
         }
-        let dependents: Vec<String> = self
-            .views()
-            .iter()
-            .filter(|v| v.plan.source.name == name)
-            .map(|v| v.name.clone())
-            .collect();
-        if !dependents.is_empty() && !cascade {
-            return Err(WeirError::DependentObjects(format!(
-                "cannot drop materialized view \"{name}\" because materialized view {} depends on it; \
-                 use DROP MATERIALIZED VIEW {name} CASCADE to drop them too",
-                dependents
-                    .iter()
-                    .map(|d| format!("\"{d}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        for view in &dependents {
-            self.drop_view(ctx, view, true, true)?;
-        }
+        self.drop_dependents(ctx, "MATERIALIZED VIEW", "materialized view", name, cascade)?;
         let Some(view) = self.views.write().expect("views lock").remove(name) else {
             return Ok(false);
         };
