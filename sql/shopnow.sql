@@ -16,14 +16,14 @@ WITH (connector = 'datagen', profile = 'stock_updates', rate = '20');
 CREATE SOURCE transactions (WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
 WITH (connector = 'datagen', profile = 'transactions', rate = '50', 'max.out.of.order.ms' = '2000');
 
--- Views per product and 10-minute window; the top 10 of the current window is
---   SELECT product_id, views FROM top_viewed_10m
---   WHERE window_start = (SELECT max(window_start) FROM top_viewed_10m)
---   ORDER BY views DESC LIMIT 10;
+-- The ten most viewed products of each 10-minute window, the current one included.
 CREATE MATERIALIZED VIEW top_viewed_10m AS
-SELECT window_start, window_end, product_id, count(*) AS views
-FROM TUMBLE(page_views, ts, INTERVAL '10' MINUTE)
-GROUP BY window_start, window_end, product_id;
+SELECT window_start, window_end, product_id, views, rank FROM (
+  SELECT window_start, window_end, product_id, count(*) AS views,
+         ROW_NUMBER() OVER (PARTITION BY window_start ORDER BY count(*) DESC, product_id) AS rank
+  FROM TUMBLE(page_views, ts, INTERVAL '10' MINUTE)
+  GROUP BY window_start, window_end, product_id)
+WHERE rank <= 10;
 
 -- Revenue and order count per 5-minute window.
 CREATE MATERIALIZED VIEW revenue_5m AS
@@ -31,22 +31,28 @@ SELECT window_start, window_end, sum(amount) AS revenue, count(*) AS orders
 FROM TUMBLE(orders, ts, INTERVAL '5' MINUTE)
 GROUP BY window_start, window_end;
 
--- Products added to carts per 10-minute window (units and additions).
+-- The ten products most added to carts (in units) of each 10-minute window.
 CREATE MATERIALIZED VIEW top_cart_10m AS
-SELECT window_start, window_end, product_id, sum(quantity) AS units, count(*) AS additions
-FROM TUMBLE(cart_additions, ts, INTERVAL '10' MINUTE)
-GROUP BY window_start, window_end, product_id;
+SELECT window_start, window_end, product_id, units, additions, rank FROM (
+  SELECT window_start, window_end, product_id, sum(quantity) AS units, count(*) AS additions,
+         ROW_NUMBER() OVER (PARTITION BY window_start ORDER BY sum(quantity) DESC, product_id) AS rank
+  FROM TUMBLE(cart_additions, ts, INTERVAL '10' MINUTE)
+  GROUP BY window_start, window_end, product_id)
+WHERE rank <= 10;
 
--- Stock-out alerts: products whose stock fell under 5 in a minute, once the minute is over.
-CREATE MATERIALIZED VIEW stock_alerts AS
-SELECT window_start, window_end, product_id, min(stock) AS lowest_stock
-FROM TUMBLE(stock_updates, ts, INTERVAL '1' MINUTE)
-GROUP BY window_start, window_end, product_id
-HAVING min(stock) < 5
-EMIT ON WINDOW CLOSE;
+-- Stock alerts: every update that leaves a product under 5 units, as it arrives; the
+-- last hour of them is kept.
+CREATE MATERIALIZED VIEW stock_alerts WITH (retention = '1 hour') AS
+SELECT product_id, stock, ts FROM stock_updates WHERE stock < 5;
 
 -- The transactions report: revenue per category and minute.
 CREATE MATERIALIZED VIEW revenue_by_category_1m AS
 SELECT window_start, window_end, category, sum(amount) AS revenue, sum(quantity) AS units, count(*) AS transactions
 FROM TUMBLE(transactions, ts, INTERVAL '1' MINUTE)
 GROUP BY window_start, window_end, category;
+
+-- The transactions report's totals since the start, by city and category.
+CREATE MATERIALIZED VIEW revenue_by_city_category AS
+SELECT city, category, round(sum(amount), 2) AS revenue, count(*) AS transactions
+FROM transactions
+GROUP BY city, category;
