@@ -4,6 +4,7 @@
 
 pub mod datagen;
 pub mod generated;
+pub mod joined;
 pub mod kafka;
 pub mod nexmark;
 pub mod upstream;

@@ -16,6 +16,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use std::sync::atomic::Ordering;
 
 use crate::connector::Positions;
+use crate::connector::joined::RIGHT;
 use crate::sql::streaming::Emit;
 use crate::view::Streams;
 use crate::view::pipeline::time_unit;
@@ -148,6 +149,8 @@ pub(crate) struct ViewRow {
     /// Microseconds since the epoch.
     pub watermark: Option<i64>,
     pub last_update: Option<i64>,
+    /// Records read from each source (two for a join of streams).
+    pub rows_by_source: Vec<(String, i64)>,
 }
 
 impl ViewRow {
@@ -161,9 +164,33 @@ impl ViewRow {
             )
         });
         let last_update = v.stats.last_update.load(Ordering::Relaxed);
+        let progress = v
+            .stats
+            .partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let rows_by_source = v
+            .sources()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let rows: u64 = progress
+                    .iter()
+                    .filter(|(p, _)| (**p >= RIGHT) == (i == 1))
+                    .map(|(_, at)| at.rows)
+                    .sum();
+                (s.name.clone(), count(rows))
+            })
+            .collect();
         ViewRow {
             name: v.name.clone(),
-            source: v.plan.source.name.clone(),
+            source: v
+                .sources()
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             emit: match v.emit {
                 Emit::OnUpdate => "on update",
                 Emit::OnWindowClose => "on window close",
@@ -182,6 +209,7 @@ impl ViewRow {
             state_bytes: count(state_bytes as u64),
             watermark: watermark_micros(v),
             last_update: (last_update != 0).then_some(last_update),
+            rows_by_source,
         }
     }
 }
@@ -254,7 +282,10 @@ pub(crate) fn source_rows(streams: &Streams) -> Vec<SourceRow> {
         .sources()
         .iter()
         .map(|s| {
-            let reading: Vec<&ViewRow> = views.iter().filter(|v| v.source == s.name).collect();
+            let reading: Vec<&ViewRow> = views
+                .iter()
+                .filter(|v| v.source.split(", ").any(|n| n == s.name))
+                .collect();
             let most = |f: fn(&ViewRow) -> i64| reading.iter().map(|v| f(v)).max().unwrap_or(0);
             SourceRow {
                 name: s.name.clone(),
@@ -262,7 +293,13 @@ pub(crate) fn source_rows(streams: &Streams) -> Vec<SourceRow> {
                 watermark_definition: s.watermark_text(),
                 views: reading.len() as i64,
                 // Every view reads the whole source: the furthest one has read the most.
-                rows_in: most(|v| v.rows_in),
+                rows_in: reading
+                    .iter()
+                    .flat_map(|v| &v.rows_by_source)
+                    .filter(|(name, _)| *name == s.name)
+                    .map(|(_, n)| *n)
+                    .max()
+                    .unwrap_or(0),
                 late_rows: reading.iter().map(|v| v.late_rows).sum(),
                 decode_errors: most(|v| v.decode_errors),
                 // The source's progress is that of its slowest reader.
@@ -306,14 +343,24 @@ async fn partitions_batch(streams: &Streams) -> DfResult<RecordBatch> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let ends = end_offsets(&view.plan.source, progress.keys().copied().collect()).await;
+        let sources = view.sources();
+        let mut ends = Vec::new();
+        for (i, source) in sources.iter().enumerate() {
+            let own: Vec<i32> = progress
+                .keys()
+                .filter(|p| (**p >= RIGHT) == (i == 1))
+                .map(|p| p - if i == 1 { RIGHT } else { 0 })
+                .collect();
+            ends.push(end_offsets(source, own).await);
+        }
         for (p, at) in progress {
+            let (side, p) = if p >= RIGHT { (1, p - RIGHT) } else { (0, p) };
             rows.push(PartitionRow {
-                source: view.plan.source.name.clone(),
+                source: sources[side].name.clone(),
                 view: view.name.clone(),
                 partition: p as i64,
                 next_offset: at.next_offset,
-                end_offset: ends.get(&p).copied(),
+                end_offset: ends[side].get(&p).copied(),
                 rows_in: count(at.rows),
                 rows_per_second: at.rows_per_second,
             });

@@ -311,7 +311,7 @@ impl Streams {
         let dependents: Vec<String> = self
             .views()
             .iter()
-            .filter(|v| v.plan.source.name == name)
+            .filter(|v| v.reads(name))
             .map(|v| v.name.clone())
             .collect();
         if !dependents.is_empty() && !cascade {
@@ -365,7 +365,10 @@ pub fn retention(
     let Some(text) = create.options.get("retention") else {
         return Ok(None);
     };
-    let appends = matches!(compiled.operator, plan::Operator::Append);
+    let appends = matches!(
+        compiled.operator,
+        plan::Operator::Append | plan::Operator::Join(_)
+    );
     if compiled.operator.window().is_none() && !appends {
         return Err(WeirError::InvalidParameter(format!(
             "option 'retention' applies to views without aggregation or with windows; \
@@ -385,10 +388,14 @@ pub fn retention(
 
 /// How many views lie between `view` and a source.
 fn depth(view: &View) -> usize {
-    match &view.plan.source.connector {
-        ConnectorSpec::View(up) => 1 + depth(up),
-        _ => 0,
-    }
+    view.sources()
+        .iter()
+        .map(|s| match &s.connector {
+            ConnectorSpec::View(up) => 1 + depth(up),
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// Flush `views` together; the errors of those that failed.

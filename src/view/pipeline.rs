@@ -12,9 +12,11 @@ use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
+use crate::connector::joined::{JoinedReader, RIGHT};
 use crate::connector::{Poll, Positions, SourceReader, reached};
 use crate::error::{Result, WeirError};
-use crate::view::plan::{Input, ViewPlan};
+use crate::view::plan::{Input, JoinSpec, Operator, ViewPlan};
+use crate::view::source::SourceDef;
 use crate::view::state::{OperatorState, View, ViewState};
 use crate::window::assign::{assign, nanos_per};
 use crate::window::watermark::Watermarks;
@@ -44,7 +46,7 @@ pub async fn start(view: Arc<View>, commands: mpsc::UnboundedReceiver<Command>) 
                 }
             };
             runtime.block_on(async move {
-                let reader = match view.plan.source.open(&view.plan.columns).await {
+                let reader = match open_reader(&view).await {
                     Ok(r) => {
                         let _ = ready_tx.send(Ok(()));
                         r
@@ -61,6 +63,18 @@ pub async fn start(view: Arc<View>, commands: mpsc::UnboundedReceiver<Command>) 
     ready_rx
         .await
         .map_err(|_| WeirError::Internal(format!("pipeline of {name} ended while starting")))?
+}
+
+/// The view's reader: its source's, or both sources of a join read as one.
+async fn open_reader(view: &View) -> Result<Box<dyn SourceReader>> {
+    let left = view.plan.source.open(&view.plan.columns).await?;
+    match &view.plan.operator {
+        Operator::Join(spec) => {
+            let right = spec.right.source.open(&spec.right.columns).await?;
+            Ok(Box::new(JoinedReader::new(left, right)))
+        }
+        _ => Ok(left),
+    }
 }
 
 /// The time column's unit, for watermark arithmetic.
@@ -134,6 +148,8 @@ pub struct Driver {
     ended: bool,
     /// The watermark before the source ended (retention counts from it).
     last_watermark: i64,
+    /// A join of two streams: the watermark of each side.
+    sides: Option<[Watermarks; 2]>,
     pub stages: Stages,
 }
 
@@ -145,6 +161,26 @@ impl Driver {
         let mut marks = Watermarks::new(delay, source.idle_timeout);
         marks.know(partitions, Instant::now());
         let windowed = view.plan.operator.window().is_some();
+        let sides = match &view.plan.operator {
+            Operator::Join(spec) => {
+                let side = |s: &crate::view::source::SourceDef, right: bool| {
+                    let delay = s.event_time.map_or(0, |e| e.delay / nanos_per(unit));
+                    let mut marks = Watermarks::new(delay, s.idle_timeout);
+                    let own: Vec<i32> = partitions
+                        .iter()
+                        .copied()
+                        .filter(|p| (*p >= RIGHT) == right)
+                        .collect();
+                    marks.know(&own, Instant::now());
+                    marks
+                };
+                Some([
+                    side(&view.plan.source, false),
+                    side(&spec.right.source, true),
+                ])
+            }
+            _ => None,
+        };
         Driver {
             view,
             marks,
@@ -152,6 +188,7 @@ impl Driver {
             windowed,
             ended: false,
             last_watermark: i64::MIN,
+            sides,
             stages: Stages::default(),
         }
     }
@@ -200,13 +237,29 @@ impl Driver {
             Poll::Idle => {}
             Poll::End => {
                 self.marks.finish();
+                for side in self.sides.iter_mut().flatten() {
+                    side.finish();
+                }
                 self.ended = true;
             }
         }
         view.stats.progress(reader.positions(), &read, now);
         let t = Instant::now();
-        self.marks.know(&reader.partitions(), now);
-        let watermark = self.watermark(now);
+        let partitions = reader.partitions();
+        self.marks.know(&partitions, now);
+        let watermark = if let Some(sides) = &mut self.sides {
+            for (i, side) in sides.iter_mut().enumerate() {
+                let own: Vec<i32> = partitions
+                    .iter()
+                    .copied()
+                    .filter(|p| (*p >= RIGHT) == (i == 1))
+                    .collect();
+                side.know(&own, now);
+            }
+            self.join_watermark(now)?
+        } else {
+            self.watermark(now)
+        };
         view.stats.watermark.store(watermark, Ordering::Relaxed);
         if !self.ended {
             self.last_watermark = watermark;
@@ -237,8 +290,12 @@ impl Driver {
         view.stats
             .rows_in
             .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        if let Operator::Join(spec) = &view.plan.operator {
+            let spec = Arc::clone(spec);
+            return self.ingest_join(state, &spec, partition, batch, now);
+        }
         let t = Instant::now();
-        let max_time = max_event_time(view, &batch)?;
+        let max_time = max_event_time(&view.plan.source, &batch)?;
         let batch = windowed_input(view, batch, self.windowed, watermark)?;
         let t2 = Instant::now();
         self.stages.window += t2 - t;
@@ -274,12 +331,124 @@ impl Driver {
             match &mut state.operator {
                 OperatorState::Aggregate(a) => a.update(&batch)?,
                 OperatorState::Buffer(b) => b.update(&batch)?,
-                OperatorState::Append(_) => unreachable!("handled above"),
+                OperatorState::Append(_) | OperatorState::Join(_) => {
+                    unreachable!("handled above")
+                }
             }
             self.stages.aggregate += t3.elapsed();
         }
         self.marks.observe(partition, max_time, now);
         Ok(())
+    }
+
+    /// A join of two streams: the new rows of one side joined with the rows the other
+    /// side keeps, appended; then kept on their side. With a time bound, rows behind
+    /// their side's watermark are late (their partners may be gone) and dropped.
+    fn ingest_join(
+        &mut self,
+        state: &mut ViewState,
+        spec: &JoinSpec,
+        partition: i32,
+        batch: RecordBatch,
+        now: Instant,
+    ) -> Result<()> {
+        let view = Arc::clone(&self.view);
+        let side = usize::from(partition >= RIGHT);
+        let (source, pre) = if side == 0 {
+            (&view.plan.source, &view.plan.pre)
+        } else {
+            (&spec.right.source, &spec.right.pre)
+        };
+        let t = Instant::now();
+        let max_time = max_event_time(source, &batch)?;
+        let marks = &mut self.sides.as_mut().expect("a join has sides")[side];
+        let mut times: ArrayRef = match source.event_time {
+            Some(e) => cast(batch.column(e.column), &DataType::Int64)?,
+            None => Arc::new(Int64Array::from_value(
+                wall_clock(self.unit),
+                batch.num_rows(),
+            )),
+        };
+        let mut batch = batch;
+        let watermark = marks.advance(now);
+        if spec.bound.is_some() && source.event_time.is_some() && watermark != i64::MIN {
+            let t = times.as_any().downcast_ref::<Int64Array>().expect("Int64");
+            let keep: BooleanArray = t
+                .iter()
+                .map(|v| Some(v.is_some_and(|v| v >= watermark)))
+                .collect();
+            let late = batch.num_rows() - keep.true_count();
+            if late > 0 {
+                view.stats
+                    .late_rows
+                    .fetch_add(late as u64, Ordering::Relaxed);
+                batch = filter_record_batch(&batch, &keep)?;
+                times = datafusion::arrow::compute::filter(&times, &keep)?;
+            }
+        }
+        let rows = pre.chain.apply_carrying(batch, Some(&mut times))?;
+        let t2 = Instant::now();
+        self.stages.pre += t2 - t;
+        let OperatorState::Join(join) = &mut state.operator else {
+            unreachable!("a join view keeps join state")
+        };
+        let other = join.sides[1 - side].batches();
+        let inputs = if side == 0 {
+            vec![vec![rows.clone()], other]
+        } else {
+            vec![other, vec![rows.clone()]]
+        };
+        let times = times
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("Int64")
+            .clone();
+        join.sides[side].push(rows, times);
+        let out = view.finish(spec.query.run_with(inputs)?)?;
+        let at = max_time.unwrap_or_else(|| wall_clock(self.unit));
+        let out_times = Int64Array::from_value(at, out.num_rows());
+        view.append(state, out, out_times);
+        self.stages.aggregate += t2.elapsed();
+        self.sides.as_mut().expect("a join has sides")[side].observe(partition, max_time, now);
+        Ok(())
+    }
+
+    /// A join's watermark now: the smaller of its sides'; rows the other side can no
+    /// longer match are let go.
+    fn join_watermark(&mut self, now: Instant) -> Result<i64> {
+        let Operator::Join(spec) = &self.view.plan.operator else {
+            unreachable!("only joins have sides")
+        };
+        let spec = Arc::clone(spec);
+        let sources = [&self.view.plan.source, &spec.right.source];
+        let unit = self.unit;
+        let sides = self.sides.as_mut().expect("a join has sides");
+        let mut marks = [0i64; 2];
+        for i in 0..2 {
+            marks[i] = if sources[i].event_time.is_some() || self.ended {
+                sides[i].advance(now)
+            } else {
+                wall_clock(unit)
+            };
+        }
+        if let Some(bound) = spec.bound {
+            let view = Arc::clone(&self.view);
+            view.with_state(|state| -> Result<()> {
+                let OperatorState::Join(join) = &mut state.operator else {
+                    unreachable!("a join view keeps join state")
+                };
+                // Left rows at t match right rows up to t + hi; right ones from now on are
+                // at or after the right watermark. Likewise for right rows.
+                if marks[1] != i64::MIN {
+                    join.sides[0].evict(marks[1].saturating_sub(bound.hi))?;
+                }
+                if marks[0] != i64::MIN {
+                    join.sides[1].evict(marks[0].saturating_add(bound.lo))?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(marks[0].min(marks[1]))
     }
 }
 
@@ -381,8 +550,8 @@ fn wall_clock(unit: TimeUnit) -> i64 {
 }
 
 /// The largest event time in `batch`, in the time column's unit (`None` without event time).
-fn max_event_time(view: &View, batch: &RecordBatch) -> Result<Option<i64>> {
-    match view.plan.source.event_time {
+fn max_event_time(source: &SourceDef, batch: &RecordBatch) -> Result<Option<i64>> {
+    match source.event_time {
         Some(e) => {
             let t = cast(batch.column(e.column), &DataType::Int64)?;
             let t = t.as_any().downcast_ref::<Int64Array>().expect("Int64");

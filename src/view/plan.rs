@@ -128,6 +128,39 @@ pub enum Operator {
     Buffer(WindowKey),
     /// No aggregation: rows are appended to the view (and dropped after its retention).
     Append,
+    /// An inner join of two streams: each side's rows are kept (until the watermark of
+    /// the other side passes the time bound), and each new row is joined with the other
+    /// side's kept rows; the joined rows are appended.
+    Join(Arc<JoinSpec>),
+}
+
+/// One input of a view: a stream and the row-wise steps over it.
+#[derive(Debug, Clone)]
+pub struct Side {
+    pub source: Arc<SourceDef>,
+    /// The source columns this side reads (see `ViewPlan::columns`).
+    pub columns: Vec<usize>,
+    pub input: Input,
+    pub pre: Stage,
+}
+
+/// `right.time BETWEEN left.time + lo AND left.time + hi`, in the time columns' unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeBound {
+    pub lo: i64,
+    pub hi: i64,
+}
+
+/// A join of two streams.
+#[derive(Debug)]
+pub struct JoinSpec {
+    /// The right input (the left one is the view's own source, columns, input and pre).
+    pub right: Side,
+    /// The join over the rows of both sides (each after its stage).
+    pub query: Arc<BatchQuery>,
+    /// The bound on the sides' event times the join condition sets, which lets kept rows
+    /// go; `None`: rows are kept for the life of the view.
+    pub bound: Option<TimeBound>,
 }
 
 impl Operator {
@@ -136,7 +169,7 @@ impl Operator {
         match self {
             Operator::Aggregate(spec) => spec.window,
             Operator::Buffer(key) => Some(*key),
-            Operator::Append => None,
+            Operator::Append | Operator::Join(_) => None,
         }
     }
 }
@@ -169,7 +202,8 @@ pub struct ViewPlan {
 
 const SHAPE: &str = "a view is SELECT … FROM TUMBLE(…) | HOP(…) | source [JOIN batch table] \
      [WHERE …] [GROUP BY … [HAVING …]], optionally filtered by a window function over \
-     each window (ROW_NUMBER() OVER (PARTITION BY window_start ORDER BY …) <= N)";
+     each window (ROW_NUMBER() OVER (PARTITION BY window_start ORDER BY …) <= N), or an \
+     inner join of two sources or views, without aggregation";
 
 fn not_supported(what: &str) -> WeirError {
     WeirError::NotSupported(format!(
@@ -243,7 +277,13 @@ async fn materialize_batch_sides(plan: &LogicalPlan, state: &SessionState) -> Re
     }
     let (left_stream, right_stream) = (reads_stream(&join.left), reads_stream(&join.right));
     let row_wise = match (left_stream, right_stream) {
-        (true, true) => return Err(not_supported("a join of two streams")),
+        (true, true) if join.join_type == JoinType::Inner => true,
+        (true, true) => {
+            return Err(not_supported(&format!(
+                "a {} join of two streams (inner joins only)",
+                join.join_type.to_string().to_uppercase()
+            )));
+        }
         (false, false) => true,
         (true, false) => matches!(
             join.join_type,
@@ -401,12 +441,32 @@ fn row_wise(node: &LogicalPlan) -> bool {
         LogicalPlan::Sort(s) => s.fetch.is_none() && row_wise(&s.input),
         LogicalPlan::Join(j) => {
             // Batch sides were checked and materialized before.
-            [&j.left, &j.right]
-                .into_iter()
-                .all(|side| !reads_stream(side) || row_wise(side))
+            !joins_streams(node)
+                && [&j.left, &j.right]
+                    .into_iter()
+                    .all(|side| !reads_stream(side) || row_wise(side))
         }
         _ => !reads_stream(node),
     }
+}
+
+/// Whether `plan` joins two streams anywhere.
+fn has_stream_join(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    let _ = plan.apply(|node| {
+        found = joins_streams(node);
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    found
+}
+
+/// Whether `node` is a join whose two sides read streams.
+fn joins_streams(node: &LogicalPlan) -> bool {
+    matches!(node, LogicalPlan::Join(j) if reads_stream(&j.left) && reads_stream(&j.right))
 }
 
 /// The one child of `node` that reads the stream.
@@ -512,7 +572,24 @@ pub async fn compile(plan: &LogicalPlan, state: &SessionState) -> Result<ViewPla
         if row_wise(node) {
             break (node, node);
         }
+        if let LogicalPlan::Join(j) = node
+            && joins_streams(node)
+        {
+            if !row_wise(&j.left) || !row_wise(&j.right) {
+                return Err(not_supported(
+                    "a join of two streams where a side aggregates \
+                     (join the views that aggregate instead)",
+                ));
+            }
+            break (node, j.left.as_ref());
+        }
         if let LogicalPlan::Aggregate(agg) = node {
+            if has_stream_join(&agg.input) {
+                return Err(not_supported(
+                    "an aggregation or window function over a join of two streams \
+                     (make the join a view, and aggregate that view)",
+                ));
+            }
             if !row_wise(&agg.input) {
                 return Err(not_supported(
                     "an aggregation over an aggregation or a window function \
@@ -523,6 +600,86 @@ pub async fn compile(plan: &LogicalPlan, state: &SessionState) -> Result<ViewPla
         }
         node = stream_child(node)?;
     };
+    let Side {
+        source,
+        columns,
+        input,
+        pre,
+    } = side(plan, pre_root, state)?;
+    let window_size = match &input {
+        Input::Windowed { spec, .. } => Some(spec.size),
+        Input::Plain => None,
+    };
+
+    let operator = if let LogicalPlan::Aggregate(agg) = operator_node {
+        Operator::Aggregate(Arc::new(aggregate_spec(agg, window_size, props)?))
+    } else if let LogicalPlan::Join(j) = operator_node {
+        let right = side(plan, &j.right, state)?;
+        if pre.query.is_some() || right.pre.query.is_some() {
+            return Err(not_supported(
+                "a join of two streams that also joins a batch table",
+            ));
+        }
+        let bound = time_bound(j, &source, &right.source)?;
+        let query = BatchQuery::with_inputs(operator_node, &[&j.left, &j.right], state)?;
+        Operator::Join(Arc::new(JoinSpec {
+            right,
+            query: Arc::new(query),
+            bound,
+        }))
+    } else if std::ptr::eq(operator_node, plan) {
+        Operator::Append
+    } else {
+        let below = tags(pre_root);
+        let key = below
+            .iter()
+            .position(|t| *t == Some(Tag::End))
+            .or_else(|| below.iter().position(|t| *t == Some(Tag::Start)));
+        match (key, window_size) {
+            (Some(column), Some(size)) => Operator::Buffer(WindowKey {
+                column,
+                is_start: below[column] == Some(Tag::Start),
+                size,
+            }),
+            _ => {
+                return Err(not_supported(
+                    "a window function over a stream without TUMBLE or HOP \
+                     (partition it by window_start or window_end)",
+                ));
+            }
+        }
+    };
+    if operator.window().is_some() {
+        check_per_window(plan, operator_node)?;
+    }
+    let post = match &operator {
+        Operator::Append => Stage::default(),
+        Operator::Join(_) => match chain_between(plan, operator_node, props)? {
+            Some(chain) => Stage { chain, query: None },
+            None => {
+                return Err(not_supported(
+                    "an aggregation or window function over a join of two streams \
+                     (make the join a view, and aggregate that view)",
+                ));
+            }
+        },
+        _ => stage(plan, operator_node, state)?,
+    };
+    Ok(ViewPlan {
+        source,
+        columns,
+        input,
+        pre,
+        operator,
+        post,
+        schema: nullable(plan.schema().inner()),
+        tags: tags(plan),
+    })
+}
+
+/// The stream `pre_root` reads and the stage over it (`plan` is the whole query).
+fn side(plan: &LogicalPlan, pre_root: &LogicalPlan, state: &SessionState) -> Result<Side> {
+    let props = state.execution_props();
     let scan = stream_scan(pre_root)?;
     let (source, input) = stream_of(scan)?.expect("a stream scan");
     let scan_node = {
@@ -533,7 +690,6 @@ pub async fn compile(plan: &LogicalPlan, state: &SessionState) -> Result<ViewPla
         n
     };
     let provider = source_as_provider(&scan.source)?;
-
     let width = source.schema.fields().len();
     let mut columns: Vec<usize> = match &scan.projection {
         Some(projection) => projection.iter().copied().filter(|&i| i < width).collect(),
@@ -571,52 +727,113 @@ pub async fn compile(plan: &LogicalPlan, state: &SessionState) -> Result<ViewPla
             "unexpected filters on a source scan".into(),
         ));
     }
-    let window_size = match &input {
-        Input::Windowed { spec, .. } => Some(spec.size),
-        Input::Plain => None,
-    };
-
-    let operator = if let LogicalPlan::Aggregate(agg) = operator_node {
-        Operator::Aggregate(Arc::new(aggregate_spec(agg, window_size, props)?))
-    } else if std::ptr::eq(operator_node, plan) {
-        Operator::Append
-    } else {
-        let below = tags(pre_root);
-        let key = below
-            .iter()
-            .position(|t| *t == Some(Tag::End))
-            .or_else(|| below.iter().position(|t| *t == Some(Tag::Start)));
-        match (key, window_size) {
-            (Some(column), Some(size)) => Operator::Buffer(WindowKey {
-                column,
-                is_start: below[column] == Some(Tag::Start),
-                size,
-            }),
-            _ => {
-                return Err(not_supported(
-                    "a window function over a stream without TUMBLE or HOP \
-                     (partition it by window_start or window_end)",
-                ));
-            }
-        }
-    };
-    if operator.window().is_some() {
-        check_per_window(plan, operator_node)?;
-    }
-    let post = match &operator {
-        Operator::Append => Stage::default(),
-        _ => stage(plan, operator_node, state)?,
-    };
-    Ok(ViewPlan {
+    Ok(Side {
         source,
         columns,
         input,
         pre,
-        operator,
-        post,
-        schema: nullable(plan.schema().inner()),
-        tags: tags(plan),
     })
+}
+
+/// The bound a join condition sets between the two sides' event times: an equality of
+/// them (`ON l.t = r.t`, as in window joins of views), or `r.t BETWEEN l.t - INTERVAL …
+/// AND l.t + INTERVAL …` (either side first). `None` when it sets none.
+fn time_bound(
+    j: &datafusion::logical_expr::Join,
+    left: &SourceDef,
+    right: &SourceDef,
+) -> Result<Option<TimeBound>> {
+    let time_unit = |s: &SourceDef| {
+        s.event_time
+            .map(|e| match s.schema.field(e.column).data_type() {
+                datafusion::arrow::datatypes::DataType::Timestamp(unit, _) => *unit,
+                _ => datafusion::arrow::datatypes::TimeUnit::Microsecond,
+            })
+    };
+    let (Some(lu), Some(ru)) = (time_unit(left), time_unit(right)) else {
+        return Ok(None);
+    };
+    if lu != ru {
+        return Ok(None);
+    }
+    let (lt, rt) = (tags(&j.left), tags(&j.right));
+    // Which side's event time an expression is: Some(true) left, Some(false) right.
+    let time_side = |e: &Expr| -> Option<bool> {
+        let c = column_of(e)?;
+        if let Ok(i) = j.left.schema().index_of_column(c)
+            && lt.get(i).copied().flatten() == Some(Tag::Time)
+        {
+            return Some(true);
+        }
+        if let Ok(i) = j.right.schema().index_of_column(c)
+            && rt.get(i).copied().flatten() == Some(Tag::Time)
+        {
+            return Some(false);
+        }
+        None
+    };
+    for (l, r) in &j.on {
+        if let (Some(a), Some(b)) = (time_side(l), time_side(r))
+            && a != b
+        {
+            return Ok(Some(TimeBound { lo: 0, hi: 0 }));
+        }
+    }
+    // `t ± INTERVAL` → (side, offset in the time unit).
+    let offset = |e: &Expr| -> Option<(bool, i64)> {
+        use datafusion::logical_expr::{BinaryExpr, Operator as Op};
+        match e {
+            Expr::BinaryExpr(BinaryExpr { left, op, right })
+                if matches!(op, Op::Plus | Op::Minus) =>
+            {
+                let side = time_side(left)?;
+                let Expr::Literal(v, _) = right.as_ref() else {
+                    return None;
+                };
+                let n = crate::view::source::interval_nanos(v)? / nanos_per(lu);
+                Some((side, if *op == Op::Minus { -n } else { n }))
+            }
+            other => time_side(other).map(|side| (side, 0)),
+        }
+    };
+    let mut conjuncts = Vec::new();
+    if let Some(f) = &j.filter {
+        conjuncts = datafusion::logical_expr::utils::split_conjunction(f);
+    }
+    for c in &conjuncts {
+        if let Expr::BinaryExpr(datafusion::logical_expr::BinaryExpr {
+            left,
+            op: datafusion::logical_expr::Operator::Eq,
+            right,
+        }) = c
+            && let (Some(a), Some(b)) = (time_side(left), time_side(right))
+            && a != b
+        {
+            return Ok(Some(TimeBound { lo: 0, hi: 0 }));
+        }
+    }
+    for c in conjuncts {
+        let Expr::Between(b) = c else { continue };
+        if b.negated {
+            continue;
+        }
+        let (Some(side), Some((low_side, lo)), Some((high_side, hi))) =
+            (time_side(&b.expr), offset(&b.low), offset(&b.high))
+        else {
+            continue;
+        };
+        if low_side != high_side || low_side == side || lo > hi {
+            continue;
+        }
+        // right.t in [left.t + lo, left.t + hi], or left.t in [right.t + lo, right.t + hi]
+        // which is right.t in [left.t - hi, left.t - lo].
+        return Ok(Some(if side {
+            TimeBound { lo: -hi, hi: -lo }
+        } else {
+            TimeBound { lo, hi }
+        }));
+    }
+    Ok(None)
 }
 
 /// The incremental form of `GROUP BY … aggregates`.

@@ -151,7 +151,7 @@ pub async fn materialize(node: &LogicalPlan, state: &SessionState) -> Result<Log
 /// A query over the rows of one node (`input`) of a plan, run on demand over batches.
 pub struct BatchQuery {
     plan: LogicalPlan,
-    slot: Arc<Slot>,
+    slots: Vec<Arc<Slot>>,
     state: SessionState,
     /// One run at a time (runs share the slot).
     running: Mutex<()>,
@@ -167,19 +167,33 @@ impl std::fmt::Debug for BatchQuery {
 impl BatchQuery {
     /// `top` with its node `input` replaced by the batches of each run.
     pub fn new(top: &LogicalPlan, input: &LogicalPlan, state: &SessionState) -> Result<Self> {
-        let slot = Arc::new(Slot {
-            schema: slot_schema(input),
-            batches: Mutex::new(Vec::new()),
-        });
-        let plan = replace(
-            top,
-            input,
-            stand_in(input, Arc::new(SlotTable(Arc::clone(&slot))))?,
-        )?;
+        Self::with_inputs(top, &[input], state)
+    }
+
+    /// `top` with each of its nodes `inputs` replaced by batches of each run.
+    pub fn with_inputs(
+        top: &LogicalPlan,
+        inputs: &[&LogicalPlan],
+        state: &SessionState,
+    ) -> Result<Self> {
+        let mut plan = top.clone();
+        let mut slots = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let slot = Arc::new(Slot {
+                schema: slot_schema(input),
+                batches: Mutex::new(Vec::new()),
+            });
+            plan = replace(
+                &plan,
+                input,
+                stand_in(input, Arc::new(SlotTable(Arc::clone(&slot))))?,
+            )?;
+            slots.push(slot);
+        }
         Ok(BatchQuery {
             schema: Arc::clone(top.schema().inner()),
             plan,
-            slot,
+            slots,
             state: single_partition(state),
             running: Mutex::new(()),
         })
@@ -187,24 +201,32 @@ impl BatchQuery {
 
     /// The query's rows over `input` (batches with the replaced node's columns, in order).
     pub fn run(&self, input: Vec<RecordBatch>) -> Result<RecordBatch> {
+        self.run_with(vec![input])
+    }
+
+    /// The query's rows over one list of batches per replaced node.
+    pub fn run_with(&self, inputs: Vec<Vec<RecordBatch>>) -> Result<RecordBatch> {
         let _running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        let input = input
-            .into_iter()
-            .filter(|b| b.num_rows() > 0)
-            .map(|b| RecordBatch::try_new(self.slot.schema.clone(), b.columns().to_vec()))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        *self.slot.batches.lock().unwrap_or_else(|p| p.into_inner()) = input;
+        for (slot, input) in self.slots.iter().zip(inputs) {
+            let input = input
+                .into_iter()
+                .filter(|b| b.num_rows() > 0)
+                .map(|b| RecordBatch::try_new(slot.schema.clone(), b.columns().to_vec()))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            *slot.batches.lock().unwrap_or_else(|p| p.into_inner()) = input;
+        }
         // Outside tokio's cooperative budget: the caller's task may have spent it, and a
         // stream that yields for budget would never be polled again by this loop's task.
         let out = futures::executor::block_on(tokio::task::unconstrained(async {
             let physical = self.state.create_physical_plan(&self.plan).await?;
             run_plan(physical, &self.state).await
         }));
-        self.slot
-            .batches
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        for slot in &self.slots {
+            slot.batches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+        }
         let out = out?;
         let schema = out
             .first()

@@ -95,6 +95,33 @@ pub enum OperatorState {
     Aggregate(WindowedAggregate),
     Buffer(WindowBuffer),
     Append(AppendLog),
+    Join(JoinState),
+}
+
+/// The rows each side of a join of two streams keeps, and the joined rows.
+#[derive(Default)]
+pub struct JoinState {
+    pub sides: [AppendLog; 2],
+    pub out: AppendLog,
+}
+
+impl OperatorState {
+    /// The view's appended rows (views without aggregation, joins of streams).
+    pub fn appended(&mut self) -> Option<&mut AppendLog> {
+        match self {
+            OperatorState::Append(log) => Some(log),
+            OperatorState::Join(j) => Some(&mut j.out),
+            _ => None,
+        }
+    }
+
+    fn appended_rows(&self) -> Option<Vec<RecordBatch>> {
+        match self {
+            OperatorState::Append(log) => Some(log.batches()),
+            OperatorState::Join(j) => Some(j.out.batches()),
+            _ => None,
+        }
+    }
 }
 
 impl OperatorState {
@@ -103,7 +130,7 @@ impl OperatorState {
         match self {
             OperatorState::Aggregate(a) => a.windows(),
             OperatorState::Buffer(b) => b.windows(),
-            OperatorState::Append(_) => 0,
+            OperatorState::Append(_) | OperatorState::Join(_) => 0,
         }
     }
 
@@ -113,6 +140,7 @@ impl OperatorState {
             OperatorState::Aggregate(a) => a.groups(),
             OperatorState::Buffer(b) => b.rows(),
             OperatorState::Append(l) => l.rows(),
+            OperatorState::Join(j) => j.sides[0].rows() + j.sides[1].rows(),
         }
     }
 
@@ -121,6 +149,9 @@ impl OperatorState {
             OperatorState::Aggregate(a) => a.state_bytes(),
             OperatorState::Buffer(b) => b.state_bytes(),
             OperatorState::Append(l) => l.state_bytes(),
+            OperatorState::Join(j) => {
+                j.sides[0].state_bytes() + j.sides[1].state_bytes() + j.out.state_bytes()
+            }
         }
     }
 }
@@ -178,6 +209,7 @@ impl View {
             }
             Operator::Buffer(key) => OperatorState::Buffer(WindowBuffer::new(*key)),
             Operator::Append => OperatorState::Append(AppendLog::default()),
+            Operator::Join(_) => OperatorState::Join(JoinState::default()),
         };
         let stats = ViewStats::default();
         stats.watermark.store(i64::MIN, Ordering::Relaxed);
@@ -238,7 +270,7 @@ impl View {
             return;
         }
         self.emit_rows(state, &rows);
-        if let OperatorState::Append(log) = &mut state.operator {
+        if let Some(log) = state.operator.appended() {
             log.push(rows, times);
         }
     }
@@ -248,7 +280,7 @@ impl View {
         let closed = match &mut state.operator {
             OperatorState::Aggregate(a) => a.close_until(watermark)?,
             OperatorState::Buffer(b) => b.close_until(watermark)?,
-            OperatorState::Append(_) => Vec::new(),
+            OperatorState::Append(_) | OperatorState::Join(_) => Vec::new(),
         };
         for (end, rows) in closed {
             state.open.remove(&end);
@@ -272,7 +304,7 @@ impl View {
             while state.closed.front().is_some_and(|(end, _)| *end <= cutoff) {
                 state.closed.pop_front();
             }
-            if let OperatorState::Append(log) = &mut state.operator {
+            if let Some(log) = state.operator.appended() {
                 log.evict(cutoff)?;
             }
         }
@@ -292,9 +324,9 @@ impl View {
     pub fn subscribe(&self) -> (Vec<RecordBatch>, u64, mpsc::UnboundedReceiver<Emitted>) {
         let (tx, rx) = mpsc::unbounded_channel();
         self.with_state(|state| {
-            let kept = match &state.operator {
-                OperatorState::Append(log) => log.batches(),
-                _ => state.closed.iter().map(|(_, b)| b.clone()).collect(),
+            let kept = match state.operator.appended_rows() {
+                Some(rows) => rows,
+                None => state.closed.iter().map(|(_, b)| b.clone()).collect(),
             };
             if state.ended {
                 let _ = tx.send(Emitted::End);
@@ -319,15 +351,15 @@ impl View {
             )));
         }
         self.with_state(|state| {
-            if let OperatorState::Append(log) = &state.operator {
-                return Ok(log.batches());
+            if let Some(rows) = state.operator.appended_rows() {
+                return Ok(rows);
             }
             let mut out: Vec<RecordBatch> = state.closed.iter().map(|(_, b)| b.clone()).collect();
             if self.emit == Emit::OnUpdate {
                 let changed = match &mut state.operator {
                     OperatorState::Aggregate(a) => a.refresh()?,
                     OperatorState::Buffer(b) => b.refresh()?,
-                    OperatorState::Append(_) => Vec::new(),
+                    OperatorState::Append(_) | OperatorState::Join(_) => Vec::new(),
                 };
                 for (end, rows) in changed {
                     let rows = self.finish(rows)?;
@@ -350,6 +382,20 @@ impl View {
             .clone()
     }
 
+    /// The streams the view reads: its source, and the right one of a join.
+    pub fn sources(&self) -> Vec<&Arc<SourceDef>> {
+        let mut out = vec![&self.plan.source];
+        if let Operator::Join(spec) = &self.plan.operator {
+            out.push(&spec.right.source);
+        }
+        out
+    }
+
+    /// Whether the view reads the source or view `name`.
+    pub fn reads(&self, name: &str) -> bool {
+        self.sources().iter().any(|s| s.name == name)
+    }
+
     /// Rows of closed windows kept for readers.
     pub fn closed_rows(&self) -> usize {
         self.with_state(|s| s.closed.iter().map(|(_, b)| b.num_rows()).sum())
@@ -370,8 +416,10 @@ impl View {
         let time = [Tag::Start, Tag::End, Tag::Time]
             .iter()
             .find_map(|t| tags.iter().position(|x| *x == Some(*t)));
-        let delay = match (&self.plan.operator, self.plan.source.event_time) {
-            (Operator::Append, Some(e)) => e.delay,
+        let delay = |s: &SourceDef| s.event_time.map_or(0, |e| e.delay);
+        let delay = match &self.plan.operator {
+            Operator::Append => delay(&self.plan.source),
+            Operator::Join(j) => delay(&self.plan.source).max(delay(&j.right.source)),
             _ => 0,
         };
         Ok(Arc::new(SourceDef {

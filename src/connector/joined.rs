@@ -1,0 +1,101 @@
+//! The two sources of a view that joins two streams, read as one: polled in turn, with
+//! the right source's partitions numbered from `RIGHT`, so positions, `FLUSH` targets and
+//! progress keep one shape.
+
+use async_trait::async_trait;
+
+use crate::connector::{PartitionBatch, Poll, Positions, SourceReader};
+use crate::error::Result;
+
+/// Partition numbers from here on are the right source's.
+pub const RIGHT: i32 = 1 << 20;
+
+pub struct JoinedReader {
+    sides: [Box<dyn SourceReader>; 2],
+    ended: [bool; 2],
+    /// The side polled first next time.
+    next: usize,
+    positions: Positions,
+}
+
+impl JoinedReader {
+    pub fn new(left: Box<dyn SourceReader>, right: Box<dyn SourceReader>) -> Self {
+        let mut reader = JoinedReader {
+            sides: [left, right],
+            ended: [false; 2],
+            next: 0,
+            positions: Positions::new(),
+        };
+        reader.update_positions();
+        reader
+    }
+
+    fn update_positions(&mut self) {
+        self.positions = merged(self.sides[0].positions(), self.sides[1].positions());
+    }
+}
+
+fn merged(left: &Positions, right: &Positions) -> Positions {
+    left.iter()
+        .map(|(p, o)| (*p, *o))
+        .chain(right.iter().map(|(p, o)| (p + RIGHT, *o)))
+        .collect()
+}
+
+#[async_trait]
+impl SourceReader for JoinedReader {
+    async fn poll(&mut self) -> Result<Poll> {
+        let first = self.next;
+        self.next = 1 - self.next;
+        for side in [first, 1 - first] {
+            if self.ended[side] {
+                continue;
+            }
+            match self.sides[side].poll().await? {
+                Poll::Records(batches) => {
+                    self.update_positions();
+                    let shift = if side == 1 { RIGHT } else { 0 };
+                    return Ok(Poll::Records(
+                        batches
+                            .into_iter()
+                            .map(|b| PartitionBatch {
+                                partition: b.partition + shift,
+                                batch: b.batch,
+                            })
+                            .collect(),
+                    ));
+                }
+                Poll::Idle => {}
+                Poll::End => self.ended[side] = true,
+            }
+        }
+        self.update_positions();
+        Ok(if self.ended == [true, true] {
+            Poll::End
+        } else {
+            Poll::Idle
+        })
+    }
+
+    async fn end_positions(&mut self) -> Result<Positions> {
+        let left = self.sides[0].end_positions().await?;
+        let right = self.sides[1].end_positions().await?;
+        Ok(merged(&left, &right))
+    }
+
+    fn positions(&self) -> &Positions {
+        &self.positions
+    }
+
+    fn partitions(&self) -> Vec<i32> {
+        self.sides[0]
+            .partitions()
+            .into_iter()
+            .chain(self.sides[1].partitions().into_iter().map(|p| p + RIGHT))
+            .collect()
+    }
+
+    fn decode_errors(&self) -> u64 {
+        self.sides[0].decode_errors() + self.sides[1].decode_errors()
+    }
+}
