@@ -164,12 +164,7 @@ impl ViewRow {
             )
         });
         let last_update = v.stats.last_update.load(Ordering::Relaxed);
-        let progress = v
-            .stats
-            .partitions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let progress = v.stats.progress_now();
         let rows_by_source = v
             .sources()
             .iter()
@@ -337,12 +332,7 @@ async fn end_offsets(source: &SourceDef, partitions: Vec<i32>) -> Positions {
 async fn partitions_batch(streams: &Streams) -> DfResult<RecordBatch> {
     let mut rows = Vec::new();
     for view in streams.views() {
-        let progress = view
-            .stats
-            .partitions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let progress = view.stats.progress_now();
         let sources = view.sources();
         let mut ends = Vec::new();
         for (i, source) in sources.iter().enumerate() {

@@ -61,6 +61,14 @@ pub struct PartitionProgress {
 }
 
 impl ViewStats {
+    /// The reader's progress per partition, as it is now.
+    pub fn progress_now(&self) -> BTreeMap<i32, PartitionProgress> {
+        self.partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Record the reader's positions, the rows just read per partition, at `now`.
     pub fn progress(
         &self,
