@@ -10,6 +10,23 @@ use crate::error::Result;
 /// Partition numbers from here on are the right source's.
 pub const RIGHT: i32 = 1 << 20;
 
+/// The side (0 left, 1 right) of a joined partition number, and the partition's own number.
+pub fn side_of(partition: i32) -> (usize, i32) {
+    if partition >= RIGHT {
+        (1, partition - RIGHT)
+    } else {
+        (0, partition)
+    }
+}
+
+/// The joined partition numbers of `side`, as they are (not renumbered).
+pub fn of_side(partitions: impl IntoIterator<Item = i32>, side: usize) -> Vec<i32> {
+    partitions
+        .into_iter()
+        .filter(|p| side_of(*p).0 == side)
+        .collect()
+}
+
 pub struct JoinedReader {
     sides: [Box<dyn SourceReader>; 2],
     ended: [bool; 2],

@@ -2,6 +2,7 @@
 //! views (rows read, late rows, decode errors, watermarks, state size, offsets and lag
 //! per partition), computed from the views' counters each time they are read.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
@@ -16,7 +17,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use std::sync::atomic::Ordering;
 
 use crate::connector::Positions;
-use crate::connector::joined::RIGHT;
+use crate::connector::joined::side_of;
 use crate::sql::streaming::Emit;
 use crate::view::Streams;
 use crate::view::pipeline::time_unit;
@@ -172,7 +173,7 @@ impl ViewRow {
             .map(|(i, s)| {
                 let rows: u64 = progress
                     .iter()
-                    .filter(|(p, _)| (**p >= RIGHT) == (i == 1))
+                    .filter(|(p, _)| side_of(**p).0 == i)
                     .map(|(_, at)| at.rows)
                     .sum();
                 (s.name.clone(), count(rows))
@@ -331,30 +332,41 @@ async fn end_offsets(source: &SourceDef, partitions: Vec<i32>) -> Positions {
 
 async fn partitions_batch(streams: &Streams) -> DfResult<RecordBatch> {
     let mut rows = Vec::new();
+    // Each source's partitions read by any view, then one look-up of their ends.
+    let mut wanted: BTreeMap<String, (Arc<SourceDef>, BTreeSet<i32>)> = BTreeMap::new();
     for view in streams.views() {
-        let progress = view.stats.progress_now();
         let sources = view.sources();
-        let mut ends = Vec::new();
-        for (i, source) in sources.iter().enumerate() {
-            let own: Vec<i32> = progress
-                .keys()
-                .filter(|p| (**p >= RIGHT) == (i == 1))
-                .map(|p| p - if i == 1 { RIGHT } else { 0 })
-                .collect();
-            ends.push(end_offsets(source, own).await);
-        }
-        for (p, at) in progress {
-            let (side, p) = if p >= RIGHT { (1, p - RIGHT) } else { (0, p) };
+        for (p, at) in view.stats.progress_now() {
+            let (side, p) = side_of(p);
+            let source = sources[side];
+            wanted
+                .entry(source.name.clone())
+                .or_insert_with(|| (Arc::clone(source), BTreeSet::new()))
+                .1
+                .insert(p);
             rows.push(PartitionRow {
-                source: sources[side].name.clone(),
+                source: source.name.clone(),
                 view: view.name.clone(),
                 partition: p as i64,
                 next_offset: at.next_offset,
-                end_offset: ends[side].get(&p).copied(),
+                end_offset: None,
                 rows_in: count(at.rows),
                 rows_per_second: at.rows_per_second,
             });
         }
+    }
+    let mut ends = BTreeMap::new();
+    for (name, (source, partitions)) in wanted {
+        ends.insert(
+            name,
+            end_offsets(&source, partitions.into_iter().collect()).await,
+        );
+    }
+    for row in &mut rows {
+        row.end_offset = ends
+            .get(&row.source)
+            .and_then(|e| e.get(&(row.partition as i32)))
+            .copied();
     }
     let columns = vec![
         text(&rows, |r| &r.source),

@@ -287,11 +287,7 @@ impl Streams {
             .expect("sources lock")
             .contains_key(name)
         {
-            return if if_exists {
-                Ok(false)
-            } else {
-                Err(WeirError::UndefinedTable(name.to_string()))
-            };
+            return missing(name, if_exists);
         }
         self.drop_dependents(ctx, "SOURCE", "source", name, cascade)?;
         ctx.deregister_table(name)?;
@@ -340,11 +336,7 @@ impl Streams {
         cascade: bool,
     ) -> Result<bool> {
         if !self.is_view(name) {
-            return if if_exists {
-                Ok(false)
-            } else {
-                Err(WeirError::UndefinedTable(name.to_string()))
-            };
+            return missing(name, if_exists);
         }
         self.drop_dependents(ctx, "MATERIALIZED VIEW", "materialized view", name, cascade)?;
         let Some(view) = self.views.write().expect("views lock").remove(name) else {
@@ -421,6 +413,15 @@ async fn flush_all(views: Vec<Arc<View>>) -> Vec<String> {
         }
     }
     errors
+}
+
+/// `DROP` of a name that does not exist: nothing to do with `IF EXISTS`, an error otherwise.
+fn missing(name: &str, if_exists: bool) -> Result<bool> {
+    if if_exists {
+        Ok(false)
+    } else {
+        Err(WeirError::UndefinedTable(name.to_string()))
+    }
 }
 
 /// `CREATE` of a name that exists: nothing to do with `IF NOT EXISTS`, an error otherwise.

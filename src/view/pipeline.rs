@@ -12,7 +12,7 @@ use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::connector::joined::{JoinedReader, RIGHT};
+use crate::connector::joined::{JoinedReader, of_side, side_of};
 use crate::connector::{Poll, Positions, SourceReader, reached};
 use crate::error::{Result, WeirError};
 use crate::view::plan::{Input, JoinSpec, Operator, ViewPlan};
@@ -163,21 +163,13 @@ impl Driver {
         let windowed = view.plan.operator.window().is_some();
         let sides = match &view.plan.operator {
             Operator::Join(spec) => {
-                let side = |s: &crate::view::source::SourceDef, right: bool| {
+                let side = |s: &SourceDef, side: usize| {
                     let delay = s.event_time.map_or(0, |e| e.delay / nanos_per(unit));
                     let mut marks = Watermarks::new(delay, s.idle_timeout);
-                    let own: Vec<i32> = partitions
-                        .iter()
-                        .copied()
-                        .filter(|p| (*p >= RIGHT) == right)
-                        .collect();
-                    marks.know(&own, Instant::now());
+                    marks.know(&of_side(partitions.iter().copied(), side), Instant::now());
                     marks
                 };
-                Some([
-                    side(&view.plan.source, false),
-                    side(&spec.right.source, true),
-                ])
+                Some([side(&view.plan.source, 0), side(&spec.right.source, 1)])
             }
             _ => None,
         };
@@ -229,10 +221,9 @@ impl Driver {
                     }
                     Ok(())
                 })?;
-                let wall = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_micros() as i64);
-                view.stats.last_update.store(wall, Ordering::Relaxed);
+                view.stats
+                    .last_update
+                    .store(wall_clock(TimeUnit::Microsecond), Ordering::Relaxed);
             }
             Poll::Idle => {}
             Poll::End => {
@@ -249,12 +240,7 @@ impl Driver {
         self.marks.know(&partitions, now);
         let watermark = if let Some(sides) = &mut self.sides {
             for (i, side) in sides.iter_mut().enumerate() {
-                let own: Vec<i32> = partitions
-                    .iter()
-                    .copied()
-                    .filter(|p| (*p >= RIGHT) == (i == 1))
-                    .collect();
-                side.know(&own, now);
+                side.know(&of_side(partitions.iter().copied(), i), now);
             }
             self.join_watermark(now)?
         } else {
@@ -353,7 +339,7 @@ impl Driver {
         now: Instant,
     ) -> Result<()> {
         let view = Arc::clone(&self.view);
-        let side = usize::from(partition >= RIGHT);
+        let (side, _) = side_of(partition);
         let (source, pre) = if side == 0 {
             (&view.plan.source, &view.plan.pre)
         } else {

@@ -240,11 +240,20 @@ fn stream_of(
     Ok(None)
 }
 
+/// Whether a scan reads a stream (without building its source, as `stream_of` does).
+fn is_stream(scan: &datafusion::logical_expr::TableScan) -> bool {
+    source_as_provider(&scan.source).is_ok_and(|p| {
+        p.downcast_ref::<WindowedTable>().is_some()
+            || p.downcast_ref::<SourceTable>().is_some()
+            || p.downcast_ref::<ViewTable>().is_some()
+    })
+}
+
 fn reads_stream(plan: &LogicalPlan) -> bool {
     let mut found = false;
     let _ = plan.apply(|node| {
         if let LogicalPlan::TableScan(scan) = node
-            && matches!(stream_of(scan), Ok(Some(_)) | Err(_))
+            && is_stream(scan)
         {
             found = true;
             return Ok(TreeNodeRecursion::Stop);
