@@ -2,6 +2,7 @@
 //! `CREATE SOURCE`, `CREATE MATERIALIZED VIEW`, `FLUSH`, `SHOW` and `DROP`. A view is
 //! compiled (`plan`), run by its own pipeline (`pipeline`) and read as a table (`state`).
 
+pub mod join;
 pub mod log;
 pub mod pipeline;
 pub mod plan;

@@ -378,22 +378,34 @@ impl Driver {
         let OperatorState::Join(join) = &mut state.operator else {
             unreachable!("a join view keeps join state")
         };
-        let other = join.sides[1 - side].batches();
-        let inputs = if side == 0 {
-            vec![vec![rows.clone()], other]
-        } else {
-            vec![other, vec![rows.clone()]]
+        let joined = match &spec.keys {
+            Some(keys) => keys.probe(side, &rows, &join.sides[1 - side])?,
+            None => {
+                let other = join.sides[1 - side].batches();
+                let inputs = if side == 0 {
+                    vec![vec![rows.clone()], other]
+                } else {
+                    vec![other, vec![rows.clone()]]
+                };
+                spec.query.run_with(inputs)?
+            }
         };
         let times = times
             .as_any()
             .downcast_ref::<Int64Array>()
             .expect("Int64")
             .clone();
-        join.sides[side].push(rows, times);
-        let out = view.finish(spec.query.run_with(inputs)?)?;
-        let at = max_time.unwrap_or_else(|| wall_clock(self.unit));
-        let out_times = Int64Array::from_value(at, out.num_rows());
-        view.append(state, out, out_times);
+        join.sides[side].push(rows, &times, spec.keys.as_ref().map(|k| (k, side)))?;
+        let joined = spec.after.apply(joined)?;
+        match join.out.as_mut() {
+            OperatorState::Aggregate(a) => a.update(&joined)?,
+            _ => {
+                let out = view.finish(joined)?;
+                let at = max_time.unwrap_or_else(|| wall_clock(self.unit));
+                let out_times = Int64Array::from_value(at, out.num_rows());
+                view.append(state, out, out_times);
+            }
+        }
         self.stages.aggregate += t2.elapsed();
         self.sides.as_mut().expect("a join has sides")[side].observe(partition, max_time, now);
         Ok(())
@@ -425,12 +437,14 @@ impl Driver {
                 };
                 // Left rows at t match right rows up to t + hi; right ones from now on are
                 // at or after the right watermark. Likewise for right rows.
-                if marks[1] != i64::MIN {
-                    join.sides[0].evict(marks[1].saturating_sub(bound.hi))?;
-                }
-                if marks[0] != i64::MIN {
-                    join.sides[1].evict(marks[0].saturating_add(bound.lo))?;
-                }
+                // A side that has ended matches nothing more: the other side's rows go.
+                let cutoff = |mark: i64, shifted: i64| match mark {
+                    i64::MIN => i64::MIN,
+                    i64::MAX => i64::MAX,
+                    _ => shifted,
+                };
+                join.sides[0].evict(cutoff(marks[1], marks[1].saturating_sub(bound.hi)));
+                join.sides[1].evict(cutoff(marks[0], marks[0].saturating_add(bound.lo)));
                 Ok(())
             })?;
         }

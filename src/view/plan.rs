@@ -21,6 +21,7 @@ use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 use datafusion::physical_planner::create_aggregate_expr_and_maybe_filter;
 
 use crate::error::{Result, WeirError};
+use crate::view::join::JoinKeys;
 use crate::view::query::{BatchQuery, materialize};
 use crate::view::source::{SourceDef, SourceTable, WindowedTable};
 use crate::view::state::ViewTable;
@@ -130,7 +131,7 @@ pub enum Operator {
     Append,
     /// An inner join of two streams: each side's rows are kept (until the watermark of
     /// the other side passes the time bound), and each new row is joined with the other
-    /// side's kept rows; the joined rows are appended.
+    /// side's kept rows; the joined rows are appended, or folded into an aggregation.
     Join(Arc<JoinSpec>),
 }
 
@@ -144,7 +145,8 @@ pub struct Side {
     pub pre: Stage,
 }
 
-/// `right.time BETWEEN left.time + lo AND left.time + hi`, in the time columns' unit.
+/// `right.time BETWEEN left.time + lo AND left.time + hi`, in the time columns' unit
+/// (`i64::MIN` / `i64::MAX`: no bound on that side).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeBound {
     pub lo: i64,
@@ -156,8 +158,15 @@ pub struct TimeBound {
 pub struct JoinSpec {
     /// The right input (the left one is the view's own source, columns, input and pre).
     pub right: Side,
+    /// The equality keys, by which each side's rows are indexed; `None` when the
+    /// condition has none, and `query` joins a new batch with all the other side's rows.
+    pub keys: Option<JoinKeys>,
     /// The join over the rows of both sides (each after its stage).
     pub query: Arc<BatchQuery>,
+    /// Row-wise steps from the joined rows up to the aggregation (or the view's rows).
+    pub after: Chain,
+    /// The aggregation over the joined rows (running, without windows), if any.
+    pub then: Option<Arc<AggregateSpec>>,
     /// The bound on the sides' event times the join condition sets, which lets kept rows
     /// go; `None`: rows are kept for the life of the view.
     pub bound: Option<TimeBound>,
@@ -500,6 +509,59 @@ fn stream_scan(node: &LogicalPlan) -> Result<&datafusion::logical_expr::TableSca
     }
 }
 
+/// The join of two streams under `node` through row-wise steps only.
+fn join_below(node: &LogicalPlan) -> Option<&LogicalPlan> {
+    match node {
+        LogicalPlan::Join(_) if joins_streams(node) => Some(node),
+        LogicalPlan::Projection(_) | LogicalPlan::Filter(_) | LogicalPlan::SubqueryAlias(_) => {
+            join_below(node.inputs()[0])
+        }
+        _ => None,
+    }
+}
+
+/// The equality keys of a join of two streams, if its condition has any.
+fn join_keys(
+    j: &datafusion::logical_expr::Join,
+    props: &ExecutionProps,
+) -> Result<Option<JoinKeys>> {
+    if j.on.is_empty() {
+        return Ok(None);
+    }
+    let mut exprs = [Vec::new(), Vec::new()];
+    let mut types = Vec::new();
+    for (l, r) in &j.on {
+        exprs[0].push(physical(l, j.left.schema(), props)?);
+        exprs[1].push(physical(r, j.right.schema(), props)?);
+        types.push(l.get_type(j.left.schema())?);
+    }
+    Ok(Some(JoinKeys {
+        exprs,
+        types,
+        nulls_match: j.null_equality == datafusion::common::NullEquality::NullEqualsNull,
+        filter: j
+            .filter
+            .as_ref()
+            .map(|f| physical(f, &j.schema, props))
+            .transpose()?,
+        schema: nullable(j.schema.inner()),
+    }))
+}
+
+/// A join of two streams written as `FROM a, b WHERE a.k = b.k …` is a cross join under a
+/// filter: move the condition into the join (its equalities become keys) and the
+/// conditions on one side below it.
+fn join_conditions(plan: LogicalPlan) -> Result<LogicalPlan> {
+    use datafusion::optimizer::extract_equijoin_predicate::ExtractEquijoinPredicate;
+    use datafusion::optimizer::push_down_filter::PushDownFilter;
+    use datafusion::optimizer::{Optimizer, OptimizerContext};
+    let optimizer = Optimizer::with_rules(vec![
+        Arc::new(PushDownFilter::new()),
+        Arc::new(ExtractEquijoinPredicate::new()),
+    ]);
+    Ok(optimizer.optimize(plan, &OptimizerContext::new(), |_, _| {})?)
+}
+
 /// Nodes between `top` and `stop` (exclusive) that cannot run one window at a time.
 fn check_per_window(top: &LogicalPlan, stop: &LogicalPlan) -> Result<()> {
     if std::ptr::eq(top, stop) {
@@ -573,10 +635,19 @@ fn referenced(plan: &LogicalPlan) -> impl Iterator<Item = String> {
 
 /// Compile `query` (already planned with the engine's state, types resolved).
 pub async fn compile(plan: &LogicalPlan, state: &SessionState) -> Result<ViewPlan> {
+    let joined;
+    let plan = if has_stream_join(plan) {
+        joined = join_conditions(plan.clone())?;
+        &joined
+    } else {
+        plan
+    };
     let plan = &materialize_batch_sides(plan, state).await?;
     let props = state.execution_props();
     // Down from the top along the stream to the first aggregation or row-wise subtree.
     let mut node = plan;
+    // An aggregation right over a join of two streams (through row-wise steps).
+    let mut then = None;
     let (operator_node, pre_root) = loop {
         if row_wise(node) {
             break (node, node);
@@ -593,19 +664,14 @@ pub async fn compile(plan: &LogicalPlan, state: &SessionState) -> Result<ViewPla
             break (node, j.left.as_ref());
         }
         if let LogicalPlan::Aggregate(agg) = node {
-            if has_stream_join(&agg.input) {
-                return Err(not_supported(
-                    "an aggregation or window function over a join of two streams \
-                     (make the join a view, and aggregate that view)",
-                ));
+            if row_wise(&agg.input) {
+                break (node, agg.input.as_ref());
             }
-            if !row_wise(&agg.input) {
-                return Err(not_supported(
-                    "an aggregation over an aggregation or a window function \
-                     (build a view on a view instead)",
-                ));
+            if let Some(join) = join_below(&agg.input) {
+                then = Some((node, agg));
+                node = join;
+                continue;
             }
-            break (node, agg.input.as_ref());
         }
         node = stream_child(node)?;
     };
@@ -631,9 +697,21 @@ pub async fn compile(plan: &LogicalPlan, state: &SessionState) -> Result<ViewPla
         }
         let bound = time_bound(j, &source, &right.source)?;
         let query = BatchQuery::with_inputs(operator_node, &[&j.left, &j.right], state)?;
+        let top = then.map_or(plan, |(_, agg)| agg.input.as_ref());
+        let Some(after) = chain_between(top, operator_node, props)? else {
+            return Err(not_supported(
+                "an aggregation or window function over a join of two streams \
+                 (make the join a view, and aggregate that view)",
+            ));
+        };
         Operator::Join(Arc::new(JoinSpec {
             right,
+            keys: join_keys(j, props)?,
             query: Arc::new(query),
+            after,
+            then: then
+                .map(|(_, agg)| aggregate_spec(agg, None, props).map(Arc::new))
+                .transpose()?,
             bound,
         }))
     } else if std::ptr::eq(operator_node, plan) {
@@ -663,14 +741,9 @@ pub async fn compile(plan: &LogicalPlan, state: &SessionState) -> Result<ViewPla
     }
     let post = match &operator {
         Operator::Append => Stage::default(),
-        Operator::Join(_) => match chain_between(plan, operator_node, props)? {
-            Some(chain) => Stage { chain, query: None },
-            None => {
-                return Err(not_supported(
-                    "an aggregation or window function over a join of two streams \
-                     (make the join a view, and aggregate that view)",
-                ));
-            }
+        Operator::Join(_) => match then {
+            Some((agg, _)) => stage(plan, agg, state)?,
+            None => Stage::default(),
         },
         _ => stage(plan, operator_node, state)?,
     };
@@ -823,21 +896,28 @@ fn time_bound(
     }
     for c in conjuncts {
         let Expr::Between(b) = c else { continue };
+        let Some(side) = time_side(&b.expr) else {
+            continue;
+        };
         if b.negated {
             continue;
         }
-        let (Some(side), Some((low_side, lo)), Some((high_side, hi))) =
-            (time_side(&b.expr), offset(&b.low), offset(&b.high))
-        else {
-            continue;
+        // A limit that is not the other side's time (`a.expires`) bounds nothing.
+        let limit = |e: &Expr| offset(e).filter(|(s, _)| *s != side).map(|(_, o)| o);
+        let (lo, hi) = match (limit(&b.low), limit(&b.high)) {
+            (None, None) => continue,
+            (lo, hi) => (lo.unwrap_or(i64::MIN), hi.unwrap_or(i64::MAX)),
         };
-        if low_side != high_side || low_side == side || lo > hi {
+        if lo > hi {
             continue;
         }
         // right.t in [left.t + lo, left.t + hi], or left.t in [right.t + lo, right.t + hi]
         // which is right.t in [left.t - hi, left.t - lo].
         return Ok(Some(if side {
-            TimeBound { lo: -hi, hi: -lo }
+            TimeBound {
+                lo: hi.saturating_neg(),
+                hi: lo.saturating_neg(),
+            }
         } else {
             TimeBound { lo, hi }
         }));

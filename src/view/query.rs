@@ -217,6 +217,9 @@ impl BatchQuery {
         }
         // Outside tokio's cooperative budget: the caller's task may have spent it, and a
         // stream that yields for budget would never be polled again by this loop's task.
+        // Tasks the plan spawns (a sort's merge) run on a runtime of their own: the
+        // caller's threads may all be waiting, this one on the query.
+        let _spawns = query_runtime().enter();
         let out = futures::executor::block_on(tokio::task::unconstrained(async {
             let physical = self.state.create_physical_plan(&self.plan).await?;
             run_plan(physical, &self.state).await
@@ -234,6 +237,19 @@ impl BatchQuery {
             .unwrap_or_else(|| self.schema.clone());
         Ok(concat_batches(&schema, &out)?)
     }
+}
+
+/// The runtime for the tasks view queries spawn.
+fn query_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("view-query")
+            .enable_all()
+            .build()
+            .expect("the view-query runtime starts")
+    })
 }
 
 #[cfg(test)]
@@ -299,5 +315,59 @@ mod tests {
             .recv_timeout(Duration::from_secs(120))
             .expect("the runs did not finish");
         assert_eq!(rows, 500 * 4);
+    }
+
+    /// A query whose plan spawns tasks (a ranking over more rows than a sort keeps in
+    /// place: it merges sorted runs through spawned tasks), run by a task on a
+    /// multi-thread runtime whose every worker is busy (here, its only one, on the query).
+    #[test]
+    fn runs_a_query_that_spawns_from_a_busy_runtime() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        {
+            runtime.spawn(async move {
+                let ctx = SessionContext::new();
+                let schema = Arc::new(Schema::new(vec![
+                    Field::new("k", DataType::Int64, false),
+                    Field::new("n", DataType::Int64, false),
+                ]));
+                let empty = MemTable::try_new(schema.clone(), vec![vec![]]).unwrap();
+                ctx.register_table("t", Arc::new(empty)).unwrap();
+                let plan = ctx
+                    .sql(
+                        "SELECT k, avg(n) AS a FROM (SELECT k, n, ROW_NUMBER() OVER \
+                         (PARTITION BY k ORDER BY n DESC) AS r FROM t) WHERE r <= 10 GROUP BY k",
+                    )
+                    .await
+                    .unwrap()
+                    .logical_plan()
+                    .clone();
+                let mut scan = &plan;
+                while !scan.inputs().is_empty() {
+                    scan = scan.inputs()[0];
+                }
+                let query = BatchQuery::new(&plan, scan, &ctx.state()).unwrap();
+                let batches: Vec<RecordBatch> = (0..50i64)
+                    .map(|b| {
+                        RecordBatch::try_new(
+                            schema.clone(),
+                            vec![
+                                Arc::new(Int64Array::from_iter_values((0..5000).map(|i| i % 37))),
+                                Arc::new(Int64Array::from_iter_values((0..5000).map(|i| i * b))),
+                            ],
+                        )
+                        .unwrap()
+                    })
+                    .collect();
+                tx.send(query.run(batches).unwrap().num_rows()).unwrap();
+            });
+        }
+        let rows = rx.recv_timeout(Duration::from_secs(60));
+        runtime.shutdown_background();
+        assert_eq!(rows.expect("the query did not finish"), 37);
     }
 }

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Result, WeirError};
 use crate::sql::streaming::Emit;
+use crate::view::join::JoinSide;
 use crate::view::log::AppendLog;
 use crate::view::pipeline::Command;
 use crate::view::plan::{Operator, Tag, ViewPlan};
@@ -106,11 +107,11 @@ pub enum OperatorState {
     Join(JoinState),
 }
 
-/// The rows each side of a join of two streams keeps, and the joined rows.
-#[derive(Default)]
+/// The rows each side of a join of two streams keeps, and what the joined rows go to:
+/// appended rows, or an aggregation.
 pub struct JoinState {
-    pub sides: [AppendLog; 2],
-    pub out: AppendLog,
+    pub sides: [JoinSide; 2],
+    pub out: Box<OperatorState>,
 }
 
 impl OperatorState {
@@ -118,7 +119,7 @@ impl OperatorState {
     pub fn appended(&mut self) -> Option<&mut AppendLog> {
         match self {
             OperatorState::Append(log) => Some(log),
-            OperatorState::Join(j) => Some(&mut j.out),
+            OperatorState::Join(j) => j.out.appended(),
             _ => None,
         }
     }
@@ -126,29 +127,55 @@ impl OperatorState {
     fn appended_rows(&self) -> Option<Vec<RecordBatch>> {
         match self {
             OperatorState::Append(log) => Some(log.batches()),
-            OperatorState::Join(j) => Some(j.out.batches()),
+            OperatorState::Join(j) => j.out.appended_rows(),
             _ => None,
         }
     }
-}
 
-impl OperatorState {
+    /// Close the windows that ended at or before `watermark`: their final rows.
+    fn close_until(&mut self, watermark: i64) -> Result<Vec<(i64, RecordBatch)>> {
+        match self {
+            OperatorState::Aggregate(a) => a.close_until(watermark),
+            OperatorState::Buffer(b) => b.close_until(watermark),
+            OperatorState::Append(_) => Ok(Vec::new()),
+            OperatorState::Join(j) => j.out.close_until(watermark),
+        }
+    }
+
+    /// The current rows of the open windows that changed since the last call.
+    fn refresh(&mut self) -> Result<Vec<(i64, RecordBatch)>> {
+        match self {
+            OperatorState::Aggregate(a) => a.refresh(),
+            OperatorState::Buffer(b) => b.refresh(),
+            OperatorState::Append(_) => Ok(Vec::new()),
+            OperatorState::Join(j) => j.out.refresh(),
+        }
+    }
+
     /// Open windows.
     pub fn windows(&self) -> usize {
         match self {
             OperatorState::Aggregate(a) => a.windows(),
             OperatorState::Buffer(b) => b.windows(),
-            OperatorState::Append(_) | OperatorState::Join(_) => 0,
+            OperatorState::Append(_) => 0,
+            OperatorState::Join(j) => j.out.windows(),
         }
     }
 
-    /// Open (window, key) groups, or rows kept (buffered windows, appended rows).
+    /// Open (window, key) groups, or rows kept (buffered windows, appended rows, the
+    /// sides of a join).
     pub fn groups(&self) -> usize {
         match self {
             OperatorState::Aggregate(a) => a.groups(),
             OperatorState::Buffer(b) => b.rows(),
             OperatorState::Append(l) => l.rows(),
-            OperatorState::Join(j) => j.sides[0].rows() + j.sides[1].rows(),
+            OperatorState::Join(j) => {
+                let groups = match j.out.as_ref() {
+                    OperatorState::Append(_) => 0,
+                    other => other.groups(),
+                };
+                j.sides[0].rows() + j.sides[1].rows() + groups
+            }
         }
     }
 
@@ -217,7 +244,13 @@ impl View {
             }
             Operator::Buffer(key) => OperatorState::Buffer(WindowBuffer::new(*key)),
             Operator::Append => OperatorState::Append(AppendLog::default()),
-            Operator::Join(_) => OperatorState::Join(JoinState::default()),
+            Operator::Join(spec) => OperatorState::Join(JoinState {
+                sides: Default::default(),
+                out: Box::new(match &spec.then {
+                    Some(agg) => OperatorState::Aggregate(WindowedAggregate::new(Arc::clone(agg))),
+                    None => OperatorState::Append(AppendLog::default()),
+                }),
+            }),
         };
         let stats = ViewStats::default();
         stats.watermark.store(i64::MIN, Ordering::Relaxed);
@@ -285,11 +318,7 @@ impl View {
 
     /// Close every window that ended at or before `watermark`.
     pub fn close(&self, state: &mut ViewState, watermark: i64) -> Result<()> {
-        let closed = match &mut state.operator {
-            OperatorState::Aggregate(a) => a.close_until(watermark)?,
-            OperatorState::Buffer(b) => b.close_until(watermark)?,
-            OperatorState::Append(_) | OperatorState::Join(_) => Vec::new(),
-        };
+        let closed = state.operator.close_until(watermark)?;
         for (end, rows) in closed {
             state.open.remove(&end);
             let out = self.finish(rows)?;
@@ -364,11 +393,7 @@ impl View {
             }
             let mut out: Vec<RecordBatch> = state.closed.iter().map(|(_, b)| b.clone()).collect();
             if self.emit == Emit::OnUpdate {
-                let changed = match &mut state.operator {
-                    OperatorState::Aggregate(a) => a.refresh()?,
-                    OperatorState::Buffer(b) => b.refresh()?,
-                    OperatorState::Append(_) | OperatorState::Join(_) => Vec::new(),
-                };
+                let changed = state.operator.refresh()?;
                 for (end, rows) in changed {
                     let rows = self.finish(rows)?;
                     state.open.insert(end, rows);
@@ -412,7 +437,12 @@ impl View {
     /// This view as a stream other views read: its final rows, with the window end (or
     /// start, or event time) it carries as event time.
     pub fn as_source(self: &Arc<Self>) -> Result<Arc<SourceDef>> {
-        if matches!(&self.plan.operator, Operator::Aggregate(spec) if spec.window.is_none()) {
+        let running = match &self.plan.operator {
+            Operator::Aggregate(spec) => spec.window.is_none(),
+            Operator::Join(j) => j.then.is_some(),
+            _ => false,
+        };
+        if running {
             return Err(WeirError::NotSupported(format!(
                 "materialized view \"{}\" keeps running totals that change as events arrive; \
                  a view can read a view with windows (its rows once each window closes) or \
