@@ -66,13 +66,15 @@ pub enum Bench {
         #[arg(long, value_name = "PID")]
         broker_pid: Option<u32>,
     },
-    /// The Nexmark queries of examples/nexmark/ over the in-process bid generator (or a
-    /// JSON-lines file of bids): events per second per CPU core, per query.
+    /// The Nexmark queries of examples/nexmark/ over the in-process generator (or a
+    /// JSON-lines file of bids): events per second per CPU core, per query. The joins
+    /// (q3, q4, q6, q8) read the persons and auctions of the same event stream.
     Nexmark {
         /// Queries to run (default: all of them)
         #[arg(long = "query", value_name = "qN")]
         queries: Vec<String>,
-        /// Bids to generate
+        /// Bids to generate (the persons and auctions are in proportion: 1 and 3 of every
+        /// 50 events)
         #[arg(long, default_value_t = 10_000_000)]
         events: u64,
         /// Times each query runs (the median is reported)

@@ -1,6 +1,8 @@
 //! `weir bench nexmark`: the Nexmark queries of `examples/nexmark/`, each compiled as the
-//! server compiles it and driven by the pipeline's own `Driver` over the in-process bid
-//! generator, or over bids decoded from a JSON-lines file; events per second per core.
+//! server compiles it. A view over bids alone is driven by the pipeline's own `Driver` over
+//! the in-process bid generator, or over bids decoded from a JSON-lines file; the joins
+//! (and q8's views on views) run on their own pipelines, as in the server, until `FLUSH`.
+//! Events per second per core.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,9 +20,25 @@ pub const QUERIES: &[(&str, &str)] = &[
     ("q0", include_str!("../../examples/nexmark/q0.sql")),
     ("q1", include_str!("../../examples/nexmark/q1.sql")),
     ("q2", include_str!("../../examples/nexmark/q2.sql")),
+    ("q3", include_str!("../../examples/nexmark/q3.sql")),
+    ("q4", include_str!("../../examples/nexmark/q4.sql")),
     ("q5", include_str!("../../examples/nexmark/q5.sql")),
+    ("q6", include_str!("../../examples/nexmark/q6.sql")),
     ("q7", include_str!("../../examples/nexmark/q7.sql")),
+    ("q8", include_str!("../../examples/nexmark/q8.sql")),
 ];
+
+/// The queries that read more than bids, or more than one view: run on pipelines.
+fn on_pipelines(name: &str) -> bool {
+    matches!(name, "q3" | "q4" | "q6" | "q8")
+}
+
+/// Persons, auctions and bids of the Nexmark event stream that holds `bids` bids (of
+/// every 50 events, 1 is a person, 3 are auctions and 46 are bids).
+fn stream_counts(bids: u64) -> [(&'static str, u64); 3] {
+    let total = bids * 50 / 46;
+    [("person", total / 50), ("auction", total * 3 / 50), ("bid", bids)]
+}
 
 const BASE_TIME: &str = "2026-01-01 00:00:00";
 
@@ -100,6 +118,15 @@ pub async fn run(
         );
     }
     for (name, text) in wanted {
+        if on_pipelines(name) {
+            if json.is_some() {
+                return Err(WeirError::InvalidParameter(format!(
+                    "{name} reads persons or auctions; --json feeds bids only"
+                )));
+            }
+            on_engine(name, text, events, runs).await?;
+            continue;
+        }
         let mut measured = Vec::new();
         let mut last = None;
         for _ in 0..runs {
@@ -128,45 +155,104 @@ pub async fn run(
         }
         let (view, stages) = last.expect("one run at least");
         let rows: usize = view.snapshot()?.iter().map(|b| b.num_rows()).sum();
-        measured.sort_by_key(|m| m.cpu);
-        let m = measured[measured.len() / 2];
-        println!(
-            "  {name}: {} events/s per core, {} events/s wall; {}; {} rows in the view; \
-             runs: {}",
-            rate(m.per_core(events)),
-            rate(m.per_second(events)),
-            m.describe(),
-            thousands(rows as u64),
-            measured
-                .iter()
-                .map(|r| rate(r.per_core(events)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        report(name, events, &mut measured, rows);
         println!("    stages of the last run (wall): {}", stages.describe());
-        println!(
-            "RESULT nexmark query={name} events={events} events_per_core={:.0} \
-             events_per_sec_wall={:.0} cpu_s={:.3} rows={rows}",
-            m.per_core(events),
-            m.per_second(events),
-            m.cpu.as_secs_f64()
-        );
     }
     Ok(())
+}
+
+/// One query's figures: the median run by CPU time, and each run's rate.
+fn report(name: &str, events: u64, measured: &mut [Measured], rows: usize) {
+    measured.sort_by_key(|m| m.cpu);
+    let m = measured[measured.len() / 2];
+    println!(
+        "  {name}: {} events/s per core, {} events/s wall; {}; {} rows in the view; \
+         runs: {}",
+        rate(m.per_core(events)),
+        rate(m.per_second(events)),
+        m.describe(),
+        thousands(rows as u64),
+        measured
+            .iter()
+            .map(|r| rate(r.per_core(events)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "RESULT nexmark query={name} events={events} events_per_core={:.0} \
+         events_per_sec_wall={:.0} cpu_s={:.3} rows={rows}",
+        m.per_core(events),
+        m.per_second(events),
+        m.cpu.as_secs_f64()
+    );
+}
+
+/// A query over several streams or views, as the server runs it: its statements on an
+/// engine with the three sources, then `FLUSH`; the events are those of the sources the
+/// views read, the CPU time the whole process's.
+async fn on_engine(name: &str, text: &str, bids: u64, runs: usize) -> Result<()> {
+    let counts = stream_counts(bids);
+    let mut measured = Vec::new();
+    let mut events = 0;
+    let mut rows = 0;
+    for _ in 0..runs {
+        let engine = Engine::new().await?;
+        for (table, n) in counts {
+            sql(&engine, &source_sql(table, n)).await?;
+        }
+        let span = Span::start();
+        for statement in crate::sql::split_statements(text)? {
+            sql(&engine, &statement.text).await?;
+        }
+        sql(&engine, "FLUSH").await?;
+        measured.push(span.stop());
+        let views = engine.streams().views();
+        let mut read: Vec<&str> = views
+            .iter()
+            .flat_map(|v| v.sources())
+            .filter(|s| counts.iter().any(|(t, _)| *t == s.name))
+            .map(|s| s.name.as_str())
+            .collect();
+        read.sort_unstable();
+        read.dedup();
+        events = counts
+            .iter()
+            .filter(|(t, _)| read.contains(t))
+            .map(|(_, n)| n)
+            .sum();
+        let view = views
+            .iter()
+            .find(|v| v.name == name)
+            .ok_or_else(|| WeirError::Internal(format!("no view {name}")))?;
+        rows = view.snapshot()?.iter().map(|b| b.num_rows()).sum();
+        for (table, _) in counts {
+            sql(&engine, &format!("DROP SOURCE {table} CASCADE")).await?;
+        }
+    }
+    report(name, events, &mut measured, rows);
+    println!(
+        "    on the server's pipelines, from {}",
+        counts
+            .iter()
+            .map(|(t, n)| format!("{} {t}s", thousands(*n)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
+fn source_sql(table: &str, events: u64) -> String {
+    format!(
+        "CREATE SOURCE {table} (WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND) \
+         WITH (connector = 'nexmark', 'nexmark.table.type' = '{table}', \
+         'nexmark.event.num' = '{events}', 'nexmark.base.time' = '{BASE_TIME}')"
+    )
 }
 
 /// An engine with the `bid` source of `examples/nexmark/`, `events` bids long.
 async fn source(events: u64) -> Result<Engine> {
     let engine = Engine::new().await?;
-    sql(
-        &engine,
-        &format!(
-            "CREATE SOURCE bid (WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND) \
-             WITH (connector = 'nexmark', 'nexmark.table.type' = 'bid', \
-             'nexmark.event.num' = '{events}', 'nexmark.base.time' = '{BASE_TIME}')"
-        ),
-    )
-    .await?;
+    sql(&engine, &source_sql("bid", events)).await?;
     Ok(engine)
 }
 
