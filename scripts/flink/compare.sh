@@ -3,7 +3,7 @@
 # DIR/bid.json (nexmark_flink.py) and then Weir over the same file (weir bench nexmark
 # --json), one after the other on this machine; prints both and the ratios.
 #
-#   scripts/flink/compare.sh DIR [q0 q1 q5 q7]
+#   scripts/flink/compare.sh DIR [q0 q1 q5 q7 q8]
 #
 # DIR holds bid.json (e.g. from `weir gen --profile nexmark --out DIR --count 2000000`).
 # Needs scripts/flink/setup.sh once and a release build (cargo build --release).
@@ -11,7 +11,7 @@ set -euo pipefail
 
 DIR="${1:?usage: compare.sh DIR [queries…]}"
 shift
-QUERIES=("${@:-q0 q1 q5 q7}")
+QUERIES=("${@:-q0 q1 q5 q7 q8}")
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 WEIR="${WEIR_BIN:-$HERE/../../target/release/weir}"
 [ -x "$WEIR" ] || { echo "compare: no release build at $WEIR (cargo build --release)" >&2; exit 1; }

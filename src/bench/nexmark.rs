@@ -14,6 +14,7 @@ use crate::bench::measure::{Measured, Span, mib, rate, thousands};
 use crate::connector::{Poll, SourceReader};
 use crate::engine::Engine;
 use crate::error::{Result, WeirError};
+use crate::view::source::{OpenReader, Supplied};
 
 /// The queries, as shipped in `examples/nexmark/`.
 pub const QUERIES: &[(&str, &str)] = &[
@@ -37,7 +38,11 @@ fn on_pipelines(name: &str) -> bool {
 /// every 50 events, 1 is a person, 3 are auctions and 46 are bids).
 fn stream_counts(bids: u64) -> [(&'static str, u64); 3] {
     let total = bids * 50 / 46;
-    [("person", total / 50), ("auction", total * 3 / 50), ("bid", bids)]
+    [
+        ("person", total / 50),
+        ("auction", total * 3 / 50),
+        ("bid", bids),
+    ]
 }
 
 const BASE_TIME: &str = "2026-01-01 00:00:00";
@@ -119,12 +124,11 @@ pub async fn run(
     }
     for (name, text) in wanted {
         if on_pipelines(name) {
-            if json.is_some() {
-                return Err(WeirError::InvalidParameter(format!(
-                    "{name} reads persons or auctions; --json feeds bids only"
-                )));
-            }
-            on_engine(name, text, events, runs).await?;
+            let files = match (&input, json) {
+                (Input::Json(bids), Some(path)) => Some(other_files(path, Arc::clone(bids))?),
+                _ => None,
+            };
+            on_engine(name, text, events, runs, files).await?;
             continue;
         }
         let mut measured = Vec::new();
@@ -190,8 +194,23 @@ fn report(name: &str, events: u64, measured: &mut [Measured], rows: usize) {
 /// A query over several streams or views, as the server runs it: its statements on an
 /// engine with the three sources, then `FLUSH`; the events are those of the sources the
 /// views read, the CPU time the whole process's.
-async fn on_engine(name: &str, text: &str, bids: u64, runs: usize) -> Result<()> {
-    let counts = stream_counts(bids);
+async fn on_engine(
+    name: &str,
+    text: &str,
+    bids: u64,
+    runs: usize,
+    files: Option<[Arc<Payloads>; 3]>,
+) -> Result<()> {
+    let counts = match &files {
+        None => stream_counts(bids),
+        Some(f) => {
+            let mut counts = stream_counts(0);
+            for (c, p) in counts.iter_mut().zip(f) {
+                c.1 = p.len() as u64;
+            }
+            counts
+        }
+    };
     let mut measured = Vec::new();
     let mut events = 0;
     let mut rows = 0;
@@ -199,6 +218,22 @@ async fn on_engine(name: &str, text: &str, bids: u64, runs: usize) -> Result<()>
         let engine = Engine::new().await?;
         for (table, n) in counts {
             sql(&engine, &source_sql(table, n)).await?;
+        }
+        for ((table, n), payloads) in counts.iter().zip(files.iter().flatten()) {
+            let def = engine
+                .streams()
+                .sources()
+                .into_iter()
+                .find(|s| s.name == *table)
+                .expect("created above");
+            let (schema, payloads) = (def.schema.clone(), Arc::clone(payloads));
+            let open: Arc<OpenReader> = Arc::new(move |columns: &[usize]| {
+                let reader = JsonReader::new(Arc::clone(&payloads), schema.clone(), columns)?;
+                Ok(Box::new(reader) as Box<dyn SourceReader>)
+            });
+            engine
+                .streams()
+                .supply(engine.context(), table, Supplied { open, count: *n })?;
         }
         let span = Span::start();
         for statement in crate::sql::split_statements(text)? {
@@ -231,7 +266,12 @@ async fn on_engine(name: &str, text: &str, bids: u64, runs: usize) -> Result<()>
     }
     report(name, events, &mut measured, rows);
     println!(
-        "    on the server's pipelines, from {}",
+        "    on the server's pipelines, from {}{}",
+        if files.is_some() {
+            "JSON lines decoded in memory: "
+        } else {
+            ""
+        },
         counts
             .iter()
             .map(|(t, n)| format!("{} {t}s", thousands(*n)))
@@ -239,6 +279,20 @@ async fn on_engine(name: &str, text: &str, bids: u64, runs: usize) -> Result<()>
             .join(", ")
     );
     Ok(())
+}
+
+/// The persons and auctions next to a file of bids (`DIR/bid.json` → `DIR/person.json`,
+/// `DIR/auction.json`), read before timing; with the bids, in `stream_counts` order.
+fn other_files(bids: &std::path::Path, bid: Arc<Payloads>) -> Result<[Arc<Payloads>; 3]> {
+    let dir = bids.parent().unwrap_or(std::path::Path::new("."));
+    let read = |table: &str| -> Result<Arc<Payloads>> {
+        let path = dir.join(format!("{table}.json"));
+        let text = std::fs::read(&path).map_err(|e| {
+            WeirError::InvalidParameter(format!("cannot read {}: {e}", path.display()))
+        })?;
+        Ok(Arc::new(Payloads::from_ndjson(&text)))
+    };
+    Ok([read("person")?, read("auction")?, bid])
 }
 
 fn source_sql(table: &str, events: u64) -> String {

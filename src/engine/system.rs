@@ -327,6 +327,7 @@ async fn end_offsets(source: &SourceDef, partitions: Vec<i32>) -> Positions {
         ConnectorSpec::Datagen(d) => d.count().map(|c| (0, c as i64)).into_iter().collect(),
         ConnectorSpec::Nexmark(n) => n.count().map(|c| (0, c as i64)).into_iter().collect(),
         ConnectorSpec::View(v) => Positions::from([(0, count(v.emitted.load(Ordering::Relaxed)))]),
+        ConnectorSpec::Supplied(s) => Positions::from([(0, count(s.count))]),
     }
 }
 

@@ -79,6 +79,38 @@ impl Streams {
             .collect()
     }
 
+    /// Let the source `name` read through `supplied` from now on (views created after).
+    pub fn supply(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+        supplied: crate::view::source::Supplied,
+    ) -> Result<()> {
+        let mut sources = self.sources.write().expect("sources lock");
+        let def = sources
+            .get(name)
+            .ok_or_else(|| WeirError::Internal(format!("no source \"{name}\"")))?;
+        let replaced = SourceDef {
+            name: def.name.clone(),
+            schema: def.schema.clone(),
+            event_time: def.event_time.clone(),
+            idle_timeout: def.idle_timeout,
+            connector: ConnectorSpec::Supplied(supplied),
+            options: def.options.clone(),
+            definition: def.definition.clone(),
+        };
+        let replaced = Arc::new(replaced);
+        ctx.deregister_table(name)?;
+        ctx.register_table(
+            name,
+            Arc::new(SourceTable {
+                def: Arc::clone(&replaced),
+            }),
+        )?;
+        sources.insert(name.to_string(), replaced);
+        Ok(())
+    }
+
     pub fn is_view(&self, name: &str) -> bool {
         self.views.read().expect("views lock").contains_key(name)
     }

@@ -31,6 +31,25 @@ pub enum ConnectorSpec {
     Nexmark(NexmarkSpec),
     /// Another materialized view's final rows.
     View(Arc<View>),
+    /// Readers the program embedding the engine makes (the benchmarks feed sources from
+    /// JSON held in memory); not reachable from SQL.
+    Supplied(Supplied),
+}
+
+/// Makes a reader of the given columns (see `SourceDef::open`).
+pub type OpenReader = dyn Fn(&[usize]) -> Result<Box<dyn SourceReader>> + Send + Sync;
+
+/// A source's readers as supplied by the embedding program, and how many records it holds.
+#[derive(Clone)]
+pub struct Supplied {
+    pub open: Arc<OpenReader>,
+    pub count: u64,
+}
+
+impl std::fmt::Debug for Supplied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Supplied({} records)", self.count)
+    }
 }
 
 impl std::fmt::Debug for View {
@@ -69,6 +88,7 @@ impl SourceDef {
             ConnectorSpec::Datagen(_) => "datagen",
             ConnectorSpec::Nexmark(_) => "nexmark",
             ConnectorSpec::View(_) => "view",
+            ConnectorSpec::Supplied(_) => "supplied",
         }
     }
 
@@ -92,6 +112,7 @@ impl SourceDef {
             ConnectorSpec::Datagen(d) => d.open(self.schema.clone()),
             ConnectorSpec::Nexmark(n) => n.open(self.schema.clone()),
             ConnectorSpec::View(v) => Ok(Box::new(ViewReader::open(Arc::clone(v)))),
+            ConnectorSpec::Supplied(s) => (s.open)(columns),
         }
     }
 }
