@@ -5,7 +5,8 @@
 #
 #   scripts/flink/compare.sh DIR [q0 q1 q5 q7 q8]
 #
-# DIR holds bid.json (e.g. from `weir gen --profile nexmark --out DIR --count 2000000`).
+# DIR holds bid.json, and person.json and auction.json for q8 (e.g. from `weir gen
+# --profile nexmark --out DIR --count 2000000`).
 # Needs scripts/flink/setup.sh once and a release build (cargo build --release).
 set -euo pipefail
 

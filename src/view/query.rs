@@ -264,6 +264,24 @@ mod tests {
 
     use super::BatchQuery;
 
+    /// A query over `t`, a table of two non-null Int64 columns named `a` and `b`, with `t`
+    /// replaced by the batches each run is given; and `t`'s schema.
+    async fn query_over_t(sql: &str, a: &str, b: &str) -> (BatchQuery, Arc<Schema>) {
+        let ctx = SessionContext::new();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(a, DataType::Int64, false),
+            Field::new(b, DataType::Int64, false),
+        ]));
+        let empty = MemTable::try_new(schema.clone(), vec![vec![]]).unwrap();
+        ctx.register_table("t", Arc::new(empty)).unwrap();
+        let plan = ctx.sql(sql).await.unwrap().logical_plan().clone();
+        let mut scan = &plan;
+        while !scan.inputs().is_empty() {
+            scan = scan.inputs()[0];
+        }
+        (BatchQuery::new(&plan, scan, &ctx.state()).unwrap(), schema)
+    }
+
     /// Many runs inside one task that never yields (as a pipeline busy with a fast
     /// source): each run must still finish, whatever is left of the task's budget.
     #[test]
@@ -275,27 +293,13 @@ mod tests {
                 .build()
                 .unwrap();
             runtime.block_on(async move {
-                let ctx = SessionContext::new();
-                let schema = Arc::new(Schema::new(vec![
-                    Field::new("w", DataType::Int64, false),
-                    Field::new("n", DataType::Int64, false),
-                ]));
-                let empty = MemTable::try_new(schema.clone(), vec![vec![]]).unwrap();
-                ctx.register_table("t", Arc::new(empty)).unwrap();
-                let plan = ctx
-                    .sql(
-                        "SELECT w, n FROM (SELECT w, n, ROW_NUMBER() OVER \
-                         (PARTITION BY w ORDER BY n DESC) AS r FROM t) WHERE r <= 2",
-                    )
-                    .await
-                    .unwrap()
-                    .logical_plan()
-                    .clone();
-                let mut scan = &plan;
-                while !scan.inputs().is_empty() {
-                    scan = scan.inputs()[0];
-                }
-                let query = BatchQuery::new(&plan, scan, &ctx.state()).unwrap();
+                let (query, schema) = query_over_t(
+                    "SELECT w, n FROM (SELECT w, n, ROW_NUMBER() OVER \
+                     (PARTITION BY w ORDER BY n DESC) AS r FROM t) WHERE r <= 2",
+                    "w",
+                    "n",
+                )
+                .await;
                 let batch = RecordBatch::try_new(
                     schema,
                     vec![
@@ -330,27 +334,13 @@ mod tests {
             .unwrap();
         {
             runtime.spawn(async move {
-                let ctx = SessionContext::new();
-                let schema = Arc::new(Schema::new(vec![
-                    Field::new("k", DataType::Int64, false),
-                    Field::new("n", DataType::Int64, false),
-                ]));
-                let empty = MemTable::try_new(schema.clone(), vec![vec![]]).unwrap();
-                ctx.register_table("t", Arc::new(empty)).unwrap();
-                let plan = ctx
-                    .sql(
-                        "SELECT k, avg(n) AS a FROM (SELECT k, n, ROW_NUMBER() OVER \
-                         (PARTITION BY k ORDER BY n DESC) AS r FROM t) WHERE r <= 10 GROUP BY k",
-                    )
-                    .await
-                    .unwrap()
-                    .logical_plan()
-                    .clone();
-                let mut scan = &plan;
-                while !scan.inputs().is_empty() {
-                    scan = scan.inputs()[0];
-                }
-                let query = BatchQuery::new(&plan, scan, &ctx.state()).unwrap();
+                let (query, schema) = query_over_t(
+                    "SELECT k, avg(n) AS a FROM (SELECT k, n, ROW_NUMBER() OVER \
+                     (PARTITION BY k ORDER BY n DESC) AS r FROM t) WHERE r <= 10 GROUP BY k",
+                    "k",
+                    "n",
+                )
+                .await;
                 let batches: Vec<RecordBatch> = (0..50i64)
                     .map(|b| {
                         RecordBatch::try_new(
