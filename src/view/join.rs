@@ -141,6 +141,8 @@ pub struct JoinSide {
     /// Kept rows, and index entries of rows that have gone.
     live: usize,
     stale: usize,
+    /// The smallest `newest` of the kept batches (`None`: none kept).
+    oldest: Option<i64>,
 }
 
 impl JoinSide {
@@ -170,6 +172,7 @@ impl JoinSide {
             }
         }
         let newest = max::<Int64Type>(times).unwrap_or(i64::MAX);
+        self.oldest = Some(self.oldest.map_or(newest, |o| o.min(newest)));
         self.chunks.insert(first, Chunk { rows, newest });
         self.next += n as u64;
         self.live += n;
@@ -178,9 +181,13 @@ impl JoinSide {
 
     /// Let go of the batches whose rows are all older than `cutoff`.
     pub fn evict(&mut self, cutoff: i64) {
+        if self.oldest.is_none_or(|o| o >= cutoff) {
+            return;
+        }
         let before = self.live;
         self.chunks.retain(|_, c| c.newest >= cutoff);
         self.live = self.chunks.values().map(|c| c.rows.num_rows()).sum();
+        self.oldest = self.chunks.values().map(|c| c.newest).min();
         self.stale += before - self.live;
         if self.stale > self.live.max(1024) {
             self.compact();
