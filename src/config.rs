@@ -28,6 +28,19 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// Log filter in `tracing`'s syntax (`info`, `weir=debug,info`…). Default `info`.
     pub log: String,
+    /// PostgreSQL connections open at once; past it a client gets `53300 sorry, too many
+    /// clients already`. Default 100.
+    pub max_connections: usize,
+    /// Default `statement_timeout` of every session, in milliseconds (a session's `SET
+    /// statement_timeout` overrides it); past it a statement ends with 57014. Default 0:
+    /// none.
+    pub statement_timeout_ms: u64,
+    /// A session idle (no statement running) for this many seconds is closed. Default 0:
+    /// never.
+    pub idle_session_timeout_secs: u64,
+    /// Memory all ad-hoc queries may hold at once for sorts, joins and aggregations, in
+    /// MiB; a query that needs more fails alone with 53200. Default 2048; 0: no limit.
+    pub query_memory_mb: u64,
 }
 
 impl Default for Config {
@@ -39,7 +52,25 @@ impl Default for Config {
             data_dir: PathBuf::from("weir-data"),
             shutdown_grace_secs: 10,
             log: "info".to_string(),
+            max_connections: 100,
+            statement_timeout_ms: 0,
+            idle_session_timeout_secs: 0,
+            query_memory_mb: 2048,
         }
+    }
+}
+
+/// What the PostgreSQL front enforces per connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    pub max_connections: usize,
+    pub statement_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Config::default().session_limits()
     }
 }
 
@@ -64,6 +95,18 @@ pub struct Overrides {
     /// Log filter, e.g. `info` or `weir=debug,info` [default: info]
     #[arg(long, env = "WEIR_LOG")]
     pub log: Option<String>,
+    /// PostgreSQL connections open at once [default: 100]
+    #[arg(long, env = "WEIR_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Default statement_timeout of sessions, in ms; 0: none [default: 0]
+    #[arg(long, env = "WEIR_STATEMENT_TIMEOUT_MS")]
+    pub statement_timeout_ms: Option<u64>,
+    /// Close sessions idle for this many seconds; 0: never [default: 0]
+    #[arg(long, env = "WEIR_IDLE_SESSION_TIMEOUT_SECS")]
+    pub idle_session_timeout_secs: Option<u64>,
+    /// Memory for all ad-hoc queries at once, in MiB; 0: no limit [default: 2048]
+    #[arg(long, env = "WEIR_QUERY_MEMORY_MB")]
+    pub query_memory_mb: Option<u64>,
 }
 
 impl Config {
@@ -113,6 +156,34 @@ impl Config {
         if let Some(v) = &o.log {
             self.log = v.clone();
         }
+        if let Some(v) = o.max_connections {
+            self.max_connections = v;
+        }
+        if let Some(v) = o.statement_timeout_ms {
+            self.statement_timeout_ms = v;
+        }
+        if let Some(v) = o.idle_session_timeout_secs {
+            self.idle_session_timeout_secs = v;
+        }
+        if let Some(v) = o.query_memory_mb {
+            self.query_memory_mb = v;
+        }
+    }
+
+    /// The limits each PostgreSQL session runs under.
+    pub fn session_limits(&self) -> SessionLimits {
+        SessionLimits {
+            max_connections: self.max_connections.max(1),
+            statement_timeout: (self.statement_timeout_ms > 0)
+                .then(|| Duration::from_millis(self.statement_timeout_ms)),
+            idle_timeout: (self.idle_session_timeout_secs > 0)
+                .then(|| Duration::from_secs(self.idle_session_timeout_secs)),
+        }
+    }
+
+    /// [`Config::query_memory_mb`] in bytes (`None`: no limit).
+    pub fn query_memory(&self) -> Option<usize> {
+        (self.query_memory_mb > 0).then(|| (self.query_memory_mb as usize) << 20)
     }
 
     /// [`Config::shutdown_grace_secs`] as a duration.

@@ -119,6 +119,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         Arc::clone(&engine),
         metrics.clone(),
         shutdown.clone(),
+        Default::default(),
     ));
     let server = tokio::spawn(serve(
         listener,

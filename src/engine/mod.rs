@@ -50,8 +50,16 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine with an empty `public` schema and the PostgreSQL catalogs.
+    /// An engine with an empty `public` schema and the PostgreSQL catalogs, without a
+    /// memory limit on queries.
     pub async fn new() -> Result<Self> {
+        Self::with_query_memory(None).await
+    }
+
+    /// [`Engine::new`], where ad-hoc queries together may hold at most `limit` bytes for
+    /// their sorts, joins and aggregations: one that needs more fails alone
+    /// (ResourcesExhausted). Views' own queries run outside this pool.
+    pub async fn with_query_memory(limit: Option<usize>) -> Result<Self> {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(DATABASE, SCHEMA)
             .with_create_default_catalog_and_schema(true)
@@ -64,9 +72,16 @@ impl Engine {
             )
             // `timestamptz` means a UTC-anchored instant, as in PostgreSQL with TimeZone=UTC.
             .set_str("datafusion.execution.time_zone", "UTC");
-        let runtime = RuntimeEnvBuilder::new()
-            .with_object_store_registry(Arc::new(ObjectStores::new()))
-            .build_arc()?;
+        let mut runtime =
+            RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(ObjectStores::new()));
+        if let Some(limit) = limit {
+            use datafusion::execution::memory_pool::{GreedyMemoryPool, TrackConsumersPool};
+            runtime = runtime.with_memory_pool(Arc::new(TrackConsumersPool::new(
+                GreedyMemoryPool::new(limit),
+                std::num::NonZeroUsize::new(3).expect("non-zero"),
+            )));
+        }
+        let runtime = runtime.build_arc()?;
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)

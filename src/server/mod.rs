@@ -41,7 +41,7 @@ pub async fn run(config: Config) -> Result<()> {
         ))
     })?;
 
-    let engine = Arc::new(Engine::new().await?);
+    let engine = Arc::new(Engine::with_query_memory(config.query_memory()).await?);
     if config.sql_dir.is_dir() {
         let defs = engine.load_dir(&config.sql_dir).await?;
         info!(
@@ -62,10 +62,12 @@ pub async fn run(config: Config) -> Result<()> {
     let tracker = TaskTracker::new();
     let metrics = Metrics::new();
 
+    let limits = config.session_limits();
     let handlers = Arc::new(pgwire::Handlers::new(
         engine.clone(),
         metrics.clone(),
         shutdown.clone(),
+        limits,
     ));
     let pg = tokio::spawn(pgwire::serve(
         pg_listener,

@@ -119,8 +119,15 @@ fn single_partition(state: &SessionState) -> SessionState {
         .with_repartition_windows(false)
         .with_repartition_aggregations(false)
         .with_repartition_sorts(false);
+    // Outside the memory pool of ad-hoc queries: a huge ad-hoc query must fail alone, not
+    // stop a view.
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::clone(&state.runtime_env().object_store_registry))
+        .build_arc()
+        .expect("a runtime without limits builds");
     SessionStateBuilder::new_from_existing(state.clone())
         .with_config(config)
+        .with_runtime_env(runtime)
         .build()
 }
 

@@ -6,6 +6,7 @@
 mod harness;
 mod hostile;
 mod kafka;
+mod limits;
 mod object_store;
 mod protocol;
 mod slt;

@@ -124,11 +124,21 @@ fn cancelled() -> PgWireError {
     )))
 }
 
-/// Rows that end with a 57014 error as soon as the connection's flag moves past `epoch`.
+fn timed_out() -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".into(),
+        "57014".into(),
+        "canceling statement due to statement timeout".into(),
+    )))
+}
+
+/// Rows that end with a 57014 error as soon as the connection's flag moves past `epoch`,
+/// or once `deadline` (the session's `statement_timeout`) passes.
 pub fn cancellable<S, T>(
     rows: S,
     flag: Arc<CancelFlag>,
     epoch: u64,
+    deadline: Option<tokio::time::Instant>,
 ) -> impl Stream<Item = PgWireResult<T>> + Send
 where
     S: Stream<Item = PgWireResult<T>> + Send + 'static,
@@ -140,9 +150,16 @@ where
             if done {
                 return None;
             }
+            let expired = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 _ = flag.cancelled_since(epoch) => Some((Err(cancelled()), (rows, flag, true))),
+                _ = expired => Some((Err(timed_out()), (rows, flag, true))),
                 item = rows.next() => item.map(|item| (item, (rows, flag, false))),
             }
         },

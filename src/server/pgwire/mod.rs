@@ -5,6 +5,7 @@
 pub mod cancel;
 pub mod pgtext;
 pub mod query;
+pub mod session;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -26,13 +27,15 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
+use crate::config::SessionLimits;
 use crate::engine::Engine;
 use crate::engine::functions::server_version;
 use crate::server::metrics::Metrics;
 use cancel::Cancels;
 use query::QueryHandler;
+use session::Sessions;
 
 /// Start-up without authentication (loopback only), reporting PostgreSQL 16 parameters.
 pub struct Startup {
@@ -40,6 +43,8 @@ pub struct Startup {
     pids: RandomPidSecretKeyGenerator,
     connections: Arc<ConnectionManager>,
     cancels: Arc<Cancels>,
+    sessions: Arc<Sessions>,
+    limits: SessionLimits,
 }
 
 #[async_trait]
@@ -68,6 +73,15 @@ impl StartupHandler for Startup {
             let (flag, registration) = self.cancels.register(pid, &secret);
             client.session_extensions().insert(flag);
             client.session_extensions().insert(registration);
+            if let Some(activity) = self.sessions.activity(&client.socket_addr()) {
+                client.session_extensions().insert(activity);
+            }
+            if let Some(timeout) = self.limits.statement_timeout {
+                client.metadata_mut().insert(
+                    session::STATEMENT_TIMEOUT_KEY.to_string(),
+                    timeout.as_millis().to_string(),
+                );
+            }
             finish_authentication(client, &self.parameters).await?;
         }
         Ok(())
@@ -79,10 +93,18 @@ pub struct Handlers {
     query: Arc<QueryHandler>,
     startup: Arc<Startup>,
     cancel: Arc<Cancels>,
+    sessions: Arc<Sessions>,
+    limits: SessionLimits,
 }
 
 impl Handlers {
-    pub fn new(engine: Arc<Engine>, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        engine: Arc<Engine>,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+        limits: SessionLimits,
+    ) -> Self {
+        let sessions = Arc::new(Sessions::default());
         let connections = Arc::new(ConnectionManager::new());
         let cancels = Cancels::new(connections.clone());
         let mut parameters = DefaultServerParameterProvider::default();
@@ -95,8 +117,12 @@ impl Handlers {
                 pids: RandomPidSecretKeyGenerator::default(),
                 connections,
                 cancels: cancels.clone(),
+                sessions: sessions.clone(),
+                limits,
             }),
             cancel: cancels,
+            sessions,
+            limits,
         }
     }
 }
@@ -149,16 +175,40 @@ pub async fn serve(
         match accepted {
             Ok((socket, addr)) => {
                 let _ = socket.set_nodelay(true);
+                let limits = handlers.limits;
+                let Some(open) = handlers.sessions.admit(addr, limits.max_connections) else {
+                    warn!(
+                        %addr,
+                        "refused a connection: {} are open (max_connections)",
+                        limits.max_connections
+                    );
+                    tokio::spawn(session::refuse(
+                        socket,
+                        "53300",
+                        "sorry, too many clients already",
+                    ));
+                    continue;
+                };
                 let handlers = handlers.clone();
                 let metrics = metrics.clone();
                 let shutdown = shutdown.clone();
                 tracker.spawn(async move {
                     let _open = metrics.connection_opened();
+                    let idle = async {
+                        match limits.idle_timeout {
+                            Some(t) => open.activity.idle_for(t).await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
                         result = pgwire::tokio::process_socket(socket, None, handlers) => {
                             if let Err(e) = result {
                                 debug!(%addr, "connection closed with error: {e}");
                             }
+                        }
+                        _ = idle => {
+                            info!(%addr, "closed a session idle for {:?} (idle_session_timeout_secs)",
+                                limits.idle_timeout.unwrap_or_default());
                         }
                         // Idle connections close at shutdown; running queries get the grace period.
                         _ = async {

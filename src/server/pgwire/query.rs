@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cancel::{CancelFlag, cancellable};
 use super::pgtext;
+use super::session::{Activity, Busy, statement_timeout};
 use crate::engine::{Engine, Outcome};
 use crate::error::WeirError;
 use crate::server::metrics::Metrics;
@@ -220,8 +221,9 @@ fn map_response<C: ClientInfo>(
             };
             let fixes = pgtext::plan(&schema);
             let running = metrics.running();
+            let busy = busy(client);
             let rows = q.data_rows.map(move |row| {
-                let _running = &running;
+                let _running = (&running, &busy);
                 match (row, &fixes) {
                     (Ok(row), Some(fixes)) => Ok(pgtext::rewrite(row, fixes)),
                     (row, _) => row.map_err(map_error),
@@ -231,7 +233,9 @@ fn map_response<C: ClientInfo>(
                 Some(flag) => {
                     let flag: Arc<CancelFlag> = Arc::clone(&*flag);
                     let epoch = flag.epoch();
-                    QueryResponse::new(schema, cancellable(rows, flag, epoch))
+                    let deadline = statement_timeout(client.metadata())
+                        .map(|t| tokio::time::Instant::now() + t);
+                    QueryResponse::new(schema, cancellable(rows, flag, epoch, deadline))
                 }
                 None => QueryResponse::new(schema, rows),
             };
@@ -240,6 +244,14 @@ fn map_response<C: ClientInfo>(
         }
         other => other,
     }
+}
+
+/// A statement running on the client's connection, for the idle timeout.
+fn busy<C: ClientInfo>(client: &C) -> Option<Busy> {
+    client
+        .session_extensions()
+        .get::<Arc<Activity>>()
+        .map(|a| a.busy())
 }
 
 async fn outcome_response<C: ClientInfo>(
@@ -270,6 +282,7 @@ impl SimpleQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         self.check_open().map_err(|e| pg_error(&e))?;
+        let _busy = busy(client);
         let pieces = split_statements(query).map_err(|e| pg_error(&e))?;
         if pieces.is_empty() {
             // A comment-only query (Grafana's `-- ping`) is an empty query, not an error.
@@ -318,6 +331,7 @@ impl ExtendedQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         self.check_open().map_err(|e| pg_error(&e))?;
+        let _busy = busy(client);
         let timer = self.metrics.query_started();
         let result = match &portal.statement.statement {
             (_, Some(_)) => ExtendedQueryHandler::do_query(&*self.df, client, portal, max_rows)

@@ -1,0 +1,178 @@
+//! Limits on PostgreSQL sessions: how many may be open (a client past the limit gets
+//! PostgreSQL's `53300` error), when an idle one is closed, and each session's activity
+//! (statements running, the end of the last one) that the idle timeout reads.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The metadata key where a session keeps its `statement_timeout` in milliseconds (the
+/// one `SET statement_timeout` writes and `SHOW statement_timeout` reads).
+pub const STATEMENT_TIMEOUT_KEY: &str = "statement_timeout_ms";
+
+/// One connection's activity.
+pub struct Activity {
+    running: AtomicUsize,
+    last: Mutex<Instant>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            running: AtomicUsize::new(0),
+            last: Mutex::new(Instant::now()),
+        }
+    }
+}
+
+/// A statement running on a connection; its end is the connection's last activity.
+pub struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        *self.0.last.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Activity {
+    pub fn busy(self: &Arc<Self>) -> Busy {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        Busy(Arc::clone(self))
+    }
+
+    /// Returns once nothing has run on the connection for `timeout`.
+    pub async fn idle_for(&self, timeout: Duration) {
+        loop {
+            let since = self
+                .last
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed();
+            let running = self.running.load(Ordering::SeqCst) > 0;
+            if !running && since >= timeout {
+                return;
+            }
+            let wait = if running { timeout } else { timeout - since };
+            tokio::time::sleep(wait.max(Duration::from_millis(10))).await;
+        }
+    }
+}
+
+/// The activity of open connections by peer address, so that start-up can hand each
+/// session its own.
+#[derive(Default)]
+pub struct Sessions {
+    open: Mutex<HashMap<SocketAddr, Arc<Activity>>>,
+    count: AtomicUsize,
+}
+
+/// An open connection; it leaves the registry when dropped.
+pub struct Open {
+    sessions: Arc<Sessions>,
+    addr: SocketAddr,
+    pub activity: Arc<Activity>,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.sessions
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.addr);
+        self.sessions.count.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Sessions {
+    /// Admit a connection from `addr`, unless `max` are open already.
+    pub fn admit(self: &Arc<Self>, addr: SocketAddr, max: usize) -> Option<Open> {
+        if self.count.fetch_add(1, Ordering::SeqCst) >= max {
+            self.count.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        let activity = Arc::new(Activity::default());
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(addr, Arc::clone(&activity));
+        Some(Open {
+            sessions: Arc::clone(self),
+            addr,
+            activity,
+        })
+    }
+
+    /// The activity of the connection from `addr`.
+    pub fn activity(&self, addr: &SocketAddr) -> Option<Arc<Activity>> {
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(addr)
+            .cloned()
+    }
+}
+
+async fn read_packet(socket: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    socket.read_exact(&mut len).await.ok()?;
+    let len = i32::from_be_bytes(len);
+    if !(8..=10_000).contains(&len) {
+        return None;
+    }
+    let mut body = vec![0u8; len as usize - 4];
+    socket.read_exact(&mut body).await.ok()?;
+    Some(body)
+}
+
+/// Answer a connection's start-up with a FATAL error and close it (declining SSL first,
+/// so that clients that ask for it read the error).
+pub async fn refuse(mut socket: TcpStream, code: &str, message: &str) {
+    const SSL_REQUEST: i32 = 80877103;
+    const GSS_REQUEST: i32 = 80877104;
+    const CANCEL_REQUEST: i32 = 80877102;
+    let code_of = |body: &[u8]| i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut body = read_packet(&mut socket).await?;
+        while matches!(code_of(&body), SSL_REQUEST | GSS_REQUEST) {
+            socket.write_all(b"N").await.ok()?;
+            body = read_packet(&mut socket).await?;
+        }
+        if code_of(&body) == CANCEL_REQUEST {
+            return Some(());
+        }
+        let mut fields = Vec::new();
+        for (tag, value) in [
+            (b'S', "FATAL"),
+            (b'V', "FATAL"),
+            (b'C', code),
+            (b'M', message),
+        ] {
+            fields.push(tag);
+            fields.extend_from_slice(value.as_bytes());
+            fields.push(0);
+        }
+        fields.push(0);
+        let mut out = vec![b'E'];
+        out.extend_from_slice(&((fields.len() + 4) as i32).to_be_bytes());
+        out.extend(fields);
+        socket.write_all(&out).await.ok()?;
+        socket.shutdown().await.ok()
+    })
+    .await;
+}
+
+/// The `statement_timeout` a session's metadata holds, if any.
+pub fn statement_timeout(metadata: &HashMap<String, String>) -> Option<Duration> {
+    metadata
+        .get(STATEMENT_TIMEOUT_KEY)
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&ms| ms > 0)
+        .map(Duration::from_millis)
+}

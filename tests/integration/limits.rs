@@ -1,0 +1,121 @@
+//! Limits on clients: the connection limit (53300 past it), the statement timeout (57014,
+//! from the server's default or the session's `SET`), the idle-session timeout, and the
+//! memory pool of ad-hoc queries (53200 for the query that exceeds it, nothing else).
+
+use std::time::Duration;
+
+use crate::harness::{Server, connect, first_value};
+
+fn code(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| format!("{} {}", d.code().code(), d.message()))
+        .unwrap_or_else(|| e.to_string())
+}
+
+/// A statement that runs for seconds in a debug build, without rows until the end.
+const LONG: &str = "SELECT count(*) FROM generate_series(1, 2000000000) a";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_are_refused_with_53300() {
+    let server = Server::start_with("tests/fixtures/sql", &["--max-connections", "3"]);
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(connect(&server).await);
+    }
+    let refused = server
+        .pg_config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("a fourth connection is refused");
+    assert_eq!(code(&refused), "53300 sorry, too many clients already");
+    // The open ones still work; closing one lets a new client in.
+    let messages = open[0].simple_query("SELECT 41 + 1").await.unwrap();
+    assert_eq!(first_value(&messages).as_deref(), Some("42"));
+    drop(open.pop());
+    let mut admitted = None;
+    for _ in 0..100 {
+        if let Ok((client, conn)) = server.pg_config().connect(tokio_postgres::NoTls).await {
+            tokio::spawn(conn);
+            admitted = Some(client);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let admitted = admitted.expect("a slot frees once a connection closes");
+    let messages = admitted.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(first_value(&messages).as_deref(), Some("1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_past_the_timeout_end_with_57014_and_the_session_goes_on() {
+    let server = Server::start_with("tests/fixtures/sql", &["--statement-timeout-ms", "300"]);
+    let client = connect(&server).await;
+    let messages = client.simple_query("SHOW statement_timeout").await.unwrap();
+    assert_eq!(first_value(&messages).as_deref(), Some("300ms"));
+    let err = client.simple_query(LONG).await.unwrap_err();
+    assert_eq!(
+        code(&err),
+        "57014 canceling statement due to statement timeout"
+    );
+    // The extended protocol too.
+    let err = client.query(LONG, &[]).await.unwrap_err();
+    assert_eq!(
+        code(&err),
+        "57014 canceling statement due to statement timeout"
+    );
+    let messages = client.simple_query("SELECT 2").await.unwrap();
+    assert_eq!(first_value(&messages).as_deref(), Some("2"));
+    // The session's own setting wins over the server's default.
+    client
+        .simple_query("SET statement_timeout = '20s'")
+        .await
+        .unwrap();
+    let messages = client
+        .simple_query("SELECT count(*) FROM generate_series(1, 20000000) a")
+        .await
+        .unwrap();
+    assert_eq!(first_value(&messages).as_deref(), Some("20000000"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_close_and_busy_ones_stay() {
+    let server = Server::start_with("tests/fixtures/sql", &["--idle-session-timeout-secs", "1"]);
+    let idle = connect(&server).await;
+    let busy = connect(&server).await;
+    // `busy` runs a statement every 200 ms for 2.5 s; `idle` does nothing meanwhile.
+    for _ in 0..12 {
+        busy.simple_query("SELECT 1").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(idle.simple_query("SELECT 1").await.is_err());
+    assert!(idle.is_closed());
+    let messages = busy.simple_query("SELECT 3").await.unwrap();
+    assert_eq!(first_value(&messages).as_deref(), Some("3"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_past_the_memory_limit_fails_alone() {
+    let server = Server::start_with("tests/fixtures/sql", &["--query-memory-mb", "16"]);
+    let client = connect(&server).await;
+    let other = connect(&server).await;
+    // A hash join whose build side (3 M rows) cannot fit in 16 MiB and cannot spill.
+    let err = client
+        .simple_query(
+            "SELECT count(*) FROM generate_series(1, 3000000) a(x) \
+             JOIN generate_series(1, 3000000) b(y) ON a.x = b.y",
+        )
+        .await
+        .unwrap_err();
+    let message = code(&err);
+    assert!(message.starts_with("53200 "), "{message}");
+    assert!(message.contains("Failed to allocate"), "{message}");
+    // Both sessions go on, and a query within the limit runs.
+    for c in [&client, &other] {
+        let messages = c
+            .simple_query("SELECT count(*) FROM generate_series(1, 1000) a(x) JOIN generate_series(1, 1000) b(y) ON a.x = b.y")
+            .await
+            .unwrap();
+        assert_eq!(first_value(&messages).as_deref(), Some("1000"));
+    }
+}
