@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use crate::connector::{PartitionBatch, Poll, Positions, SourceReader};
+use crate::connector::{DecodeSample, PartitionBatch, Poll, Positions, SourceReader};
 use crate::error::Result;
 
 /// Partition numbers from here on are the right source's.
@@ -114,5 +114,20 @@ impl SourceReader for JoinedReader {
 
     fn decode_errors(&self) -> u64 {
         self.sides[0].decode_errors() + self.sides[1].decode_errors()
+    }
+
+    fn decode_samples(&self) -> Vec<DecodeSample> {
+        let right = self.sides[1]
+            .decode_samples()
+            .into_iter()
+            .map(|s| DecodeSample {
+                partition: s.partition + RIGHT,
+                ..s
+            });
+        self.sides[0]
+            .decode_samples()
+            .into_iter()
+            .chain(right)
+            .collect()
     }
 }

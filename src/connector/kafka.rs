@@ -19,7 +19,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 
-use super::{PartitionBatch, Poll, Positions, SourceReader, check_options, parsed, required};
+use super::{
+    DECODE_SAMPLES, DecodeSample, PartitionBatch, Poll, Positions, SAMPLE_BYTES, SourceReader,
+    check_options, parsed, required,
+};
 use crate::decode::{Decoder, Format};
 use crate::error::{Result, WeirError};
 use crate::sql::streaming::Options;
@@ -190,6 +193,7 @@ impl KafkaSpec {
             refreshing: None,
             positions,
             decode_errors: 0,
+            samples: Default::default(),
             refreshed: Instant::now(),
             last_warning: None,
         }))
@@ -498,6 +502,8 @@ struct KafkaReader {
     decoder: Decoder,
     positions: Positions,
     decode_errors: u64,
+    /// The last records skipped, newest last.
+    samples: std::collections::VecDeque<DecodeSample>,
     refreshed: Instant,
     last_warning: Option<(String, Instant)>,
 }
@@ -587,6 +593,24 @@ impl KafkaReader {
                 )));
             }
             self.decode_errors += skipped.len() as u64;
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64);
+            for skip in skipped.iter().rev().take(DECODE_SAMPLES).rev() {
+                let record = records[skip.index];
+                let payload = record.payload.as_deref().unwrap_or_default();
+                if self.samples.len() == DECODE_SAMPLES {
+                    self.samples.pop_front();
+                }
+                self.samples.push_back(DecodeSample {
+                    partition,
+                    offset: record.offset,
+                    error: skip.reason.clone(),
+                    payload: String::from_utf8_lossy(&payload[..payload.len().min(SAMPLE_BYTES)])
+                        .into_owned(),
+                    at,
+                });
+            }
             self.warn(format!(
                 "skipped {} undecodable record(s) in partition {partition}, the first at offset {offset}: {}",
                 skipped.len(),
@@ -676,6 +700,10 @@ impl SourceReader for KafkaReader {
 
     fn decode_errors(&self) -> u64 {
         self.decode_errors
+    }
+
+    fn decode_samples(&self) -> Vec<DecodeSample> {
+        self.samples.iter().cloned().collect()
     }
 }
 

@@ -51,7 +51,28 @@ pub trait SourceReader: Send {
     fn partitions(&self) -> Vec<i32>;
     /// Records skipped because they could not be decoded.
     fn decode_errors(&self) -> u64;
+    /// The last few of those records, newest last.
+    fn decode_samples(&self) -> Vec<DecodeSample> {
+        Vec::new()
+    }
 }
+
+/// A record a source skipped because it could not be decoded.
+#[derive(Debug, Clone)]
+pub struct DecodeSample {
+    pub partition: i32,
+    pub offset: i64,
+    pub error: String,
+    /// The record's first bytes, as text (invalid UTF-8 replaced).
+    pub payload: String,
+    /// When it was skipped, in microseconds since the Unix epoch.
+    pub at: i64,
+}
+
+/// Samples kept per reader.
+pub const DECODE_SAMPLES: usize = 10;
+/// Bytes of a sample's payload kept.
+pub const SAMPLE_BYTES: usize = 200;
 
 /// Has `positions` reached every offset of `target`?
 pub fn reached(positions: &Positions, target: &Positions) -> bool {

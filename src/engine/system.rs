@@ -34,7 +34,12 @@ pub struct SystemSchema {
     pub streams: Weak<Streams>,
 }
 
-const TABLES: [&str; 3] = ["materialized_views", "sources", "source_partitions"];
+const TABLES: [&str; 4] = [
+    "materialized_views",
+    "sources",
+    "source_partitions",
+    "decode_errors",
+];
 
 #[async_trait]
 impl SchemaProvider for SystemSchema {
@@ -46,6 +51,7 @@ impl SchemaProvider for SystemSchema {
             "materialized_views" => Kind::Views,
             "sources" => Kind::Sources,
             "source_partitions" => Kind::Partitions,
+            "decode_errors" => Kind::DecodeErrors,
             _ => return Ok(None),
         };
         Ok(Some(Arc::new(SystemTable {
@@ -63,6 +69,7 @@ enum Kind {
     Views,
     Sources,
     Partitions,
+    DecodeErrors,
 }
 
 #[derive(Debug)]
@@ -115,6 +122,15 @@ fn schema_of(kind: Kind) -> SchemaRef {
             int("lag"),
             int("rows_in"),
             Field::new("rows_per_second", DataType::Float64, true),
+        ],
+        Kind::DecodeErrors => vec![
+            text("source"),
+            text("view_name"),
+            int("partition"),
+            int("offset"),
+            text("error"),
+            text("payload"),
+            time("seen_at"),
         ],
     }))
 }
@@ -391,6 +407,42 @@ async fn partitions_batch(streams: &Streams) -> DfResult<RecordBatch> {
     Ok(RecordBatch::try_new(schema_of(Kind::Partitions), columns)?)
 }
 
+/// The last records each view's reader skipped, per source.
+fn decode_errors_batch(streams: &Streams) -> DfResult<RecordBatch> {
+    let mut rows = Vec::new();
+    for view in streams.views() {
+        let sources = view.sources();
+        let samples = view
+            .stats
+            .decode_samples
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for sample in samples {
+            let (side, partition) = side_of(sample.partition);
+            rows.push((
+                sources[side].name.clone(),
+                view.name.clone(),
+                partition,
+                sample,
+            ));
+        }
+    }
+    let columns = vec![
+        text(&rows, |r| &r.0),
+        text(&rows, |r| &r.1),
+        int(&rows, |r| r.2 as i64),
+        int(&rows, |r| r.3.offset),
+        text(&rows, |r| &r.3.error),
+        text(&rows, |r| &r.3.payload),
+        time(&rows, |r| Some(r.3.at)),
+    ];
+    Ok(RecordBatch::try_new(
+        schema_of(Kind::DecodeErrors),
+        columns,
+    )?)
+}
+
 #[async_trait]
 impl TableProvider for SystemTable {
     fn schema(&self) -> SchemaRef {
@@ -415,6 +467,7 @@ impl TableProvider for SystemTable {
                 }
                 Kind::Sources => sources_batch(&streams)?,
                 Kind::Partitions => partitions_batch(&streams).await?,
+                Kind::DecodeErrors => decode_errors_batch(&streams)?,
             },
             None => RecordBatch::new_empty(self.schema()),
         };

@@ -207,9 +207,18 @@ impl Driver {
         let now = Instant::now();
         self.stages.poll += now - t;
         let view = Arc::clone(&self.view);
-        view.stats
+        if view
+            .stats
             .decode_errors
-            .store(reader.decode_errors(), Ordering::Relaxed);
+            .swap(reader.decode_errors(), Ordering::Relaxed)
+            != reader.decode_errors()
+        {
+            *view
+                .stats
+                .decode_samples
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = reader.decode_samples();
+        }
         let mut read = Vec::new();
         match polled {
             Poll::Records(batches) => {

@@ -42,6 +42,8 @@ pub struct ViewStats {
     pub watermark: AtomicI64,
     /// Records the source could not decode.
     pub decode_errors: AtomicU64,
+    /// The last few of them (joined partition numbers for joins).
+    pub decode_samples: Mutex<Vec<crate::connector::DecodeSample>>,
     /// When rows were last folded in, in microseconds since the Unix epoch (0: never).
     pub last_update: AtomicI64,
     /// How far the view's reader is in each partition of its source.
