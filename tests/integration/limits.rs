@@ -1,6 +1,7 @@
 //! Limits on clients: the connection limit (53300 past it), the statement timeout (57014,
-//! from the server's default or the session's `SET`), the idle-session timeout, and the
-//! memory pool of ad-hoc queries (53200 for the query that exceeds it, nothing else).
+//! from the server's default or the session's `SET`), the idle-session timeout, the
+//! memory pool of ad-hoc queries (53200 for the query that exceeds it, nothing else), and
+//! 200 clients at once reading views while events arrive.
 
 use std::time::Duration;
 
@@ -118,4 +119,70 @@ async fn a_query_past_the_memory_limit_fails_alone() {
             .unwrap();
         assert_eq!(first_value(&messages).as_deref(), Some("1000"));
     }
+}
+
+/// 200 clients at once, each reading views five times while a source feeds them: every
+/// query answers, and each client sees the count only grow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_clients_read_views_while_events_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("views.sql"),
+        "CREATE SOURCE pv (WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) WITH (
+           connector = 'datagen', profile = 'page_views', seed = '5', rate = '20000');
+         CREATE MATERIALIZED VIEW per_category AS
+         SELECT category, count(*) AS n FROM pv GROUP BY category;
+         CREATE MATERIALIZED VIEW per_second AS
+         SELECT window_start, count(*) AS n
+         FROM TUMBLE(pv, ts, INTERVAL '1' SECOND) GROUP BY window_start, window_end;",
+    )
+    .unwrap();
+    let server = Server::start_with(dir.path().to_str().unwrap(), &["--max-connections", "250"]);
+    let admin = connect(&server).await;
+    let rows_in = |messages: Vec<tokio_postgres::SimpleQueryMessage>| -> i64 {
+        first_value(&messages).unwrap().parse().unwrap()
+    };
+    let read = "SELECT rows_in FROM weir_catalog.materialized_views WHERE name = 'per_category'";
+    let before = rows_in(admin.simple_query(read).await.unwrap());
+    let mut clients = Vec::new();
+    for i in 0..200 {
+        let config = server.pg_config();
+        clients.push(tokio::spawn(async move {
+            let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            let mut last = 0i64;
+            for round in 0..5 {
+                let sql = if (i + round) % 2 == 0 {
+                    "SELECT coalesce(sum(n), 0) FROM per_category"
+                } else {
+                    "SELECT coalesce(sum(n), 0) FROM per_second"
+                };
+                let n: i64 = first_value(&client.simple_query(sql).await?)
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                if sql.contains("per_category") {
+                    assert!(n >= last, "the count went back: {last} then {n}");
+                    last = n;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok::<_, tokio_postgres::Error>(())
+        }));
+    }
+    let mut ok = 0;
+    for c in clients {
+        c.await.unwrap().unwrap();
+        ok += 1;
+    }
+    assert_eq!(ok, 200);
+    let after = rows_in(admin.simple_query(read).await.unwrap());
+    assert!(after > before, "ingestion went on: {before} then {after}");
+    let messages = admin
+        .simple_query(
+            "SELECT status FROM weir_catalog.materialized_views WHERE status <> 'running'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(first_value(&messages), None);
 }
