@@ -51,9 +51,9 @@ pub async fn run(events: u64, runs: usize) -> Result<()> {
     )
     .await?;
     let compiled = compile_view(&engine, "q", BID_VIEW).await?;
-    let schema = compiled.plan.source.schema.clone();
+    let schema = compiled.plan.stream.source.schema.clone();
     // The source columns the view reads, which its reader decodes.
-    let columns = compiled.plan.columns.clone();
+    let columns = compiled.plan.stream.columns.clone();
     println!(
         "  the view reads {} of the {} columns: {}",
         columns.len(),
@@ -73,8 +73,11 @@ pub async fn run(events: u64, runs: usize) -> Result<()> {
         fed.push(arrow_json_fed(&payloads, &schema)?);
         decoder.push(decoder_alone(&payloads, &schema, &columns).await?);
         let view = compile_view(&engine, "q", BID_VIEW).await?;
-        let mut reader =
-            JsonReader::new(Arc::clone(&payloads), schema.clone(), &view.plan.columns)?;
+        let mut reader = JsonReader::new(
+            Arc::clone(&payloads),
+            schema.clone(),
+            &view.plan.stream.columns,
+        )?;
         let mut driver = Driver::new(Arc::clone(&view), &reader.partitions());
         let span = Span::start();
         while driver.step(&mut reader).await? {}

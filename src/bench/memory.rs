@@ -41,7 +41,7 @@ pub async fn run(groups: u64) -> Result<()> {
     )
     .await?;
     let view = compile_view(&engine, "m", VIEW).await?;
-    let schema = view.plan.source.schema.clone();
+    let schema = view.plan.stream.source.schema.clone();
     let mut driver = Driver::new(Arc::clone(&view), &[0]);
 
     let rss_before = rss_bytes();

@@ -87,10 +87,7 @@ pub async fn run(
         None => Input::Generator,
         Some(path) => {
             let t = Instant::now();
-            let text = std::fs::read(path).map_err(|e| {
-                WeirError::InvalidParameter(format!("cannot read {}: {e}", path.display()))
-            })?;
-            let payloads = Payloads::from_ndjson(&text);
+            let payloads = read_lines(path)?;
             println!(
                 "  read {} bids, {} of JSON, from {} in {:.1} s (not timed)",
                 thousands(payloads.len() as u64),
@@ -122,13 +119,14 @@ pub async fn run(
             m.describe()
         );
     }
+    // The persons and auctions next to the bids, read once for every join.
+    let mut files = None;
     for (name, text) in wanted {
         if on_pipelines(name) {
-            let files = match (&input, json) {
-                (Input::Json(bids), Some(path)) => Some(other_files(path, Arc::clone(bids))?),
-                _ => None,
-            };
-            on_engine(name, text, events, runs, files).await?;
+            if let (Input::Json(bids), Some(path), None) = (&input, json, &files) {
+                files = Some(other_files(path, Arc::clone(bids))?);
+            }
+            on_engine(name, text, events, runs, files.clone()).await?;
             continue;
         }
         let mut measured = Vec::new();
@@ -137,11 +135,17 @@ pub async fn run(
             let engine = source(events).await?;
             let view = compile_statement(&engine, text).await?;
             let mut reader: Box<dyn SourceReader> = match &input {
-                Input::Generator => view.plan.source.open(&view.plan.columns).await?,
+                Input::Generator => {
+                    view.plan
+                        .stream
+                        .source
+                        .open(&view.plan.stream.columns)
+                        .await?
+                }
                 Input::Json(payloads) => Box::new(JsonReader::new(
                     Arc::clone(payloads),
-                    view.plan.source.schema.clone(),
-                    &view.plan.columns,
+                    view.plan.stream.source.schema.clone(),
+                    &view.plan.stream.columns,
                 )?),
             };
             let mut driver = Driver::new(Arc::clone(&view), &reader.partitions());
@@ -285,14 +289,15 @@ async fn on_engine(
 /// `DIR/auction.json`), read before timing; with the bids, in `stream_counts` order.
 fn other_files(bids: &std::path::Path, bid: Arc<Payloads>) -> Result<[Arc<Payloads>; 3]> {
     let dir = bids.parent().unwrap_or(std::path::Path::new("."));
-    let read = |table: &str| -> Result<Arc<Payloads>> {
-        let path = dir.join(format!("{table}.json"));
-        let text = std::fs::read(&path).map_err(|e| {
-            WeirError::InvalidParameter(format!("cannot read {}: {e}", path.display()))
-        })?;
-        Ok(Arc::new(Payloads::from_ndjson(&text)))
-    };
+    let read = |table: &str| read_lines(&dir.join(format!("{table}.json"))).map(Arc::new);
     Ok([read("person")?, read("auction")?, bid])
+}
+
+/// A JSON-lines file, one payload per line.
+fn read_lines(path: &std::path::Path) -> Result<Payloads> {
+    let text = std::fs::read(path)
+        .map_err(|e| WeirError::InvalidParameter(format!("cannot read {}: {e}", path.display())))?;
+    Ok(Payloads::from_ndjson(&text))
 }
 
 fn source_sql(table: &str, events: u64) -> String {

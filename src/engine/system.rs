@@ -296,7 +296,7 @@ pub(crate) fn source_rows(streams: &Streams) -> Vec<SourceRow> {
         .map(|s| {
             let reading: Vec<&ViewRow> = views
                 .iter()
-                .filter(|v| v.source.split(", ").any(|n| n == s.name))
+                .filter(|v| v.rows_by_source.iter().any(|(n, _)| *n == s.name))
                 .collect();
             let most = |f: fn(&ViewRow) -> i64| reading.iter().map(|v| f(v)).max().unwrap_or(0);
             SourceRow {

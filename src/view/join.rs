@@ -9,14 +9,13 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array,
 };
-use datafusion::arrow::compute::{
-    and, cast, filter_record_batch, interleave_record_batch, max, take,
-};
+use datafusion::arrow::compute::{and, cast, interleave_record_batch, max, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
-use datafusion::arrow::row::{RowConverter, Rows, SortField};
+use datafusion::arrow::row::{RowConverter, Rows};
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::error::{Result, WeirError};
+use crate::error::Result;
+use crate::view::plan::Chain;
 
 /// The equality keys of a join (`ON l.a = r.b AND …`), evaluated over each side's rows.
 #[derive(Debug)]
@@ -25,17 +24,35 @@ pub struct JoinKeys {
     pub exprs: [Vec<Arc<dyn PhysicalExpr>>; 2],
     /// The key columns' types (the left side's; the right's are cast to them).
     pub types: Vec<DataType>,
+    /// Encodes keys of those types as comparable bytes.
+    pub converter: RowConverter,
     /// Whether NULL keys match each other (`IS NOT DISTINCT FROM`).
     pub nulls_match: bool,
     /// The non-equality part of the condition, over the joined rows.
-    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    pub filter: Chain,
     /// The joined rows: the left side's columns, then the right side's.
     pub schema: SchemaRef,
 }
 
+/// The keys of a batch of one side's rows.
+pub struct Keyed {
+    rows: Rows,
+    /// Which rows have a key (`None`: all); a NULL key matches nothing.
+    valid: Option<BooleanArray>,
+}
+
+impl Keyed {
+    /// The rows with a key: their index and key bytes.
+    fn iter(&self) -> impl Iterator<Item = (usize, &[u8])> {
+        (0..self.rows.num_rows())
+            .filter(|&i| self.valid.as_ref().is_none_or(|v| v.value(i)))
+            .map(|i| (i, self.rows.row(i).data()))
+    }
+}
+
 impl JoinKeys {
-    /// Each row's key, and which rows have one (a NULL key matches nothing).
-    fn keys(&self, side: usize, rows: &RecordBatch) -> Result<(Rows, Option<BooleanArray>)> {
+    /// The keys of `rows`, new on side `side`.
+    pub fn keys(&self, side: usize, rows: &RecordBatch) -> Result<Keyed> {
         let n = rows.num_rows();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.types.len());
         for (e, t) in self.exprs[side].iter().zip(&self.types) {
@@ -54,35 +71,44 @@ impl JoinKeys {
                 }
             }
         }
-        let converter =
-            RowConverter::new(self.types.iter().cloned().map(SortField::new).collect())?;
-        Ok((converter.convert_columns(&columns)?, valid))
+        Ok(Keyed {
+            rows: self.converter.convert_columns(&columns)?,
+            valid,
+        })
     }
 
-    /// Join `rows`, new on side `side`, with the rows `other` keeps (the other side):
-    /// the joined rows, left columns first, that meet the whole condition.
-    pub fn probe(&self, side: usize, rows: &RecordBatch, other: &JoinSide) -> Result<RecordBatch> {
-        let (keys, valid) = self.keys(side, rows)?;
-        let mut new_rows: Vec<u32> = Vec::new();
-        let mut partners: Vec<u64> = Vec::new();
-        for i in 0..rows.num_rows() {
-            if valid.as_ref().is_some_and(|v| !v.value(i)) {
-                continue;
-            }
-            if let Some(seqs) = other.index.get(keys.row(i).as_ref()) {
-                for &seq in seqs {
-                    if other.locate(seq).is_some() {
-                        new_rows.push(i as u32);
-                        partners.push(seq);
-                    }
+    /// Join `rows` (new on side `side`, with their `keys`) with the rows `other` keeps
+    /// (the other side): the joined rows, left columns first, that meet the whole
+    /// condition.
+    pub fn probe(
+        &self,
+        side: usize,
+        rows: &RecordBatch,
+        keys: &Keyed,
+        other: &JoinSide,
+    ) -> Result<RecordBatch> {
+        let mut mine: Vec<u32> = Vec::new();
+        // The partners: (index into `batches`, row in that batch).
+        let mut theirs: Vec<(usize, usize)> = Vec::new();
+        let mut batches: Vec<&RecordBatch> = Vec::new();
+        let mut slot: HashMap<u64, usize> = HashMap::new();
+        for (i, key) in keys.iter() {
+            for &seq in other.index.get(key).into_iter().flatten() {
+                if let Some((first, chunk, row)) = other.locate(seq) {
+                    let b = *slot.entry(first).or_insert_with(|| {
+                        batches.push(chunk);
+                        batches.len() - 1
+                    });
+                    mine.push(i as u32);
+                    theirs.push((b, row));
                 }
             }
         }
-        if new_rows.is_empty() {
+        if mine.is_empty() {
             return Ok(RecordBatch::new_empty(Arc::clone(&self.schema)));
         }
-        let mine = take_rows(rows, &UInt32Array::from(new_rows))?;
-        let theirs = other.gather(&partners)?;
+        let mine = take_record_batch(rows, &UInt32Array::from(mine))?;
+        let theirs = interleave_record_batch(&batches, &theirs)?;
         let (left, right) = if side == 0 {
             (mine, theirs)
         } else {
@@ -90,37 +116,9 @@ impl JoinKeys {
         };
         let mut columns = left.columns().to_vec();
         columns.extend(right.columns().iter().cloned());
-        let joined = RecordBatch::try_new_with_options(
-            Arc::clone(&self.schema),
-            columns,
-            &datafusion::arrow::array::RecordBatchOptions::new()
-                .with_row_count(Some(left.num_rows())),
-        )?;
-        match &self.filter {
-            Some(f) if joined.num_rows() > 0 => {
-                let mask = f.evaluate(&joined)?.into_array(joined.num_rows())?;
-                let mask = mask
-                    .as_any()
-                    .downcast_ref::<BooleanArray>()
-                    .ok_or_else(|| WeirError::Internal("join filter is not boolean".into()))?;
-                Ok(filter_record_batch(&joined, mask)?)
-            }
-            _ => Ok(joined),
-        }
+        let joined = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
+        self.filter.apply(joined)
     }
-}
-
-fn take_rows(rows: &RecordBatch, indices: &UInt32Array) -> Result<RecordBatch> {
-    let columns = rows
-        .columns()
-        .iter()
-        .map(|c| take(c.as_ref(), indices, None))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new_with_options(
-        rows.schema(),
-        columns,
-        &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(indices.len())),
-    )?)
 }
 
 struct Chunk {
@@ -146,37 +144,25 @@ pub struct JoinSide {
 }
 
 impl JoinSide {
-    /// Keep `rows` with their event times; `keys` indexes them (`None`: no equality keys,
-    /// every row is a partner of every other).
-    pub fn push(
-        &mut self,
-        rows: RecordBatch,
-        times: &Int64Array,
-        keys: Option<(&JoinKeys, usize)>,
-    ) -> Result<()> {
+    /// Keep `rows` with their event times, indexed by their `keys` (`None`: no equality
+    /// keys, every row is a partner of every other).
+    pub fn push(&mut self, rows: RecordBatch, times: &Int64Array, keys: Option<&Keyed>) {
         let n = rows.num_rows();
         if n == 0 {
-            return Ok(());
+            return;
         }
         let first = self.next;
-        if let Some((k, side)) = keys {
-            let (key_rows, valid) = k.keys(side, &rows)?;
-            for i in 0..n {
-                if valid.as_ref().is_some_and(|v| !v.value(i)) {
-                    continue;
-                }
-                self.index
-                    .entry(key_rows.row(i).as_ref().into())
-                    .or_default()
-                    .push(first + i as u64);
-            }
+        for (i, key) in keys.into_iter().flat_map(Keyed::iter) {
+            self.index
+                .entry(key.into())
+                .or_default()
+                .push(first + i as u64);
         }
         let newest = max::<Int64Type>(times).unwrap_or(i64::MAX);
         self.oldest = Some(self.oldest.map_or(newest, |o| o.min(newest)));
         self.chunks.insert(first, Chunk { rows, newest });
         self.next += n as u64;
         self.live += n;
-        Ok(())
     }
 
     /// Let go of the batches whose rows are all older than `cutoff`.
@@ -196,40 +182,21 @@ impl JoinSide {
 
     /// Drop the index entries of rows that have gone.
     fn compact(&mut self) {
-        let chunks = &self.chunks;
-        self.index.retain(|_, seqs| {
-            seqs.retain(|&s| {
-                chunks
-                    .range(..=s)
-                    .next_back()
-                    .is_some_and(|(first, c)| s < first + c.rows.num_rows() as u64)
-            });
+        let mut index = std::mem::take(&mut self.index);
+        index.retain(|_, seqs| {
+            seqs.retain(|&s| self.locate(s).is_some());
             !seqs.is_empty()
         });
+        self.index = index;
         self.stale = 0;
     }
 
-    /// The batch and row of row number `seq`, if it is still kept.
-    fn locate(&self, seq: u64) -> Option<(&RecordBatch, usize)> {
+    /// Row number `seq`, if it is still kept: its batch's first row number, the batch,
+    /// and its row in the batch.
+    fn locate(&self, seq: u64) -> Option<(u64, &RecordBatch, usize)> {
         let (first, chunk) = self.chunks.range(..=seq).next_back()?;
         let i = (seq - first) as usize;
-        (i < chunk.rows.num_rows()).then_some((&chunk.rows, i))
-    }
-
-    /// The rows with the given numbers (all kept, at least one), in that order.
-    fn gather(&self, seqs: &[u64]) -> Result<RecordBatch> {
-        let mut batches: Vec<&RecordBatch> = Vec::new();
-        let mut slot: HashMap<u64, usize> = HashMap::new();
-        let mut indices = Vec::with_capacity(seqs.len());
-        for &seq in seqs {
-            let (first, chunk) = self.chunks.range(..=seq).next_back().expect("a kept row");
-            let b = *slot.entry(*first).or_insert_with(|| {
-                batches.push(&chunk.rows);
-                batches.len() - 1
-            });
-            indices.push((b, (seq - first) as usize));
-        }
-        Ok(interleave_record_batch(&batches, &indices)?)
+        (i < chunk.rows.num_rows()).then_some((*first, &chunk.rows, i))
     }
 
     /// Every kept row (for joins without equality keys).
@@ -289,8 +256,12 @@ mod tests {
         JoinKeys {
             exprs: [vec![Arc::clone(&col)], vec![col]],
             types: vec![DataType::Int64],
+            converter: RowConverter::new(vec![datafusion::arrow::row::SortField::new(
+                DataType::Int64,
+            )])
+            .unwrap(),
             nulls_match: false,
-            filter: None,
+            filter: Chain::default(),
             schema: joined,
         }
     }
@@ -313,37 +284,40 @@ mod tests {
         out
     }
 
+    /// Keep `rows` on the right side, indexed.
+    fn keep(k: &JoinKeys, side: &mut JoinSide, rows: RecordBatch, times: Vec<i64>) {
+        let keys = k.keys(1, &rows).unwrap();
+        side.push(rows, &Int64Array::from(times), Some(&keys));
+    }
+
+    /// Join new left rows with the right side's.
+    fn probe(k: &JoinKeys, left: &RecordBatch, right: &JoinSide) -> RecordBatch {
+        k.probe(0, left, &k.keys(0, left).unwrap(), right).unwrap()
+    }
+
     #[test]
     fn a_new_row_meets_only_kept_partners_with_its_key() {
         let k = keys();
         let mut right = JoinSide::default();
-        let times = Int64Array::from(vec![10, 20, 30, 40]);
-        right
-            .push(
-                side_rows(&[Some(1), Some(2), Some(1), None], "r"),
-                &times,
-                Some((&k, 1)),
-            )
-            .unwrap();
-        right
-            .push(
-                side_rows(&[Some(2)], "s"),
-                &Int64Array::from(vec![100]),
-                Some((&k, 1)),
-            )
-            .unwrap();
+        keep(
+            &k,
+            &mut right,
+            side_rows(&[Some(1), Some(2), Some(1), None], "r"),
+            vec![10, 20, 30, 40],
+        );
+        keep(&k, &mut right, side_rows(&[Some(2)], "s"), vec![100]);
         let left = side_rows(&[Some(1), Some(2), None, Some(3)], "l");
         assert_eq!(
-            pairs(&k.probe(0, &left, &right).unwrap()),
+            pairs(&probe(&k, &left, &right)),
             ["l0-r0", "l0-r2", "l1-r1", "l1-s0"]
         );
         // The first batch goes once the cutoff passes its newest row; the second stays.
         right.evict(41);
         assert_eq!(right.rows(), 1);
-        assert_eq!(pairs(&k.probe(0, &left, &right).unwrap()), ["l1-s0"]);
+        assert_eq!(pairs(&probe(&k, &left, &right)), ["l1-s0"]);
         right.evict(i64::MAX);
         assert_eq!(right.rows(), 0);
-        assert_eq!(k.probe(0, &left, &right).unwrap().num_rows(), 0);
+        assert_eq!(probe(&k, &left, &right).num_rows(), 0);
     }
 
     #[test]
@@ -351,17 +325,12 @@ mod tests {
         let k = keys();
         let mut side = JoinSide::default();
         for t in 0..3000i64 {
-            side.push(
-                side_rows(&[Some(t % 7)], "r"),
-                &Int64Array::from(vec![t]),
-                Some((&k, 1)),
-            )
-            .unwrap();
+            keep(&k, &mut side, side_rows(&[Some(t % 7)], "r"), vec![t]);
         }
         side.evict(2990);
         assert_eq!(side.rows(), 10);
         assert_eq!(side.index.values().map(Vec::len).sum::<usize>(), 10);
-        let probe = side_rows(&[Some(0), Some(1)], "l");
-        assert_eq!(k.probe(0, &probe, &side).unwrap().num_rows(), 3);
+        let left = side_rows(&[Some(0), Some(1)], "l");
+        assert_eq!(probe(&k, &left, &side).num_rows(), 3);
     }
 }

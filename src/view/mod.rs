@@ -90,16 +90,10 @@ impl Streams {
         let def = sources
             .get(name)
             .ok_or_else(|| WeirError::Internal(format!("no source \"{name}\"")))?;
-        let replaced = SourceDef {
-            name: def.name.clone(),
-            schema: def.schema.clone(),
-            event_time: def.event_time.clone(),
-            idle_timeout: def.idle_timeout,
+        let replaced = Arc::new(SourceDef {
             connector: ConnectorSpec::Supplied(supplied),
-            options: def.options.clone(),
-            definition: def.definition.clone(),
-        };
-        let replaced = Arc::new(replaced);
+            ..def.as_ref().clone()
+        });
         ctx.deregister_table(name)?;
         ctx.register_table(
             name,

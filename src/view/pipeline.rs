@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use crate::connector::joined::{JoinedReader, of_side, side_of};
 use crate::connector::{Poll, Positions, SourceReader, reached};
 use crate::error::{Result, WeirError};
-use crate::view::plan::{Input, JoinSpec, Operator, ViewPlan};
+use crate::view::plan::{Input, JoinBy, JoinSpec, Operator, Side, ViewPlan};
 use crate::view::source::SourceDef;
 use crate::view::state::{OperatorState, View, ViewState};
 use crate::window::assign::{assign, nanos_per};
@@ -67,14 +67,15 @@ pub async fn start(view: Arc<View>, commands: mpsc::UnboundedReceiver<Command>) 
 
 /// The view's reader: its source's, or both sources of a join read as one.
 async fn open_reader(view: &View) -> Result<Box<dyn SourceReader>> {
-    let left = view.plan.source.open(&view.plan.columns).await?;
-    match &view.plan.operator {
-        Operator::Join(spec) => {
-            let right = spec.right.source.open(&spec.right.columns).await?;
-            Ok(Box::new(JoinedReader::new(left, right)))
-        }
-        _ => Ok(left),
+    let mut readers = Vec::new();
+    for side in view.plan.sides() {
+        readers.push(side.source.open(&side.columns).await?);
     }
+    let left = readers.remove(0);
+    Ok(match readers.pop() {
+        Some(right) => Box::new(JoinedReader::new(left, right)),
+        None => left,
+    })
 }
 
 /// The time column's unit, for watermark arithmetic.
@@ -84,8 +85,8 @@ pub fn time_unit(view: &View) -> TimeUnit {
 
 /// The time column's unit of a compiled view.
 pub fn plan_time_unit(plan: &ViewPlan) -> TimeUnit {
-    let source = &plan.source;
-    let column = match (&plan.input, source.event_time) {
+    let source = &plan.stream.source;
+    let column = match (&plan.stream.input, source.event_time) {
         (Input::Windowed { time, .. }, _) => Some(*time),
         (Input::Plain, Some(e)) => Some(e.column),
         (Input::Plain, None) => None,
@@ -141,38 +142,34 @@ impl Stages {
 /// it between commands; a benchmark drives it on its own thread.
 pub struct Driver {
     pub view: Arc<View>,
-    marks: Watermarks,
+    /// The watermarks of each stream the view reads (two for a join of streams).
+    marks: Vec<Watermarks>,
     unit: TimeUnit,
     /// Close windows and drop late rows (the view groups by a window).
     windowed: bool,
     ended: bool,
     /// The watermark before the source ended (retention counts from it).
     last_watermark: i64,
-    /// A join of two streams: the watermark of each side.
-    sides: Option<[Watermarks; 2]>,
     pub stages: Stages,
 }
 
 impl Driver {
     pub fn new(view: Arc<View>, partitions: &[i32]) -> Self {
         let unit = time_unit(&view);
-        let source = &view.plan.source;
-        let delay = source.event_time.map_or(0, |e| e.delay / nanos_per(unit));
-        let mut marks = Watermarks::new(delay, source.idle_timeout);
-        marks.know(partitions, Instant::now());
+        let marks = view
+            .plan
+            .sides()
+            .iter()
+            .enumerate()
+            .map(|(i, side)| {
+                let s = &side.source;
+                let delay = s.event_time.map_or(0, |e| e.delay / nanos_per(unit));
+                let mut marks = Watermarks::new(delay, s.idle_timeout);
+                marks.know(&of_side(partitions.iter().copied(), i), Instant::now());
+                marks
+            })
+            .collect();
         let windowed = view.plan.operator.window().is_some();
-        let sides = match &view.plan.operator {
-            Operator::Join(spec) => {
-                let side = |s: &SourceDef, side: usize| {
-                    let delay = s.event_time.map_or(0, |e| e.delay / nanos_per(unit));
-                    let mut marks = Watermarks::new(delay, s.idle_timeout);
-                    marks.know(&of_side(partitions.iter().copied(), side), Instant::now());
-                    marks
-                };
-                Some([side(&view.plan.source, 0), side(&spec.right.source, 1)])
-            }
-            _ => None,
-        };
         Driver {
             view,
             marks,
@@ -180,7 +177,6 @@ impl Driver {
             windowed,
             ended: false,
             last_watermark: i64::MIN,
-            sides,
             stages: Stages::default(),
         }
     }
@@ -190,13 +186,28 @@ impl Driver {
         self.ended
     }
 
-    /// Watermark now, in the time column's unit.
+    /// Each stream's watermark now, in the time column's unit.
+    fn side_watermarks(&mut self, now: Instant) -> Vec<i64> {
+        let sides = self.view.plan.sides();
+        self.marks
+            .iter_mut()
+            .zip(sides)
+            .map(|(marks, side)| {
+                if side.source.event_time.is_some() || self.ended {
+                    marks.advance(now)
+                } else {
+                    wall_clock(self.unit)
+                }
+            })
+            .collect()
+    }
+
+    /// The view's watermark now: the smallest of its streams'.
     fn watermark(&mut self, now: Instant) -> i64 {
-        if self.view.plan.source.event_time.is_some() || self.ended {
-            self.marks.advance(now)
-        } else {
-            wall_clock(self.unit)
-        }
+        self.side_watermarks(now)
+            .into_iter()
+            .min()
+            .unwrap_or(i64::MIN)
     }
 
     /// Poll `reader` once and fold what it returned in; `false` once the source has ended
@@ -207,12 +218,8 @@ impl Driver {
         let now = Instant::now();
         self.stages.poll += now - t;
         let view = Arc::clone(&self.view);
-        if view
-            .stats
-            .decode_errors
-            .swap(reader.decode_errors(), Ordering::Relaxed)
-            != reader.decode_errors()
-        {
+        let errors = reader.decode_errors();
+        if view.stats.decode_errors.swap(errors, Ordering::Relaxed) != errors {
             *view
                 .stats
                 .decode_samples
@@ -236,30 +243,28 @@ impl Driver {
             }
             Poll::Idle => {}
             Poll::End => {
-                self.marks.finish();
-                for side in self.sides.iter_mut().flatten() {
-                    side.finish();
-                }
+                self.marks.iter_mut().for_each(Watermarks::finish);
                 self.ended = true;
             }
         }
         view.stats.progress(reader.positions(), &read, now);
         let t = Instant::now();
         let partitions = reader.partitions();
-        self.marks.know(&partitions, now);
-        let watermark = if let Some(sides) = &mut self.sides {
-            for (i, side) in sides.iter_mut().enumerate() {
-                side.know(&of_side(partitions.iter().copied(), i), now);
-            }
-            self.join_watermark(now)?
-        } else {
-            self.watermark(now)
-        };
+        for (i, marks) in self.marks.iter_mut().enumerate() {
+            marks.know(&of_side(partitions.iter().copied(), i), now);
+        }
+        let marks = self.side_watermarks(now);
+        let watermark = marks.iter().copied().min().unwrap_or(i64::MIN);
         view.stats.watermark.store(watermark, Ordering::Relaxed);
         if !self.ended {
             self.last_watermark = watermark;
         }
         view.with_state(|state| -> Result<()> {
+            if let (Operator::Join(spec), OperatorState::Join(join)) =
+                (&view.plan.operator, &mut state.operator)
+            {
+                join.evict(spec, [marks[0], marks[1]]);
+            }
             view.close(state, watermark)?;
             view.expire(state, self.last_watermark)?;
             if self.ended {
@@ -290,14 +295,14 @@ impl Driver {
             return self.ingest_join(state, &spec, partition, batch, now);
         }
         let t = Instant::now();
-        let max_time = max_event_time(&view.plan.source, &batch)?;
+        let max_time = max_event_time(&view.plan.stream.source, &batch)?;
         let batch = windowed_input(view, batch, self.windowed, watermark)?;
         let t2 = Instant::now();
         self.stages.window += t2 - t;
-        let pre = &view.plan.pre;
+        let pre = &view.plan.stream.pre;
         if let OperatorState::Append(_) = state.operator {
             let n = batch.num_rows();
-            let mut times: ArrayRef = match view.plan.source.event_time {
+            let mut times: ArrayRef = match view.plan.stream.source.event_time {
                 Some(e) => cast(batch.column(e.column), &DataType::Int64)?,
                 None => Arc::new(Int64Array::from_value(wall_clock(self.unit), n)),
             };
@@ -332,7 +337,7 @@ impl Driver {
             }
             self.stages.aggregate += t3.elapsed();
         }
-        self.marks.observe(partition, max_time, now);
+        self.marks[0].observe(partition, max_time, now);
         Ok(())
     }
 
@@ -349,14 +354,10 @@ impl Driver {
     ) -> Result<()> {
         let view = Arc::clone(&self.view);
         let (side, _) = side_of(partition);
-        let (source, pre) = if side == 0 {
-            (&view.plan.source, &view.plan.pre)
-        } else {
-            (&spec.right.source, &spec.right.pre)
-        };
+        let Side { source, pre, .. } = view.plan.sides()[side];
         let t = Instant::now();
         let max_time = max_event_time(source, &batch)?;
-        let marks = &mut self.sides.as_mut().expect("a join has sides")[side];
+        let marks = &mut self.marks[side];
         let mut times: ArrayRef = match source.event_time {
             Some(e) => cast(batch.column(e.column), &DataType::Int64)?,
             None => Arc::new(Int64Array::from_value(
@@ -387,24 +388,24 @@ impl Driver {
         let OperatorState::Join(join) = &mut state.operator else {
             unreachable!("a join view keeps join state")
         };
-        let joined = match &spec.keys {
-            Some(keys) => keys.probe(side, &rows, &join.sides[1 - side])?,
-            None => {
-                let other = join.sides[1 - side].batches();
-                let inputs = if side == 0 {
-                    vec![vec![rows.clone()], other]
-                } else {
-                    vec![other, vec![rows.clone()]]
-                };
-                spec.query.run_with(inputs)?
-            }
-        };
         let times = times
             .as_any()
             .downcast_ref::<Int64Array>()
             .expect("Int64")
             .clone();
-        join.sides[side].push(rows, &times, spec.keys.as_ref().map(|k| (k, side)))?;
+        let other = &join.sides[1 - side];
+        let (joined, keys) = match &spec.by {
+            JoinBy::Keys(k) => {
+                let keys = k.keys(side, &rows)?;
+                (k.probe(side, &rows, &keys, other)?, Some(keys))
+            }
+            JoinBy::Query(query) => {
+                let mut inputs = vec![other.batches()];
+                inputs.insert(side, vec![rows.clone()]);
+                (query.run_with(inputs)?, None)
+            }
+        };
+        join.sides[side].push(rows, &times, keys.as_ref());
         let joined = spec.after.apply(joined)?;
         match join.out.as_mut() {
             OperatorState::Aggregate(a) => a.update(&joined)?,
@@ -416,48 +417,8 @@ impl Driver {
             }
         }
         self.stages.aggregate += t2.elapsed();
-        self.sides.as_mut().expect("a join has sides")[side].observe(partition, max_time, now);
+        self.marks[side].observe(partition, max_time, now);
         Ok(())
-    }
-
-    /// A join's watermark now: the smaller of its sides'; rows the other side can no
-    /// longer match are let go.
-    fn join_watermark(&mut self, now: Instant) -> Result<i64> {
-        let Operator::Join(spec) = &self.view.plan.operator else {
-            unreachable!("only joins have sides")
-        };
-        let spec = Arc::clone(spec);
-        let sources = [&self.view.plan.source, &spec.right.source];
-        let unit = self.unit;
-        let sides = self.sides.as_mut().expect("a join has sides");
-        let mut marks = [0i64; 2];
-        for i in 0..2 {
-            marks[i] = if sources[i].event_time.is_some() || self.ended {
-                sides[i].advance(now)
-            } else {
-                wall_clock(unit)
-            };
-        }
-        if let Some(bound) = spec.bound {
-            let view = Arc::clone(&self.view);
-            view.with_state(|state| -> Result<()> {
-                let OperatorState::Join(join) = &mut state.operator else {
-                    unreachable!("a join view keeps join state")
-                };
-                // Left rows at t match right rows up to t + hi; right ones from now on are
-                // at or after the right watermark. Likewise for right rows.
-                // A side that has ended matches nothing more: the other side's rows go.
-                let cutoff = |mark: i64, shifted: i64| match mark {
-                    i64::MIN => i64::MIN,
-                    i64::MAX => i64::MAX,
-                    _ => shifted,
-                };
-                join.sides[0].evict(cutoff(marks[1], marks[1].saturating_sub(bound.hi)));
-                join.sides[1].evict(cutoff(marks[0], marks[0].saturating_add(bound.lo)));
-                Ok(())
-            })?;
-        }
-        Ok(marks[0].min(marks[1]))
     }
 }
 
@@ -579,7 +540,7 @@ fn windowed_input(
     windowed: bool,
     watermark: i64,
 ) -> Result<RecordBatch> {
-    let Input::Windowed { time, spec, schema } = &view.plan.input else {
+    let Input::Windowed { time, spec, schema } = &view.plan.stream.input else {
         return Ok(batch);
     };
     let batch = assign(&batch, *time, spec, schema)?;

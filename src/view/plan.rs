@@ -42,6 +42,13 @@ pub struct Chain {
 }
 
 impl Chain {
+    /// One filter step, or none.
+    pub fn filter(predicate: Option<Arc<dyn PhysicalExpr>>) -> Chain {
+        Chain {
+            steps: predicate.into_iter().map(Step::Filter).collect(),
+        }
+    }
+
     /// Apply the steps; `carried` (one value per row) is filtered along with the rows.
     pub fn apply_carrying(
         &self,
@@ -139,7 +146,8 @@ pub enum Operator {
 #[derive(Debug, Clone)]
 pub struct Side {
     pub source: Arc<SourceDef>,
-    /// The source columns this side reads (see `ViewPlan::columns`).
+    /// The source columns this side reads (the time columns included); readers may
+    /// leave the others NULL.
     pub columns: Vec<usize>,
     pub input: Input,
     pub pre: Stage,
@@ -156,13 +164,10 @@ pub struct TimeBound {
 /// A join of two streams.
 #[derive(Debug)]
 pub struct JoinSpec {
-    /// The right input (the left one is the view's own source, columns, input and pre).
+    /// The right input (the left one is the view's own stream).
     pub right: Side,
-    /// The equality keys, by which each side's rows are indexed; `None` when the
-    /// condition has none, and `query` joins a new batch with all the other side's rows.
-    pub keys: Option<JoinKeys>,
-    /// The join over the rows of both sides (each after its stage).
-    pub query: Arc<BatchQuery>,
+    /// How a new batch meets the other side's kept rows.
+    pub by: JoinBy,
     /// Row-wise steps from the joined rows up to the aggregation (or the view's rows).
     pub after: Chain,
     /// The aggregation over the joined rows (running, without windows), if any.
@@ -170,6 +175,16 @@ pub struct JoinSpec {
     /// The bound on the sides' event times the join condition sets, which lets kept rows
     /// go; `None`: rows are kept for the life of the view.
     pub bound: Option<TimeBound>,
+}
+
+/// How a join of two streams finds a new row's partners.
+#[derive(Debug)]
+pub enum JoinBy {
+    /// Through each side's index on the condition's equality keys.
+    Keys(JoinKeys),
+    /// A condition without equalities: the join (DataFusion) of a new batch with all
+    /// the other side's rows.
+    Query(Arc<BatchQuery>),
 }
 
 impl Operator {
@@ -195,12 +210,8 @@ pub enum Tag {
 /// A view's query in streaming form.
 #[derive(Debug, Clone)]
 pub struct ViewPlan {
-    pub source: Arc<SourceDef>,
-    /// The source columns the view reads (the time columns included); readers may leave
-    /// the others NULL.
-    pub columns: Vec<usize>,
-    pub input: Input,
-    pub pre: Stage,
+    /// The stream the view reads (the left one of a join of streams).
+    pub stream: Side,
     pub operator: Operator,
     pub post: Stage,
     /// The view's columns (every one nullable).
@@ -209,10 +220,22 @@ pub struct ViewPlan {
     pub tags: Vec<Option<Tag>>,
 }
 
+impl ViewPlan {
+    /// The streams the view reads, each with its stage: its own, and the right one of a
+    /// join of streams.
+    pub fn sides(&self) -> Vec<&Side> {
+        let mut out = vec![&self.stream];
+        if let Operator::Join(spec) = &self.operator {
+            out.push(&spec.right);
+        }
+        out
+    }
+}
+
 const SHAPE: &str = "a view is SELECT … FROM TUMBLE(…) | HOP(…) | source [JOIN batch table] \
      [WHERE …] [GROUP BY … [HAVING …]], optionally filtered by a window function over \
      each window (ROW_NUMBER() OVER (PARTITION BY window_start ORDER BY …) <= N), or an \
-     inner join of two sources or views, without aggregation";
+     inner join of two sources or views, optionally under an aggregation";
 
 fn not_supported(what: &str) -> WeirError {
     WeirError::NotSupported(format!(
@@ -535,15 +558,24 @@ fn join_keys(
         exprs[1].push(physical(r, j.right.schema(), props)?);
         types.push(l.get_type(j.left.schema())?);
     }
+    let converter = datafusion::arrow::row::RowConverter::new(
+        types
+            .iter()
+            .cloned()
+            .map(datafusion::arrow::row::SortField::new)
+            .collect(),
+    )?;
     Ok(Some(JoinKeys {
         exprs,
         types,
+        converter,
         nulls_match: j.null_equality == datafusion::common::NullEquality::NullEqualsNull,
-        filter: j
-            .filter
-            .as_ref()
-            .map(|f| physical(f, &j.schema, props))
-            .transpose()?,
+        filter: Chain::filter(
+            j.filter
+                .as_ref()
+                .map(|f| physical(f, &j.schema, props))
+                .transpose()?,
+        ),
         schema: nullable(j.schema.inner()),
     }))
 }
@@ -675,13 +707,8 @@ pub async fn compile(plan: &LogicalPlan, state: &SessionState) -> Result<ViewPla
         }
         node = stream_child(node)?;
     };
-    let Side {
-        source,
-        columns,
-        input,
-        pre,
-    } = side(plan, pre_root, state)?;
-    let window_size = match &input {
+    let stream = side(plan, pre_root, state)?;
+    let window_size = match &stream.input {
         Input::Windowed { spec, .. } => Some(spec.size),
         Input::Plain => None,
     };
@@ -690,13 +717,20 @@ pub async fn compile(plan: &LogicalPlan, state: &SessionState) -> Result<ViewPla
         Operator::Aggregate(Arc::new(aggregate_spec(agg, window_size, props)?))
     } else if let LogicalPlan::Join(j) = operator_node {
         let right = side(plan, &j.right, state)?;
-        if pre.query.is_some() || right.pre.query.is_some() {
+        if stream.pre.query.is_some() || right.pre.query.is_some() {
             return Err(not_supported(
                 "a join of two streams that also joins a batch table",
             ));
         }
-        let bound = time_bound(j, &source, &right.source)?;
-        let query = BatchQuery::with_inputs(operator_node, &[&j.left, &j.right], state)?;
+        let bound = time_bound(j, &stream.source, &right.source)?;
+        let by = match join_keys(j, props)? {
+            Some(keys) => JoinBy::Keys(keys),
+            None => JoinBy::Query(Arc::new(BatchQuery::with_inputs(
+                operator_node,
+                &[&j.left, &j.right],
+                state,
+            )?)),
+        };
         let top = then.map_or(plan, |(_, agg)| agg.input.as_ref());
         let Some(after) = chain_between(top, operator_node, props)? else {
             return Err(not_supported(
@@ -706,8 +740,7 @@ pub async fn compile(plan: &LogicalPlan, state: &SessionState) -> Result<ViewPla
         };
         Operator::Join(Arc::new(JoinSpec {
             right,
-            keys: join_keys(j, props)?,
-            query: Arc::new(query),
+            by,
             after,
             then: then
                 .map(|(_, agg)| aggregate_spec(agg, None, props).map(Arc::new))
@@ -748,10 +781,7 @@ pub async fn compile(plan: &LogicalPlan, state: &SessionState) -> Result<ViewPla
         _ => stage(plan, operator_node, state)?,
     };
     Ok(ViewPlan {
-        source,
-        columns,
-        input,
-        pre,
+        stream,
         operator,
         post,
         schema: nullable(plan.schema().inner()),
@@ -854,13 +884,6 @@ fn time_bound(
         }
         None
     };
-    for (l, r) in &j.on {
-        if let (Some(a), Some(b)) = (time_side(l), time_side(r))
-            && a != b
-        {
-            return Ok(Some(TimeBound { lo: 0, hi: 0 }));
-        }
-    }
     // `t ± INTERVAL` → (side, offset in the time unit).
     let offset = |e: &Expr| -> Option<(bool, i64)> {
         use datafusion::logical_expr::{BinaryExpr, Operator as Op};
@@ -882,13 +905,17 @@ fn time_bound(
     if let Some(f) = &j.filter {
         conjuncts = datafusion::logical_expr::utils::split_conjunction(f);
     }
-    for c in &conjuncts {
-        if let Expr::BinaryExpr(datafusion::logical_expr::BinaryExpr {
+    // Equalities: the join's keys, and those left in its filter.
+    let equal = conjuncts.iter().filter_map(|c| match c {
+        Expr::BinaryExpr(datafusion::logical_expr::BinaryExpr {
             left,
             op: datafusion::logical_expr::Operator::Eq,
             right,
-        }) = c
-            && let (Some(a), Some(b)) = (time_side(left), time_side(right))
+        }) => Some((left.as_ref(), right.as_ref())),
+        _ => None,
+    });
+    for (l, r) in j.on.iter().map(|(l, r)| (l, r)).chain(equal) {
+        if let (Some(a), Some(b)) = (time_side(l), time_side(r))
             && a != b
         {
             return Ok(Some(TimeBound { lo: 0, hi: 0 }));
@@ -998,8 +1025,9 @@ mod tests {
         .await
         .unwrap();
         let view = compile_view(&engine, "q", query).await.unwrap();
-        let schema = &view.plan.source.schema;
+        let schema = &view.plan.stream.source.schema;
         view.plan
+            .stream
             .columns
             .iter()
             .map(|&i| schema.field(i).name().clone())

@@ -68,7 +68,7 @@ pub struct EventTime {
 }
 
 /// A source as created: what `CREATE SOURCE` said, validated.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SourceDef {
     pub name: String,
     pub schema: SchemaRef,

@@ -24,7 +24,7 @@ use crate::sql::streaming::Emit;
 use crate::view::join::JoinSide;
 use crate::view::log::AppendLog;
 use crate::view::pipeline::Command;
-use crate::view::plan::{Operator, Tag, ViewPlan};
+use crate::view::plan::{JoinSpec, Operator, Tag, ViewPlan};
 use crate::view::source::{ConnectorSpec, EventTime, SourceDef};
 use crate::window::aggregate::WindowedAggregate;
 use crate::window::buffer::WindowBuffer;
@@ -114,6 +114,26 @@ pub enum OperatorState {
 pub struct JoinState {
     pub sides: [JoinSide; 2],
     pub out: Box<OperatorState>,
+}
+
+impl JoinState {
+    /// Let go of the rows the other side can no longer match, given each side's
+    /// watermark (rows from now on are at or after it).
+    pub fn evict(&mut self, spec: &JoinSpec, marks: [i64; 2]) {
+        let Some(bound) = spec.bound else {
+            return;
+        };
+        // Left rows at t match right rows up to t + hi; likewise right rows at t match
+        // left rows from t - lo. A side that has ended matches nothing more: the other
+        // side's rows go.
+        let cutoff = |mark: i64, shifted: i64| match mark {
+            i64::MIN => i64::MIN,
+            i64::MAX => i64::MAX,
+            _ => shifted,
+        };
+        self.sides[0].evict(cutoff(marks[1], marks[1].saturating_sub(bound.hi)));
+        self.sides[1].evict(cutoff(marks[0], marks[0].saturating_add(bound.lo)));
+    }
 }
 
 impl OperatorState {
@@ -419,11 +439,7 @@ impl View {
 
     /// The streams the view reads: its source, and the right one of a join.
     pub fn sources(&self) -> Vec<&Arc<SourceDef>> {
-        let mut out = vec![&self.plan.source];
-        if let Operator::Join(spec) = &self.plan.operator {
-            out.push(&spec.right.source);
-        }
-        out
+        self.plan.sides().into_iter().map(|s| &s.source).collect()
     }
 
     /// Whether the view reads the source or view `name`.
@@ -458,15 +474,15 @@ impl View {
             .find_map(|t| tags.iter().position(|x| *x == Some(*t)));
         let delay = |s: &SourceDef| s.event_time.map_or(0, |e| e.delay);
         let delay = match &self.plan.operator {
-            Operator::Append => delay(&self.plan.source),
-            Operator::Join(j) => delay(&self.plan.source).max(delay(&j.right.source)),
+            Operator::Append => delay(&self.plan.stream.source),
+            Operator::Join(j) => delay(&self.plan.stream.source).max(delay(&j.right.source)),
             _ => 0,
         };
         Ok(Arc::new(SourceDef {
             name: self.name.clone(),
             schema: self.schema(),
             event_time: time.map(|column| EventTime { column, delay }),
-            idle_timeout: self.plan.source.idle_timeout,
+            idle_timeout: self.plan.stream.source.idle_timeout,
             connector: ConnectorSpec::View(Arc::clone(self)),
             options: Default::default(),
             definition: self.definition.clone(),

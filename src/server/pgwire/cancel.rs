@@ -116,19 +116,12 @@ impl CancelHandler for Cancels {
     }
 }
 
-fn cancelled() -> PgWireError {
+/// 57014 query_canceled, for `why` (`user request`, `statement timeout`).
+fn canceled(why: &str) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
         "ERROR".into(),
         "57014".into(),
-        "canceling statement due to user request".into(),
-    )))
-}
-
-fn timed_out() -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".into(),
-        "57014".into(),
-        "canceling statement due to statement timeout".into(),
+        format!("canceling statement due to {why}"),
     )))
 }
 
@@ -158,8 +151,8 @@ where
             };
             tokio::select! {
                 biased;
-                _ = flag.cancelled_since(epoch) => Some((Err(cancelled()), (rows, flag, true))),
-                _ = expired => Some((Err(timed_out()), (rows, flag, true))),
+                _ = flag.cancelled_since(epoch) => Some((Err(canceled("user request")), (rows, flag, true))),
+                _ = expired => Some((Err(canceled("statement timeout")), (rows, flag, true))),
                 item = rows.next() => item.map(|item| (item, (rows, flag, false))),
             }
         },

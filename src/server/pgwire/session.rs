@@ -69,7 +69,6 @@ impl Activity {
 #[derive(Default)]
 pub struct Sessions {
     open: Mutex<HashMap<SocketAddr, Arc<Activity>>>,
-    count: AtomicUsize,
 }
 
 /// An open connection; it leaves the registry when dropped.
@@ -86,22 +85,18 @@ impl Drop for Open {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.addr);
-        self.sessions.count.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 impl Sessions {
     /// Admit a connection from `addr`, unless `max` are open already.
     pub fn admit(self: &Arc<Self>, addr: SocketAddr, max: usize) -> Option<Open> {
-        if self.count.fetch_add(1, Ordering::SeqCst) >= max {
-            self.count.fetch_sub(1, Ordering::SeqCst);
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if open.len() >= max {
             return None;
         }
         let activity = Arc::new(Activity::default());
-        self.open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(addr, Arc::clone(&activity));
+        open.insert(addr, Arc::clone(&activity));
         Some(Open {
             sessions: Arc::clone(self),
             addr,
