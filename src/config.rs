@@ -23,6 +23,9 @@ pub struct Config {
     pub sql_dir: PathBuf,
     /// Folder for checkpoints and state. Default `./weir-data`.
     pub data_dir: PathBuf,
+    /// How often every view's state and offsets are checkpointed into `data_dir`, in
+    /// milliseconds. Default 10000; 0: only on `CHECKPOINT` and at shutdown.
+    pub checkpoint_interval_ms: u64,
     /// How long a shutdown waits for running queries before closing them, in seconds.
     /// Default 10.
     pub shutdown_grace_secs: u64,
@@ -50,6 +53,7 @@ impl Default for Config {
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             sql_dir: PathBuf::from("sql"),
             data_dir: PathBuf::from("weir-data"),
+            checkpoint_interval_ms: 10_000,
             shutdown_grace_secs: 10,
             log: "info".to_string(),
             max_connections: 100,
@@ -89,6 +93,9 @@ pub struct Overrides {
     /// Folder for checkpoints and state [default: ./weir-data]
     #[arg(long, env = "WEIR_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Milliseconds between checkpoints; 0: only on CHECKPOINT and at shutdown [default: 10000]
+    #[arg(long, env = "WEIR_CHECKPOINT_INTERVAL_MS")]
+    pub checkpoint_interval_ms: Option<u64>,
     /// Seconds a shutdown waits for running queries [default: 10]
     #[arg(long, env = "WEIR_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
@@ -150,6 +157,9 @@ impl Config {
         if let Some(v) = &o.data_dir {
             self.data_dir = v.clone();
         }
+        if let Some(v) = o.checkpoint_interval_ms {
+            self.checkpoint_interval_ms = v;
+        }
         if let Some(v) = o.shutdown_grace_secs {
             self.shutdown_grace_secs = v;
         }
@@ -184,6 +194,12 @@ impl Config {
     /// [`Config::query_memory_mb`] in bytes (`None`: no limit).
     pub fn query_memory(&self) -> Option<usize> {
         (self.query_memory_mb > 0).then(|| (self.query_memory_mb as usize) << 20)
+    }
+
+    /// [`Config::checkpoint_interval_ms`] as a duration (`None`: no periodic checkpoints).
+    pub fn checkpoint_interval(&self) -> Option<Duration> {
+        (self.checkpoint_interval_ms > 0)
+            .then(|| Duration::from_millis(self.checkpoint_interval_ms))
     }
 
     /// [`Config::shutdown_grace_secs`] as a duration.

@@ -17,6 +17,7 @@
 //! - [`bench`]: `weir bench`, the throughput, latency and memory benchmarks.
 
 pub mod bench;
+pub mod checkpoint;
 pub mod config;
 pub mod connector;
 pub mod decode;

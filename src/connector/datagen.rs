@@ -610,11 +610,17 @@ impl DatagenSpec {
         ))
     }
 
-    pub fn open(&self, _schema: SchemaRef) -> Result<Box<dyn crate::connector::SourceReader>> {
-        Ok(Box::new(crate::connector::generated::GeneratedReader::new(
+    /// A reader of the events from number `skip` on.
+    pub fn open(
+        &self,
+        _schema: SchemaRef,
+        skip: i64,
+    ) -> Result<Box<dyn crate::connector::SourceReader>> {
+        crate::connector::generated::GeneratedReader::new(
             Box::new(Generator::new(self.options.clone())?),
             self.projection.clone(),
             self.pace.clone(),
-        )))
+        )
+        .resumed(skip)
     }
 }

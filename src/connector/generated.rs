@@ -164,6 +164,26 @@ impl GeneratedReader {
         }
     }
 
+    /// This reader from event number `skip` on: the events before it are generated and
+    /// dropped (generators are sequential), and a paced source keeps its pace from there.
+    pub fn resumed(mut self, skip: i64) -> Result<Box<dyn SourceReader>> {
+        let mut left = skip.max(0) as u64;
+        if let Some(c) = self.pace.count {
+            left = left.min(c);
+        }
+        let total = left;
+        while left > 0 {
+            let n = left.min(BATCH);
+            self.generator.next_batch(n as usize)?;
+            left -= n;
+        }
+        if let Some(r) = self.pace.rate {
+            self.pace.wall_start = SystemTime::now() - Duration::from_secs_f64(total as f64 / r);
+        }
+        self.positions.insert(0, total as i64);
+        Ok(Box::new(self))
+    }
+
     fn position(&self) -> u64 {
         self.positions[&0] as u64
     }

@@ -176,10 +176,24 @@ impl KafkaSpec {
     /// A new reader (a view calls it when it starts) that decodes the `columns` given
     /// (indexes into the schema) and leaves the other nullable ones NULL.
     pub async fn open(&self, columns: &[usize]) -> Result<Box<dyn SourceReader>> {
+        self.open_at(columns, None).await
+    }
+
+    /// [`KafkaSpec::open`], starting at `resume` (a checkpoint's next offsets) instead of
+    /// the startup mode; partitions `resume` does not know start at their earliest offset.
+    pub async fn open_at(
+        &self,
+        columns: &[usize],
+        resume: Option<&Positions>,
+    ) -> Result<Box<dyn SourceReader>> {
         let spec = self.clone();
+        let resume = resume.cloned();
         let (consumer, positions) = off_runtime(move || {
             let c = spec.consumer()?;
-            let start = spec.start_positions(&c)?;
+            let start = match &resume {
+                Some(r) => spec.resume_positions(&c, r)?,
+                None => spec.start_positions(&c)?,
+            };
             c.assign(&spec.assignment(&start)?)
                 .map_err(|e| spec.broker_error("assigning partitions of", e))?;
             Ok((Arc::new(c), start))
@@ -344,6 +358,31 @@ impl KafkaSpec {
                 (p, start.clamp(low, high.max(low)))
             })
             .collect())
+    }
+
+    /// The offsets to resume at: `resume`'s, within what each partition still holds.
+    fn resume_positions(&self, c: &BaseConsumer, resume: &Positions) -> Result<Positions> {
+        let mut out = Positions::new();
+        for p in self.partition_ids(c)? {
+            let (low, high) = self.watermarks(c, p)?;
+            let want = resume.get(&p).copied().unwrap_or(low);
+            if want < low {
+                tracing::warn!(
+                    topic = %self.topic,
+                    "partition {p}: offsets {want} to {low} are no longer in the topic \
+                     (retention); resuming at {low}"
+                );
+            }
+            if want > high {
+                tracing::warn!(
+                    topic = %self.topic,
+                    "partition {p}: the checkpoint is at offset {want} but the topic ends at \
+                     {high} (was it recreated?); resuming at {high}"
+                );
+            }
+            out.insert(p, want.clamp(low, high.max(low)));
+        }
+        Ok(out)
     }
 
     fn assignment(&self, positions: &Positions) -> Result<TopicPartitionList> {

@@ -268,12 +268,14 @@ impl NexmarkSpec {
         ))
     }
 
-    pub fn open(&self, _schema: SchemaRef) -> Result<Box<dyn SourceReader>> {
-        Ok(Box::new(GeneratedReader::new(
+    /// A reader of the events from number `skip` on.
+    pub fn open(&self, _schema: SchemaRef, skip: i64) -> Result<Box<dyn SourceReader>> {
+        GeneratedReader::new(
             Box::new(NexmarkGenerator::new(self.table, self.base_time_ms)),
             self.projection.clone(),
             self.pace.clone(),
-        )))
+        )
+        .resumed(skip)
     }
 }
 

@@ -97,6 +97,10 @@ impl Engine {
                 streams.flush().await?;
                 Ok(Outcome::Done("FLUSH".into()))
             }
+            StreamingStatement::Checkpoint => {
+                streams.checkpoint().await?;
+                Ok(Outcome::Done("CHECKPOINT".into()))
+            }
             StreamingStatement::Show(kind) => {
                 let batch = match kind {
                     ObjectKind::Source => rows(

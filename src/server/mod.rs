@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::checkpoint::{self, Checkpoints};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{Result, WeirError};
@@ -42,6 +43,21 @@ pub async fn run(config: Config) -> Result<()> {
     })?;
 
     let engine = Arc::new(Engine::with_query_memory(config.query_memory()).await?);
+    let (checkpoints, restored) = Checkpoints::open(&config.data_dir)?;
+    if let Some(r) = &restored {
+        info!(
+            "restoring from checkpoint {} of {} ({:.1} s ago): {} materialized views",
+            r.sequence,
+            datafusion::arrow::temporal_conversions::timestamp_us_to_datetime(r.taken_at)
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            checkpoint::age_secs(r.taken_at),
+            r.views().count()
+        );
+    }
+    engine
+        .streams()
+        .set_checkpoints(Arc::clone(&checkpoints), restored);
     if config.sql_dir.is_dir() {
         let defs = engine.load_dir(&config.sql_dir).await?;
         info!(
@@ -55,11 +71,24 @@ pub async fn run(config: Config) -> Result<()> {
             config.sql_dir.display()
         );
     }
+    engine.streams().restored();
+    // Where each view begins is on disk before the first record is read.
+    if let Err(e) = checkpoints.take(engine.streams()).await {
+        warn!("the first checkpoint failed: {e}");
+    }
 
     let pg_listener = bind(config.pg_listen, "PostgreSQL").await?;
     let http_listener = bind(config.http_listen, "HTTP").await?;
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let checkpointing = config.checkpoint_interval().map(|interval| {
+        tokio::spawn(checkpoint::run(
+            Arc::clone(&checkpoints),
+            Arc::clone(engine.streams()),
+            interval,
+            shutdown.clone(),
+        ))
+    });
     let metrics = Metrics::new();
 
     let limits = config.session_limits();
@@ -106,6 +135,16 @@ pub async fn run(config: Config) -> Result<()> {
         );
     }
     let _ = http.await;
+    match checkpointing {
+        // Its last checkpoint is taken once `shutdown` fires.
+        Some(task) => {
+            let _ = task.await;
+        }
+        None => match checkpoints.take(engine.streams()).await {
+            Ok(t) => info!("checkpoint {} written: {} views", t.sequence, t.views),
+            Err(e) => warn!("the last checkpoint failed: {e}"),
+        },
+    }
     info!("stopped");
     Ok(())
 }

@@ -149,6 +149,7 @@ pub fn classify(text: &str) -> Result<Statement> {
         ["CREATE", "SOURCE", ..]
             | ["CREATE", "MATERIALIZED", ..]
             | ["FLUSH", ..]
+            | ["CHECKPOINT", ..]
             | ["SHOW", "SOURCES", ..]
             | ["SHOW", "MATERIALIZED", "VIEWS", ..]
             | ["SHOW", "SINKS", ..]

@@ -19,6 +19,8 @@ pub enum StreamingStatement {
     CreateSource(CreateSource),
     CreateMaterializedView(CreateMaterializedView),
     Flush,
+    /// `CHECKPOINT`: write a checkpoint now.
+    Checkpoint,
     Show(ObjectKind),
     Drop {
         kind: ObjectKind,
@@ -169,6 +171,10 @@ fn parse_statement(text: &str) -> Result<Option<StreamingStatement>> {
         }
     } else if p.parse_keyword(Keyword::FLUSH) {
         StreamingStatement::Flush
+    } else if matches!(p.peek_token().token, Token::Word(ref w) if w.value.eq_ignore_ascii_case("checkpoint"))
+    {
+        p.next_token();
+        StreamingStatement::Checkpoint
     } else if p.parse_keyword(Keyword::SHOW) {
         match object_kind_plural(&mut p) {
             Some(kind) => StreamingStatement::Show(kind),
@@ -531,6 +537,10 @@ mod tests {
     #[test]
     fn other_statements() {
         assert_eq!(parse("FLUSH").unwrap(), Some(StreamingStatement::Flush));
+        assert_eq!(
+            parse("checkpoint;").unwrap(),
+            Some(StreamingStatement::Checkpoint)
+        );
         assert_eq!(
             parse("show materialized views").unwrap(),
             Some(StreamingStatement::Show(ObjectKind::MaterializedView))

@@ -204,6 +204,15 @@ impl JoinSide {
         self.chunks.values().map(|c| c.rows.clone()).collect()
     }
 
+    /// The kept batches with the latest event time of each, in arrival order, for a
+    /// checkpoint (pushed back with that time on every row, eviction is the same).
+    pub fn export(&self) -> Vec<(RecordBatch, i64)> {
+        self.chunks
+            .values()
+            .map(|c| (c.rows.clone(), c.newest))
+            .collect()
+    }
+
     pub fn rows(&self) -> usize {
         self.live
     }

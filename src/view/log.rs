@@ -77,6 +77,14 @@ impl AppendLog {
         self.chunks.iter().map(|c| c.rows.clone()).collect()
     }
 
+    /// The kept rows with their event times, oldest first, for a checkpoint.
+    pub fn export(&self) -> Vec<(RecordBatch, Int64Array)> {
+        self.chunks
+            .iter()
+            .map(|c| (c.rows.clone(), c.times.clone()))
+            .collect()
+    }
+
     pub fn rows(&self) -> usize {
         self.chunks.iter().map(|c| c.rows.num_rows()).sum()
     }

@@ -11,7 +11,7 @@ pub mod source;
 pub mod state;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ScalarValue;
@@ -19,13 +19,14 @@ use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use tokio::sync::mpsc;
 
+use crate::checkpoint::{Checkpoints, Restored, Taken, age_secs, checkpointed};
 use crate::connector::datagen::DatagenSpec;
 use crate::connector::kafka::KafkaSpec;
 use crate::connector::nexmark::NexmarkSpec;
 use crate::error::{Result, WeirError};
 use crate::sql::parse_postgres;
 use crate::sql::streaming::{CreateMaterializedView, CreateSource, Emit};
-use crate::view::pipeline::Command;
+use crate::view::pipeline::{Command, Start};
 use crate::view::source::{
     ConnectorSpec, EventTime, SourceDef, SourceTable, Sources, WindowFunction, interval_nanos,
     parse_duration,
@@ -39,6 +40,11 @@ use crate::window::watermark::DEFAULT_IDLE_TIMEOUT;
 pub struct Streams {
     sources: Sources,
     views: Views,
+    /// The checkpoint read at start, until the `.sql` folder has been applied: the views
+    /// it defines start from it.
+    restored: Mutex<Option<Arc<Restored>>>,
+    /// Where checkpoints go (a server with a data directory).
+    checkpoints: OnceLock<Arc<Checkpoints>>,
 }
 
 /// The materialized views by name, shared with the table functions (a view can be windowed).
@@ -103,6 +109,101 @@ impl Streams {
         )?;
         sources.insert(name.to_string(), replaced);
         Ok(())
+    }
+
+    /// Take checkpoints into `checkpoints`; views created until [`Streams::restored`]
+    /// start from `restored` when it holds them unchanged.
+    pub fn set_checkpoints(&self, checkpoints: Arc<Checkpoints>, restored: Option<Restored>) {
+        let _ = self.checkpoints.set(checkpoints);
+        *self.restored.lock().unwrap_or_else(|p| p.into_inner()) = restored.map(Arc::new);
+    }
+
+    /// The views are defined: say which views of the checkpoint nothing defines any more,
+    /// and start every view created from now on afresh.
+    pub fn restored(&self) {
+        let Some(restored) = self
+            .restored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
+        for meta in restored.views() {
+            if !self.is_view(&meta.name) {
+                tracing::warn!(
+                    "checkpoint {} holds materialized view {}, which no .sql file defines; \
+                     its state is not kept",
+                    restored.sequence,
+                    meta.name
+                );
+            }
+        }
+    }
+
+    /// `CHECKPOINT`: write a checkpoint now; returns once it is on disk.
+    pub async fn checkpoint(&self) -> Result<Taken> {
+        let checkpoints = self.checkpoints.get().ok_or_else(|| {
+            WeirError::NotSupported(
+                "checkpoints need a server with a data directory (weir serve --data-dir)".into(),
+            )
+        })?;
+        checkpoints.take(self).await
+    }
+
+    /// How the pipeline of `view` begins: from the checkpoint read at start when it holds
+    /// the view as it is now; rebuilt from where it began reading when its definition
+    /// changed; else afresh.
+    fn begin(&self, view: &View) -> Start {
+        let restored = self
+            .restored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(restored) = restored else {
+            return Start::Fresh;
+        };
+        let Some(meta) = restored.view(&view.name) else {
+            return Start::Fresh;
+        };
+        if !checkpointed(view) {
+            return Start::Fresh;
+        }
+        let sources: Vec<(String, String)> = view
+            .sources()
+            .iter()
+            .map(|s| (s.name.clone(), s.definition.clone()))
+            .collect();
+        if meta.sources != sources {
+            tracing::info!(
+                "materialized view {} reads sources defined differently than in checkpoint {}: \
+                 it starts from their startup mode",
+                view.name,
+                restored.sequence
+            );
+            return Start::Fresh;
+        }
+        if meta.definition != view.definition {
+            tracing::info!(
+                "materialized view {} changed since checkpoint {}: it is rebuilt from its \
+                 sources, from offsets {:?}",
+                view.name,
+                restored.sequence,
+                meta.origin
+            );
+            return Start::Rebuild(meta.origin.clone());
+        }
+        tracing::info!(
+            "materialized view {} restored from checkpoint {} (taken {:.1} s ago): {} rows of \
+             state, {} records read so far, resuming at offsets {:?}",
+            view.name,
+            restored.sequence,
+            age_secs(restored.taken_at),
+            meta.rows,
+            meta.counters.rows_in,
+            meta.positions
+        );
+        Start::Restore(Arc::clone(&restored), meta.clone())
     }
 
     pub fn is_view(&self, name: &str) -> bool {
@@ -258,7 +359,8 @@ impl Streams {
             retention,
             tx,
         ));
-        pipeline::start(Arc::clone(&view), rx).await?;
+        let begin = self.begin(&view);
+        pipeline::start(Arc::clone(&view), rx, begin).await?;
         if let Err(e) = ctx.register_table(
             create.name.as_str(),
             Arc::new(ViewTable {

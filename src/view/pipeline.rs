@@ -12,6 +12,7 @@ use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
+use crate::checkpoint::{Counters, MarkState, Restored, ViewMeta, ViewSnapshot};
 use crate::connector::joined::{JoinedReader, of_side, side_of};
 use crate::connector::{Poll, Positions, SourceReader, reached};
 use crate::error::{Result, WeirError};
@@ -25,11 +26,28 @@ use crate::window::watermark::Watermarks;
 pub enum Command {
     /// Answer once everything in the source now is reflected in the view.
     Flush(oneshot::Sender<Result<()>>),
+    /// Hand over the view's state and reader positions, between two polls.
+    Checkpoint(oneshot::Sender<Result<ViewSnapshot>>),
     Stop,
 }
 
+/// How a pipeline begins.
+pub enum Start {
+    /// From the sources' startup mode, with an empty state.
+    Fresh,
+    /// From a checkpoint: its state, offsets and watermarks.
+    Restore(Arc<Restored>, ViewMeta),
+    /// An empty state, reading from these positions (a changed view rebuilt from where
+    /// its earlier definition began).
+    Rebuild(Positions),
+}
+
 /// Start the pipeline of `view` on its own thread; returns once the reader is open.
-pub async fn start(view: Arc<View>, commands: mpsc::UnboundedReceiver<Command>) -> Result<()> {
+pub async fn start(
+    view: Arc<View>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    begin: Start,
+) -> Result<()> {
     let (ready_tx, ready_rx) = oneshot::channel();
     let name = view.name.clone();
     std::thread::Builder::new()
@@ -46,17 +64,15 @@ pub async fn start(view: Arc<View>, commands: mpsc::UnboundedReceiver<Command>) 
                 }
             };
             runtime.block_on(async move {
-                let reader = match open_reader(&view).await {
-                    Ok(r) => {
+                match Pipeline::open(view, begin).await {
+                    Ok(pipeline) => {
                         let _ = ready_tx.send(Ok(()));
-                        r
+                        pipeline.run(commands).await;
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
-                        return;
                     }
-                };
-                Pipeline::new(view, reader).run(commands).await;
+                }
             });
         })
         .map_err(WeirError::Io)?;
@@ -65,11 +81,18 @@ pub async fn start(view: Arc<View>, commands: mpsc::UnboundedReceiver<Command>) 
         .map_err(|_| WeirError::Internal(format!("pipeline of {name} ended while starting")))?
 }
 
-/// The view's reader: its source's, or both sources of a join read as one.
-async fn open_reader(view: &View) -> Result<Box<dyn SourceReader>> {
+/// The view's reader: its source's, or both sources of a join read as one; at `resume`
+/// when given (joins: the right source's partitions from `RIGHT`).
+async fn open_reader(view: &View, resume: Option<&Positions>) -> Result<Box<dyn SourceReader>> {
     let mut readers = Vec::new();
-    for side in view.plan.sides() {
-        readers.push(side.source.open(&side.columns).await?);
+    for (i, side) in view.plan.sides().into_iter().enumerate() {
+        let own: Option<Positions> = resume.map(|r| {
+            r.iter()
+                .filter(|(p, _)| side_of(**p).0 == i)
+                .map(|(p, o)| (side_of(*p).1, *o))
+                .collect()
+        });
+        readers.push(side.source.open_at(&side.columns, own.as_ref()).await?);
     }
     let left = readers.remove(0);
     Ok(match readers.pop() {
@@ -150,6 +173,8 @@ pub struct Driver {
     ended: bool,
     /// The watermark before the source ended (retention counts from it).
     last_watermark: i64,
+    /// Records a checkpoint counted as undecodable before this reader began.
+    errors_before: u64,
     pub stages: Stages,
 }
 
@@ -177,8 +202,55 @@ impl Driver {
             windowed,
             ended: false,
             last_watermark: i64::MIN,
+            errors_before: 0,
             stages: Stages::default(),
         }
+    }
+
+    /// Watermarks and counters as a checkpoint keeps them.
+    fn export(&self) -> (Vec<MarkState>, i64, Counters) {
+        let marks = self
+            .marks
+            .iter()
+            .map(|m| {
+                let (current, partitions) = m.export();
+                MarkState {
+                    current,
+                    partitions,
+                }
+            })
+            .collect();
+        let stats = &self.view.stats;
+        let counters = Counters {
+            rows_in: stats.rows_in.load(Ordering::Relaxed),
+            late_rows: stats.late_rows.load(Ordering::Relaxed),
+            windows_closed: stats.windows_closed.load(Ordering::Relaxed),
+            decode_errors: stats.decode_errors.load(Ordering::Relaxed),
+            emitted: self.view.emitted.load(Ordering::Relaxed),
+        };
+        (marks, self.last_watermark, counters)
+    }
+
+    /// Bring back what [`Driver::export`] gave.
+    fn import(&mut self, marks: &[MarkState], last_watermark: i64, counters: &Counters) {
+        let now = Instant::now();
+        for (m, s) in self.marks.iter_mut().zip(marks) {
+            m.import(s.current, &s.partitions, now);
+        }
+        self.last_watermark = last_watermark;
+        let stats = &self.view.stats;
+        stats.rows_in.store(counters.rows_in, Ordering::Relaxed);
+        stats.late_rows.store(counters.late_rows, Ordering::Relaxed);
+        stats
+            .windows_closed
+            .store(counters.windows_closed, Ordering::Relaxed);
+        stats
+            .decode_errors
+            .store(counters.decode_errors, Ordering::Relaxed);
+        let watermark = marks.iter().map(|m| m.current).min().unwrap_or(i64::MIN);
+        stats.watermark.store(watermark, Ordering::Relaxed);
+        self.view.emitted.store(counters.emitted, Ordering::Relaxed);
+        self.errors_before = counters.decode_errors;
     }
 
     /// The source has ended (a bounded source read to its end).
@@ -218,7 +290,7 @@ impl Driver {
         let now = Instant::now();
         self.stages.poll += now - t;
         let view = Arc::clone(&self.view);
-        let errors = reader.decode_errors();
+        let errors = self.errors_before + reader.decode_errors();
         if view.stats.decode_errors.swap(errors, Ordering::Relaxed) != errors {
             *view
                 .stats
@@ -427,14 +499,127 @@ struct Pipeline {
     driver: Driver,
     reader: Box<dyn SourceReader>,
     pending: Vec<(Positions, oneshot::Sender<Result<()>>)>,
+    /// Where the view began reading (kept across checkpoints).
+    origin: Positions,
+    rebuild: Option<Rebuild>,
+}
+
+/// A view read again from its origin: how far it has to go, for the log.
+struct Rebuild {
+    from: Positions,
+    to: Positions,
+    started: Instant,
+    logged: Instant,
+}
+
+/// Records between `from` and `to`.
+fn between(from: &Positions, to: &Positions) -> i64 {
+    to.iter()
+        .map(|(p, end)| (end - from.get(p).copied().unwrap_or(0)).max(0))
+        .sum()
 }
 
 impl Pipeline {
-    fn new(view: Arc<View>, reader: Box<dyn SourceReader>) -> Self {
-        Pipeline {
-            driver: Driver::new(view, &reader.partitions()),
+    /// Open the view's reader and bring back its checkpoint, if it starts from one.
+    async fn open(view: Arc<View>, begin: Start) -> Result<Self> {
+        let (restore, resume) = match begin {
+            Start::Fresh => (None, None),
+            Start::Restore(restored, meta) => {
+                let sections = restored.sections(&meta)?;
+                view.with_state(|s| s.import(&view.plan, sections))?;
+                let resume = meta.positions.clone();
+                (Some(meta), Some(resume))
+            }
+            Start::Rebuild(origin) => (None, Some(origin)),
+        };
+        let rebuilding = restore.is_none() && resume.is_some();
+        let mut reader = open_reader(&view, resume.as_ref()).await?;
+        let mut driver = Driver::new(Arc::clone(&view), &reader.partitions());
+        let origin = match &restore {
+            Some(meta) => {
+                driver.import(&meta.marks, meta.last_watermark, &meta.counters);
+                view.stats.progress(reader.positions(), &[], Instant::now());
+                meta.origin.clone()
+            }
+            None => reader.positions().clone(),
+        };
+        let rebuild = if rebuilding {
+            let to = reader.end_positions().await?;
+            let now = Instant::now();
+            info!(
+                target: "weir::view",
+                "rebuilding materialized view {} from its sources: {} records to read again",
+                view.name,
+                between(&origin, &to)
+            );
+            Some(Rebuild {
+                from: origin.clone(),
+                to,
+                started: now,
+                logged: now,
+            })
+        } else {
+            None
+        };
+        Ok(Pipeline {
+            driver,
             reader,
             pending: Vec::new(),
+            origin,
+            rebuild,
+        })
+    }
+
+    /// The view's state and where its reader stands, for a checkpoint.
+    fn snapshot(&mut self) -> Result<ViewSnapshot> {
+        let view = Arc::clone(&self.driver.view);
+        let sections = view.with_state(|s| s.export())?;
+        let (marks, last_watermark, counters) = self.driver.export();
+        let rows = view.with_state(|s| s.operator.groups()) as u64 + view.closed_rows() as u64;
+        Ok(ViewSnapshot {
+            meta: ViewMeta {
+                name: view.name.clone(),
+                definition: view.definition.clone(),
+                sources: view
+                    .sources()
+                    .iter()
+                    .map(|s| (s.name.clone(), s.definition.clone()))
+                    .collect(),
+                positions: self.reader.positions().clone(),
+                origin: self.origin.clone(),
+                marks,
+                last_watermark,
+                counters,
+                rows,
+                files: Default::default(),
+            },
+            sections,
+        })
+    }
+
+    /// Log how far a rebuild is, every few seconds, and when it is done.
+    fn rebuild_progress(&mut self) {
+        let Some(r) = &mut self.rebuild else {
+            return;
+        };
+        let positions = self.reader.positions();
+        let name = &self.driver.view.name;
+        let total = between(&r.from, &r.to).max(1);
+        let done = total - between(positions, &r.to);
+        if reached(positions, &r.to) || self.driver.ended() {
+            info!(
+                target: "weir::view",
+                "materialized view {name} rebuilt: {done} records read again in {:.1?}",
+                r.started.elapsed()
+            );
+            self.rebuild = None;
+        } else if r.logged.elapsed() >= Duration::from_secs(2) {
+            r.logged = Instant::now();
+            info!(
+                target: "weir::view",
+                "rebuilding materialized view {name}: {done} of {total} records ({:.0}%)",
+                100.0 * done as f64 / total as f64
+            );
         }
     }
 
@@ -445,6 +630,9 @@ impl Pipeline {
             loop {
                 match commands.try_recv() {
                     Ok(Command::Flush(reply)) => self.flush(reply).await,
+                    Ok(Command::Checkpoint(reply)) => {
+                        let _ = reply.send(self.snapshot());
+                    }
                     Ok(Command::Stop) | Err(mpsc::error::TryRecvError::Disconnected) => return,
                     Err(mpsc::error::TryRecvError::Empty) => break,
                 }
@@ -452,6 +640,9 @@ impl Pipeline {
             if self.driver.ended() || view.failure().is_some() {
                 match commands.recv().await {
                     Some(Command::Flush(reply)) => self.flush(reply).await,
+                    Some(Command::Checkpoint(reply)) => {
+                        let _ = reply.send(self.snapshot());
+                    }
                     Some(Command::Stop) | None => return,
                 }
                 continue;
@@ -497,6 +688,7 @@ impl Pipeline {
     /// One poll, then answer the `FLUSH`es whose positions were reached.
     async fn step(&mut self) -> Result<()> {
         self.driver.step(self.reader.as_mut()).await?;
+        self.rebuild_progress();
         let positions = self.reader.positions().clone();
         let ended = self.driver.ended();
         let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)

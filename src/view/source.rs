@@ -13,11 +13,11 @@ use datafusion::common::{Result as DfResult, ScalarValue, plan_datafusion_err, p
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
-use crate::connector::SourceReader;
 use crate::connector::datagen::DatagenSpec;
 use crate::connector::kafka::KafkaSpec;
 use crate::connector::nexmark::NexmarkSpec;
 use crate::connector::upstream::ViewReader;
+use crate::connector::{Positions, SourceReader};
 use crate::error::Result;
 use crate::sql::streaming::Options;
 use crate::view::state::View;
@@ -107,10 +107,21 @@ impl SourceDef {
     /// A new reader, positioned where the connector's start-up options say. It fills the
     /// `columns` given (indexes into the schema); others may be left NULL.
     pub async fn open(&self, columns: &[usize]) -> Result<Box<dyn SourceReader>> {
+        self.open_at(columns, None).await
+    }
+
+    /// [`SourceDef::open`] at `resume` (a checkpoint's positions) instead of the start.
+    /// A view read as a stream starts again from the rows it keeps.
+    pub async fn open_at(
+        &self,
+        columns: &[usize],
+        resume: Option<&Positions>,
+    ) -> Result<Box<dyn SourceReader>> {
+        let skip = |r: Option<&Positions>| r.and_then(|r| r.get(&0)).copied().unwrap_or(0);
         match &self.connector {
-            ConnectorSpec::Kafka(k) => k.open(columns).await,
-            ConnectorSpec::Datagen(d) => d.open(self.schema.clone()),
-            ConnectorSpec::Nexmark(n) => n.open(self.schema.clone()),
+            ConnectorSpec::Kafka(k) => k.open_at(columns, resume).await,
+            ConnectorSpec::Datagen(d) => d.open(self.schema.clone(), skip(resume)),
+            ConnectorSpec::Nexmark(n) => n.open(self.schema.clone(), skip(resume)),
             ConnectorSpec::View(v) => Ok(Box::new(ViewReader::open(Arc::clone(v)))),
             ConnectorSpec::Supplied(s) => (s.open)(columns),
         }

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Int64Array, RecordBatch};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Result as DfResult;
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -24,7 +24,7 @@ use crate::sql::streaming::Emit;
 use crate::view::join::JoinSide;
 use crate::view::log::AppendLog;
 use crate::view::pipeline::Command;
-use crate::view::plan::{JoinSpec, Operator, Tag, ViewPlan};
+use crate::view::plan::{JoinBy, JoinSpec, Operator, Tag, ViewPlan};
 use crate::view::source::{ConnectorSpec, EventTime, SourceDef};
 use crate::window::aggregate::WindowedAggregate;
 use crate::window::buffer::WindowBuffer;
@@ -232,6 +232,160 @@ pub struct ViewState {
     /// Views reading this one.
     readers: Vec<mpsc::UnboundedSender<Emitted>>,
     ended: bool,
+}
+
+/// A part of a view's state in a checkpoint: its name and batches whose first column is
+/// a tag (a window end, or an event time per row).
+pub type Section = (String, Vec<RecordBatch>);
+
+impl ViewState {
+    /// Everything the view keeps, for a checkpoint; nothing changes.
+    pub fn export(&mut self) -> Result<Vec<Section>> {
+        let closed = self
+            .closed
+            .iter()
+            .map(|(end, rows)| tagged(Int64Array::from_value(*end, rows.num_rows()), rows))
+            .collect::<Result<Vec<_>>>()?;
+        let mut sections = vec![("closed".to_string(), closed)];
+        export_operator(&mut self.operator, "", &mut sections)?;
+        Ok(sections)
+    }
+
+    /// Bring back what [`ViewState::export`] wrote, into the empty state of `plan`.
+    pub fn import(
+        &mut self,
+        plan: &ViewPlan,
+        mut sections: BTreeMap<String, Vec<RecordBatch>>,
+    ) -> Result<()> {
+        for batch in sections.remove("closed").unwrap_or_default() {
+            let (ends, rows) = untag(&batch)?;
+            if rows.num_rows() > 0 {
+                self.closed.push_back((ends.value(0), rows));
+            }
+        }
+        import_operator(&mut self.operator, &plan.operator, "", &mut sections)?;
+        self.open.clear();
+        Ok(())
+    }
+}
+
+fn export_operator(op: &mut OperatorState, prefix: &str, out: &mut Vec<Section>) -> Result<()> {
+    match op {
+        OperatorState::Aggregate(a) => out.push((format!("{prefix}aggregate"), a.export()?)),
+        OperatorState::Buffer(b) => {
+            let rows = b
+                .export()?
+                .into_iter()
+                .map(|(end, rows)| tagged(Int64Array::from_value(end, rows.num_rows()), &rows))
+                .collect::<Result<_>>()?;
+            out.push((format!("{prefix}buffer"), rows));
+        }
+        OperatorState::Append(log) => {
+            let rows = log
+                .export()
+                .into_iter()
+                .map(|(rows, times)| tagged(times, &rows))
+                .collect::<Result<_>>()?;
+            out.push((format!("{prefix}log"), rows));
+        }
+        OperatorState::Join(j) => {
+            for (i, side) in j.sides.iter().enumerate() {
+                let rows = side
+                    .export()
+                    .into_iter()
+                    .map(|(rows, newest)| {
+                        tagged(Int64Array::from_value(newest, rows.num_rows()), &rows)
+                    })
+                    .collect::<Result<_>>()?;
+                out.push((format!("{prefix}join{i}"), rows));
+            }
+            export_operator(&mut j.out, &format!("{prefix}out."), out)?;
+        }
+    }
+    Ok(())
+}
+
+fn import_operator(
+    op: &mut OperatorState,
+    plan: &Operator,
+    prefix: &str,
+    sections: &mut BTreeMap<String, Vec<RecordBatch>>,
+) -> Result<()> {
+    let mut take = |name: &str| {
+        sections
+            .remove(&format!("{prefix}{name}"))
+            .unwrap_or_default()
+    };
+    match op {
+        OperatorState::Aggregate(a) => a.import(&take("aggregate"))?,
+        OperatorState::Buffer(b) => {
+            for batch in take("buffer") {
+                let (ends, rows) = untag(&batch)?;
+                if rows.num_rows() > 0 {
+                    b.import(ends.value(0), rows);
+                }
+            }
+        }
+        OperatorState::Append(log) => {
+            for batch in take("log") {
+                let (times, rows) = untag(&batch)?;
+                log.push(rows, times);
+            }
+        }
+        OperatorState::Join(j) => {
+            let Operator::Join(spec) = plan else {
+                return Err(WeirError::Internal(
+                    "join state of a view that joins nothing".into(),
+                ));
+            };
+            for (i, side) in j.sides.iter_mut().enumerate() {
+                for batch in take(&format!("join{i}")) {
+                    let (times, rows) = untag(&batch)?;
+                    let keys = match &spec.by {
+                        JoinBy::Keys(k) => Some(k.keys(i, &rows)?),
+                        JoinBy::Query(_) => None,
+                    };
+                    side.push(rows, &times, keys.as_ref());
+                }
+            }
+            let then = match &spec.then {
+                Some(agg) => Operator::Aggregate(Arc::clone(agg)),
+                None => Operator::Append,
+            };
+            import_operator(&mut j.out, &then, &format!("{prefix}out."), sections)?;
+        }
+    }
+    Ok(())
+}
+
+/// `rows` with `tag` as a first column.
+fn tagged(tag: Int64Array, rows: &RecordBatch) -> Result<RecordBatch> {
+    let schema = rows.schema();
+    let mut fields = vec![Arc::new(Field::new("tag", DataType::Int64, true))];
+    fields.extend(schema.fields().iter().cloned());
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(tag)];
+    columns.extend(rows.columns().iter().cloned());
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
+        columns,
+    )?)
+}
+
+/// The tag and the rows of a batch [`tagged`] made.
+fn untag(batch: &RecordBatch) -> Result<(Int64Array, RecordBatch)> {
+    let tag = batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .ok_or_else(|| WeirError::Internal("checkpointed rows without their tag".into()))?
+        .clone();
+    let schema = batch.schema();
+    let fields: Vec<_> = schema.fields().iter().skip(1).cloned().collect();
+    let rows = RecordBatch::try_new(
+        Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
+        batch.columns()[1..].to_vec(),
+    )?;
+    Ok((tag, rows))
 }
 
 /// A materialized view: definition, state, and the handle of its pipeline.

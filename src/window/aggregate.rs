@@ -9,7 +9,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array,
 };
 use datafusion::arrow::compute::{cast, take};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
@@ -277,6 +277,73 @@ impl WindowedAggregate {
         out.into_iter()
             .map(|(end, columns)| Ok((end, self.batch_of(columns)?)))
             .collect()
+    }
+
+    /// The open windows' groups for a checkpoint, one batch per window: the window end
+    /// (`end`), the group keys (`k0`, `k1`…), then each aggregate's intermediate state
+    /// (`a0_0`, `a0_1`, `a1_0`…). The state stays as it was.
+    pub fn export(&mut self) -> Result<Vec<RecordBatch>> {
+        let calls = self.spec.calls.clone();
+        let mut out = Vec::with_capacity(self.buckets.len());
+        let mut indices = Vec::new();
+        for (end, bucket) in self.buckets.iter_mut() {
+            let n = bucket.keys.len();
+            let keys = bucket.keys.emit(EmitTo::All)?;
+            bucket.keys = new_group_values(self.spec.group_schema.clone(), &GroupOrdering::None)?;
+            bucket.keys.intern(&keys, &mut indices)?;
+            let mut fields = vec![Field::new("end", DataType::Int64, false)];
+            let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_value(*end, n))];
+            for (i, k) in keys.into_iter().enumerate() {
+                fields.push(Field::new(format!("k{i}"), k.data_type().clone(), true));
+                columns.push(k);
+            }
+            for (i, (acc, call)) in bucket.accumulators.iter_mut().zip(&calls).enumerate() {
+                let state = acc.state(EmitTo::All)?;
+                let mut kept = call.accumulator()?;
+                kept.merge_batch(&state, &indices, n)?;
+                *acc = kept;
+                for (j, s) in state.into_iter().enumerate() {
+                    fields.push(Field::new(format!("a{i}_{j}"), s.data_type().clone(), true));
+                    columns.push(s);
+                }
+            }
+            out.push(RecordBatch::try_new(
+                Arc::new(Schema::new(fields)),
+                columns,
+            )?);
+        }
+        Ok(out)
+    }
+
+    /// Bring back the windows [`WindowedAggregate::export`] wrote.
+    pub fn import(&mut self, batches: &[RecordBatch]) -> Result<()> {
+        let width = self.spec.group_schema.fields().len();
+        for batch in batches.iter().filter(|b| b.num_rows() > 0) {
+            let ends = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .ok_or_else(|| WeirError::Internal("checkpointed groups without ends".into()))?;
+            let end = ends.value(0);
+            let mut bucket = self.new_bucket()?;
+            bucket
+                .keys
+                .intern(&batch.columns()[1..1 + width], &mut self.group_indices)?;
+            let total = bucket.keys.len();
+            let schema = batch.schema();
+            let mut at = 1 + width;
+            for (i, acc) in bucket.accumulators.iter_mut().enumerate() {
+                let prefix = format!("a{i}_");
+                let n = schema.fields()[at..]
+                    .iter()
+                    .take_while(|f| f.name().starts_with(&prefix))
+                    .count();
+                acc.merge_batch(&batch.columns()[at..at + n], &self.group_indices, total)?;
+                at += n;
+            }
+            self.buckets.insert(end, bucket);
+        }
+        Ok(())
     }
 
     fn batch(&self, columns: Vec<ArrayRef>) -> Result<RecordBatch> {

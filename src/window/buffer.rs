@@ -113,6 +113,20 @@ impl WindowBuffer {
         Ok(out)
     }
 
+    /// Each open window's rows, by window end, for a checkpoint.
+    pub fn export(&self) -> Result<Vec<(i64, RecordBatch)>> {
+        self.windows
+            .iter()
+            .map(|(end, rows)| Ok((*end, self.concat(&rows.batches)?)))
+            .collect()
+    }
+
+    /// Bring back a window's rows [`WindowBuffer::export`] wrote.
+    pub fn import(&mut self, end: i64, rows: RecordBatch) {
+        self.schema.get_or_insert_with(|| rows.schema());
+        self.add(end, rows);
+    }
+
     pub fn windows(&self) -> usize {
         self.windows.len()
     }

@@ -92,6 +92,28 @@ impl Watermarks {
         self.current = i64::MAX;
     }
 
+    /// The watermark and each partition's largest event time, for a checkpoint.
+    pub fn export(&self) -> (i64, Vec<(i32, Option<i64>)>) {
+        (
+            self.current,
+            self.partitions.iter().map(|(p, s)| (*p, s.max)).collect(),
+        )
+    }
+
+    /// Bring back what [`Watermarks::export`] gave; partitions count as just seen.
+    pub fn import(&mut self, current: i64, partitions: &[(i32, Option<i64>)], now: Instant) {
+        self.current = self.current.max(current);
+        for &(p, max) in partitions {
+            self.partitions.insert(
+                p,
+                Partition {
+                    max,
+                    last_seen: now,
+                },
+            );
+        }
+    }
+
     pub fn current(&self) -> i64 {
         self.current
     }

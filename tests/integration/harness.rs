@@ -94,9 +94,21 @@ impl Server {
 
     /// [`Server::start`] with extra `weir serve` flags.
     pub fn start_with(sql_dir: &str, extra: &[&str]) -> Server {
+        let data = tempfile::tempdir().unwrap();
+        let path = data.path().to_path_buf();
+        Self::launch(sql_dir, &path, data, extra)
+    }
+
+    /// Start on `sql_dir` with the data directory `data`, which outlives the server (for
+    /// restarts on it).
+    pub fn start_on(sql_dir: &Path, data: &Path, extra: &[&str]) -> Server {
+        let unused = tempfile::tempdir().unwrap();
+        Self::launch(sql_dir.to_str().unwrap(), data, unused, extra)
+    }
+
+    fn launch(sql_dir: &str, data_dir: &Path, data: tempfile::TempDir, extra: &[&str]) -> Server {
         let pg_port = free_port();
         let http_port = free_port();
-        let data = tempfile::tempdir().unwrap();
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut child = Command::new(weir_bin())
             .current_dir(root)
@@ -104,7 +116,7 @@ impl Server {
             .args(["--pg-listen", &format!("127.0.0.1:{pg_port}")])
             .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
             .arg("--data-dir")
-            .arg(data.path())
+            .arg(data_dir)
             .args(extra)
             .env("WEIR_LOG", "error")
             .stdin(Stdio::null())
@@ -126,6 +138,14 @@ impl Server {
             pg_port,
             http_port,
             _data: data,
+        }
+    }
+
+    /// SIGKILL, as a crash: no shutdown, no last checkpoint.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 

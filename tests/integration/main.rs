@@ -3,6 +3,7 @@
 //! `weir` command line, and the Kafka source against a tansu broker. One binary, so the
 //! server is built and linked once.
 
+mod durability;
 mod harness;
 mod hostile;
 mod kafka;

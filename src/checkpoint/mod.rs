@@ -1,0 +1,418 @@
+//! Checkpoints: every view's state and the offsets its reader had reached, taken between
+//! two polls of each view and written together into the data directory (Arrow IPC files,
+//! then a manifest renamed into place), and read back at start so that each view resumes
+//! exactly where its checkpoint left it: no event lost, none counted twice.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::ipc::reader::FileReader;
+use datafusion::arrow::ipc::writer::FileWriter;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::connector::Positions;
+use crate::error::{Result, WeirError};
+use crate::view::Streams;
+use crate::view::pipeline::Command;
+use crate::view::state::{Section, View};
+
+/// The manifest's name in the checkpoint folder; the checkpoint it names is the last
+/// complete one.
+const MANIFEST: &str = "MANIFEST.json";
+/// Format of the manifest and files.
+const VERSION: u32 = 1;
+/// How long a checkpoint waits for a view's pipeline to hand over its state.
+const ANSWER: Duration = Duration::from_secs(60);
+
+/// One view in a checkpoint: what it was, where its reader stood, and its counters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ViewMeta {
+    pub name: String,
+    /// The `CREATE MATERIALIZED VIEW` text; another text means another view.
+    pub definition: String,
+    /// The sources it reads, as (name, `CREATE SOURCE` text).
+    pub sources: Vec<(String, String)>,
+    /// The next offset to read per partition (joins: the right source's from `RIGHT`).
+    pub positions: Positions,
+    /// Where the view began reading; a changed view is rebuilt from there.
+    pub origin: Positions,
+    /// Per stream read: the watermark and each partition's largest event time.
+    pub marks: Vec<MarkState>,
+    pub last_watermark: i64,
+    pub counters: Counters,
+    /// Groups or rows the state holds.
+    pub rows: u64,
+    /// Section name → file in the checkpoint's folder.
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+}
+
+/// A stream's watermark in a checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MarkState {
+    pub current: i64,
+    pub partitions: Vec<(i32, Option<i64>)>,
+}
+
+/// A view's counters in a checkpoint, so they go on counting after a restart.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Counters {
+    pub rows_in: u64,
+    pub late_rows: u64,
+    pub windows_closed: u64,
+    pub decode_errors: u64,
+    pub emitted: u64,
+}
+
+/// What a view's pipeline hands over for a checkpoint.
+pub struct ViewSnapshot {
+    pub meta: ViewMeta,
+    pub sections: Vec<Section>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    version: u32,
+    sequence: u64,
+    /// Microseconds since the Unix epoch.
+    taken_at: i64,
+    /// The folder, next to the manifest, holding the state files.
+    folder: String,
+    views: Vec<ViewMeta>,
+}
+
+/// A checkpoint that was written.
+#[derive(Debug, Clone)]
+pub struct Taken {
+    pub sequence: u64,
+    pub views: usize,
+    pub rows: u64,
+    pub bytes: u64,
+    pub took: Duration,
+    /// Microseconds since the Unix epoch.
+    pub at: i64,
+}
+
+/// The checkpoints of one data directory.
+pub struct Checkpoints {
+    root: PathBuf,
+    sequence: AtomicU64,
+    /// One checkpoint at a time.
+    writing: tokio::sync::Mutex<()>,
+    last: Mutex<Option<Taken>>,
+}
+
+/// The last complete checkpoint, read at start.
+pub struct Restored {
+    folder: PathBuf,
+    pub sequence: u64,
+    /// Microseconds since the Unix epoch.
+    pub taken_at: i64,
+    views: BTreeMap<String, ViewMeta>,
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+fn io(what: &str, path: &Path, e: impl std::fmt::Display) -> WeirError {
+    WeirError::Io(std::io::Error::other(format!(
+        "{what} {}: {e}",
+        path.display()
+    )))
+}
+
+/// Seconds since `micros`, for the log.
+pub fn age_secs(micros: i64) -> f64 {
+    (now_micros() - micros).max(0) as f64 / 1e6
+}
+
+impl Checkpoints {
+    /// The checkpoints under `data_dir/checkpoints`, and the last complete one if any.
+    pub fn open(data_dir: &Path) -> Result<(Arc<Checkpoints>, Option<Restored>)> {
+        let root = data_dir.join("checkpoints");
+        std::fs::create_dir_all(&root).map_err(|e| io("cannot create", &root, e))?;
+        let manifest = root.join(MANIFEST);
+        let restored = match std::fs::read(&manifest) {
+            Ok(bytes) => {
+                let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+                    WeirError::Config(format!(
+                        "checkpoint manifest {} is not readable: {e}; move it away to start \
+                         without the checkpoint",
+                        manifest.display()
+                    ))
+                })?;
+                if m.version != VERSION {
+                    return Err(WeirError::Config(format!(
+                        "checkpoint manifest {} has format {}, this server reads {VERSION}",
+                        manifest.display(),
+                        m.version
+                    )));
+                }
+                Some(Restored {
+                    folder: root.join(&m.folder),
+                    sequence: m.sequence,
+                    taken_at: m.taken_at,
+                    views: m.views.into_iter().map(|v| (v.name.clone(), v)).collect(),
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io("cannot read", &manifest, e)),
+        };
+        let sequence = restored.as_ref().map_or(0, |r| r.sequence);
+        // Folders of checkpoints that never got their manifest.
+        let current = restored.as_ref().map(|r| r.folder.clone());
+        remove_others(&root, current.as_deref());
+        Ok((
+            Arc::new(Checkpoints {
+                root,
+                sequence: AtomicU64::new(sequence),
+                writing: tokio::sync::Mutex::new(()),
+                last: Mutex::new(None),
+            }),
+            restored,
+        ))
+    }
+
+    /// The last checkpoint this server wrote.
+    pub fn last(&self) -> Option<Taken> {
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Take a checkpoint of every view that reads sources now, and write it.
+    pub async fn take(&self, streams: &Streams) -> Result<Taken> {
+        let _one = self.writing.lock().await;
+        let started = Instant::now();
+        let mut waits = Vec::new();
+        for view in streams.views() {
+            if !checkpointed(&view) {
+                continue;
+            }
+            let (tx, rx) = oneshot::channel();
+            if view.commands.send(Command::Checkpoint(tx)).is_err() {
+                continue;
+            }
+            waits.push((view, rx));
+        }
+        let mut snapshots = Vec::with_capacity(waits.len());
+        for (view, rx) in waits {
+            match tokio::time::timeout(ANSWER, rx).await {
+                Ok(Ok(Ok(s))) => snapshots.push(s),
+                Ok(Ok(Err(e))) => {
+                    return Err(WeirError::Internal(format!(
+                        "checkpoint: materialized view \"{}\" could not hand over its state: {e}",
+                        view.name
+                    )));
+                }
+                // Dropped while the checkpoint waited: nothing to keep.
+                Ok(Err(_)) => {}
+                Err(_) => {
+                    return Err(WeirError::Internal(format!(
+                        "checkpoint: materialized view \"{}\" did not hand over its state within {}s",
+                        view.name,
+                        ANSWER.as_secs()
+                    )));
+                }
+            }
+        }
+        let sequence = self.sequence.load(Ordering::SeqCst) + 1;
+        let root = self.root.clone();
+        let mut taken = tokio::task::spawn_blocking(move || write(&root, sequence, snapshots))
+            .await
+            .map_err(|e| WeirError::Internal(format!("checkpoint writer: {e}")))??;
+        self.sequence.store(sequence, Ordering::SeqCst);
+        taken.took = started.elapsed();
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(taken.clone());
+        Ok(taken)
+    }
+}
+
+/// Views whose state a checkpoint keeps: those reading sources. A view that reads a view
+/// starts again from the rows that view keeps (restored with it).
+pub fn checkpointed(view: &View) -> bool {
+    view.sources().iter().all(|s| {
+        matches!(
+            s.connector,
+            crate::view::source::ConnectorSpec::Kafka(_)
+                | crate::view::source::ConnectorSpec::Datagen(_)
+                | crate::view::source::ConnectorSpec::Nexmark(_)
+        )
+    })
+}
+
+/// Write `snapshots` as checkpoint `sequence`: the state files into a new folder, each
+/// synced, then the manifest naming it, synced and renamed over the last one; then the
+/// older folders go.
+fn write(root: &Path, sequence: u64, snapshots: Vec<ViewSnapshot>) -> Result<Taken> {
+    let name = format!("ckpt-{sequence:010}");
+    let folder = root.join(&name);
+    if folder.exists() {
+        std::fs::remove_dir_all(&folder).map_err(|e| io("cannot clear", &folder, e))?;
+    }
+    std::fs::create_dir_all(&folder).map_err(|e| io("cannot create", &folder, e))?;
+    let mut views = Vec::with_capacity(snapshots.len());
+    let mut bytes = 0u64;
+    let mut rows = 0u64;
+    for (i, snapshot) in snapshots.into_iter().enumerate() {
+        let mut meta = snapshot.meta;
+        meta.files.clear();
+        for (section, batches) in snapshot.sections {
+            let Some(first) = batches.first() else {
+                continue;
+            };
+            let file_name = format!("v{i}-{}.arrow", section.replace('.', "-"));
+            let path = folder.join(&file_name);
+            let file = File::create(&path).map_err(|e| io("cannot create", &path, e))?;
+            let mut writer = FileWriter::try_new(file, &first.schema())?;
+            for b in &batches {
+                writer.write(b)?;
+            }
+            writer.finish()?;
+            let file = writer.into_inner()?;
+            file.sync_all().map_err(|e| io("cannot sync", &path, e))?;
+            bytes += file.metadata().map(|m| m.len()).unwrap_or(0);
+            meta.files.insert(section, file_name);
+        }
+        rows += meta.rows;
+        views.push(meta);
+    }
+    sync_dir(&folder)?;
+    let at = now_micros();
+    let manifest = Manifest {
+        version: VERSION,
+        sequence,
+        taken_at: at,
+        folder: name,
+        views,
+    };
+    let text = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| WeirError::Internal(format!("checkpoint manifest: {e}")))?;
+    let tmp = root.join(format!("{MANIFEST}.tmp"));
+    let mut file = File::create(&tmp).map_err(|e| io("cannot create", &tmp, e))?;
+    file.write_all(&text)
+        .and_then(|_| file.sync_all())
+        .map_err(|e| io("cannot write", &tmp, e))?;
+    drop(file);
+    let target = root.join(MANIFEST);
+    std::fs::rename(&tmp, &target).map_err(|e| io("cannot rename", &tmp, e))?;
+    sync_dir(root)?;
+    remove_others(root, Some(&folder));
+    Ok(Taken {
+        sequence,
+        views: manifest.views.len(),
+        rows,
+        bytes,
+        took: Duration::ZERO,
+        at,
+    })
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io("cannot sync", dir, e))
+}
+
+/// Remove the checkpoint folders under `root` other than `keep`.
+fn remove_others(root: &Path, keep: Option<&Path>) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_checkpoint = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("ckpt-"));
+        if is_checkpoint && path.is_dir() && Some(path.as_path()) != keep {
+            if let Err(e) = std::fs::remove_dir_all(&path) {
+                warn!(
+                    "could not remove the old checkpoint {}: {e}",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+impl Restored {
+    /// The checkpointed view `name`.
+    pub fn view(&self, name: &str) -> Option<&ViewMeta> {
+        self.views.get(name)
+    }
+
+    pub fn views(&self) -> impl Iterator<Item = &ViewMeta> {
+        self.views.values()
+    }
+
+    /// The state of `meta`, by section.
+    pub fn sections(&self, meta: &ViewMeta) -> Result<BTreeMap<String, Vec<RecordBatch>>> {
+        let mut out = BTreeMap::new();
+        for (section, file) in &meta.files {
+            let path = self.folder.join(file);
+            let f = File::open(&path).map_err(|e| io("cannot open", &path, e))?;
+            let reader = FileReader::try_new(f, None)?;
+            let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+            out.insert(section.clone(), batches);
+        }
+        Ok(out)
+    }
+}
+
+/// Take a checkpoint every `interval` until `shutdown`, then a last one.
+pub async fn run(
+    checkpoints: Arc<Checkpoints>,
+    streams: Arc<Streams>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    let mut failing = false;
+    loop {
+        let last = tokio::select! {
+            _ = shutdown.cancelled() => true,
+            _ = ticks.tick() => false,
+        };
+        match checkpoints.take(&streams).await {
+            Ok(t) => {
+                if failing || last {
+                    info!(
+                        "checkpoint {} written: {} views, {} rows of state, {} bytes in {:.0?}",
+                        t.sequence, t.views, t.rows, t.bytes, t.took
+                    );
+                } else {
+                    tracing::debug!(
+                        "checkpoint {} written: {} views, {} rows, {} bytes in {:.0?}",
+                        t.sequence,
+                        t.views,
+                        t.rows,
+                        t.bytes,
+                        t.took
+                    );
+                }
+                failing = false;
+            }
+            Err(e) => {
+                warn!("checkpoint failed (the last complete one stays): {e}");
+                failing = true;
+            }
+        }
+        if last {
+            return;
+        }
+    }
+}
