@@ -6,6 +6,7 @@
 mod harness;
 mod hostile;
 mod kafka;
+mod kafka_outage;
 mod limits;
 mod object_store;
 mod protocol;
