@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use crate::connector::{DecodeSample, PartitionBatch, Poll, Positions, SourceReader};
+use crate::connector::{DecodeSample, Outage, PartitionBatch, Poll, Positions, SourceReader};
 use crate::error::Result;
 
 /// Partition numbers from here on are the right source's.
@@ -114,6 +114,10 @@ impl SourceReader for JoinedReader {
 
     fn decode_errors(&self) -> u64 {
         self.sides[0].decode_errors() + self.sides[1].decode_errors()
+    }
+
+    fn outage(&self) -> Option<Outage> {
+        self.sides[0].outage().or_else(|| self.sides[1].outage())
     }
 
     fn decode_samples(&self) -> Vec<DecodeSample> {

@@ -1,6 +1,7 @@
 //! Kafka source: validates a source's `WITH (…)` options against the topic, and reads every
 //! partition of the topic with an explicitly assigned rdkafka consumer, decoding payloads
-//! (`crate::decode`) into Arrow batches per partition. Also small producer/admin helpers.
+//! (`crate::decode`) into Arrow batches per partition; while the brokers are unreachable or
+//! answer errors, the reader retries with back-off. Also small producer/admin helpers.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,9 +20,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 
+use super::retry::Health;
 use super::{
-    DECODE_SAMPLES, DecodeSample, PartitionBatch, Poll, Positions, SAMPLE_BYTES, SourceReader,
-    check_options, parsed, required,
+    DECODE_SAMPLES, DecodeSample, Outage, PartitionBatch, Poll, Positions, SAMPLE_BYTES,
+    SourceReader, check_options, parsed, required,
 };
 use crate::decode::{Decoder, Format};
 use crate::error::{Result, WeirError};
@@ -201,6 +203,12 @@ impl KafkaSpec {
         .await?;
         tracing::debug!(topic = %self.topic, ?positions, "kafka reader assigned");
         Ok(Box::new(KafkaReader {
+            health: Health::new(format!(
+                "Kafka topic '{}' on brokers '{}'",
+                self.topic,
+                self.brokers()
+            )),
+            probing: None,
             decoder: Decoder::new(self.schema.clone(), self.format)?.only(columns),
             spec: Arc::new(self.clone()),
             consumer: Some(consumer),
@@ -227,6 +235,9 @@ impl KafkaSpec {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
+            // librdkafka reconnects by itself; cap its back-off as the reader caps its own.
+            .set("reconnect.backoff.ms", "100")
+            .set("reconnect.backoff.max.ms", "5000")
             // librdkafka assigns partitions through a group handle, so it needs an id even
             // though nothing joins or commits unless the startup mode is group-offsets.
             .set("group.id", "weir");
@@ -273,6 +284,19 @@ impl KafkaSpec {
 
     /// The topic's partitions, from a fresh metadata request.
     fn partition_ids(&self, c: &BaseConsumer) -> Result<Vec<i32>> {
+        self.lookup(c, false)
+    }
+
+    /// Whether the topic can be read now: a fresh metadata request names it, and every
+    /// partition has a leader. A topic that does not exist (any more) is an
+    /// `InvalidParameter` error; brokers that cannot be reached or answer errors, an `Io` one.
+    fn probe(&self, c: &BaseConsumer) -> Result<()> {
+        self.lookup(c, true).map(drop)
+    }
+
+    /// The topic's partitions from a fresh metadata request; with `leaders`, an error for a
+    /// partition without leader or with an error of its own.
+    fn lookup(&self, c: &BaseConsumer, leaders: bool) -> Result<Vec<i32>> {
         let metadata = c
             .fetch_metadata(Some(&self.topic), REQUEST_TIMEOUT)
             .map_err(|e| self.broker_error("could not fetch metadata of", e))?;
@@ -293,6 +317,24 @@ impl KafkaSpec {
                     "metadata error for",
                     KafkaError::MetadataFetch(RDKafkaErrorCode::from(e)),
                 ));
+            }
+        }
+        if leaders {
+            for p in topic.partitions() {
+                if let Some(e) = p.error() {
+                    return Err(self.broker_error(
+                        &format!("metadata error for partition {} of", p.id()),
+                        KafkaError::MetadataFetch(RDKafkaErrorCode::from(e)),
+                    ));
+                }
+                if p.leader() < 0 {
+                    return Err(kafka_io(format!(
+                        "partition {} of topic '{}' on brokers '{}' has no leader",
+                        p.id(),
+                        self.topic,
+                        self.brokers()
+                    )));
+                }
             }
         }
         let mut ids: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
@@ -511,10 +553,10 @@ fn gather(c: &BaseConsumer) -> Gathered {
 }
 
 /// The topic's partitions that are not in `known`, assigned to `c` from their first
-/// offset.
+/// offset; an error when a partition has no leader (it cannot be read now).
 fn assign_new(c: &BaseConsumer, spec: &KafkaSpec, known: &[i32]) -> Result<Positions> {
     let mut added = Positions::new();
-    for p in spec.partition_ids(c)? {
+    for p in spec.lookup(c, true)? {
         if !known.contains(&p) {
             added.insert(p, spec.watermarks(c, p)?.0);
         }
@@ -528,12 +570,23 @@ fn assign_new(c: &BaseConsumer, spec: &KafkaSpec, known: &[i32]) -> Result<Posit
 
 /// Reads one topic from an explicit assignment of all its partitions.
 ///
+/// Errors of the brokers (unreachable, timeouts, a partition without leader) do not stop
+/// it: they begin an outage (`outage()`), during which a metadata request probes the topic
+/// with back-off (100 ms doubling to 5 s) while librdkafka reconnects by itself; when the
+/// probe succeeds, every partition is sought back to the reader's own positions, so that
+/// nothing is skipped or read twice. Only a topic that no longer exists, a fatal consumer
+/// error and an undecodable record with `format.on_error = 'fail'` end it.
+///
 /// With `scan.startup.mode = 'group-offsets'` the positions are committed to the group
 /// after every poll that read records: a restarted reader resumes after what was read,
 /// which is at-least-once only for what happened before the commit; until views keep
 /// checkpoints, their state is not restored with it.
 struct KafkaReader {
     spec: Arc<KafkaSpec>,
+    /// Whether the brokers answer, and when to probe them again.
+    health: Health,
+    /// A probe of the topic in flight (during an outage).
+    probing: Option<tokio::task::JoinHandle<Result<()>>>,
     /// A lookup of new partitions in flight.
     refreshing: Option<tokio::task::JoinHandle<Result<Positions>>>,
     /// Always `Some` until drop, which closes the consumer off the async runtime.
@@ -586,6 +639,74 @@ impl KafkaReader {
             self.start_refresh();
         }
         self.finish_refresh(true).await
+    }
+
+    /// A transient error (brokers unreachable or answering errors) begins or continues an
+    /// outage; any other is returned.
+    fn trouble(&mut self, e: WeirError) -> Result<()> {
+        match e {
+            WeirError::Io(_) => {
+                self.health.failed(e.to_string());
+                Ok(())
+            }
+            e => Err(e),
+        }
+    }
+
+    /// The outage's last error, while there is one.
+    fn outage_error(&self) -> Option<WeirError> {
+        self.health.outage().map(|o| kafka_io(o.error.clone()))
+    }
+
+    /// During an outage: takes the result of the probe in flight, and starts the next one
+    /// when the back-off says so.
+    async fn check_health(&mut self) -> Result<()> {
+        if self.probing.as_ref().is_some_and(|h| h.is_finished()) {
+            let handle = self.probing.take().expect("checked above");
+            let probed = handle
+                .await
+                .map_err(|e| WeirError::Internal(format!("Kafka call panicked: {e}")))?;
+            match probed {
+                Ok(()) => self.resume().await,
+                Err(e) => self.trouble(e)?,
+            }
+        }
+        if self.probing.is_none() && self.health.due() {
+            self.health.attempt();
+            let (c, spec) = (self.consumer().clone(), self.spec.clone());
+            self.probing = Some(tokio::task::spawn_blocking(move || spec.probe(&c)));
+        }
+        Ok(())
+    }
+
+    /// The brokers answer again: the outage ends, and every partition is read on from the
+    /// reader's own positions (not from committed offsets, nor from what librdkafka had
+    /// fetched ahead).
+    async fn resume(&mut self) {
+        if !self.health.recovered() {
+            return;
+        }
+        let spec = self.spec.clone();
+        let positions = self.positions.clone();
+        let sought = blocking(self.consumer(), move |c| {
+            let tpl = c
+                .seek_partitions(spec.assignment(&positions)?, REQUEST_TIMEOUT)
+                .map_err(|e| spec.broker_error("could not seek partitions of", e))?;
+            for e in tpl.elements() {
+                if let Err(err) = e.error() {
+                    return Err(spec.broker_error(
+                        &format!("could not seek partition {} of", e.partition()),
+                        err,
+                    ));
+                }
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(e) = sought {
+            // Records already read are still passed over (`poll`): nothing is read twice.
+            self.warn(e.to_string());
+        }
     }
 
     fn take_added(&mut self, added: Positions) {
@@ -675,16 +796,29 @@ impl KafkaReader {
 #[async_trait]
 impl SourceReader for KafkaReader {
     async fn poll(&mut self) -> Result<Poll> {
+        self.check_health().await?;
         if let Err(e) = self.finish_refresh(false).await {
-            self.warn(format!("could not look for new partitions: {e}"));
+            self.trouble(e)?;
         }
         if self.refreshing.is_none() && self.refreshed.elapsed() >= REFRESH_EVERY {
             self.start_refresh();
         }
-        let gathered = blocking(self.consumer(), |c| Ok(gather(c))).await?;
-        for e in &gathered.errors {
-            self.warn(format!("Kafka consumer: {e}"));
+        let mut gathered = blocking(self.consumer(), |c| Ok(gather(c))).await?;
+        for e in std::mem::take(&mut gathered.errors) {
+            if let KafkaError::MessageConsumptionFatal(_) = e {
+                let e = self.spec.broker_error("fatal error reading", e);
+                return Err(WeirError::Stopped(e.to_string()));
+            }
+            self.trouble(self.spec.broker_error("reading", e))?;
         }
+        // A record before the reader's position was read already (after a reconnection
+        // the consumer may go back): it is passed over, so nothing is read twice.
+        let positions = &self.positions;
+        gathered.messages.retain(|m| {
+            positions
+                .get(&m.partition)
+                .is_none_or(|&next| m.offset >= next)
+        });
         // The consumer's position also moves past offsets that carry no message.
         for (p, n) in gathered.positions {
             if let Some(pos) = self.positions.get_mut(&p) {
@@ -714,19 +848,36 @@ impl SourceReader for KafkaReader {
         Ok(Poll::Records(batches))
     }
 
+    /// During an outage, its last error at once (the caller retries); a failed look-up
+    /// begins one.
     async fn end_positions(&mut self) -> Result<Positions> {
+        if let Some(e) = self.outage_error() {
+            return Err(e);
+        }
         if let Err(e) = self.refresh().await {
-            self.warn(format!("could not look for new partitions: {e}"));
+            self.trouble(e)?;
+            return Err(self.outage_error().expect("an outage began"));
         }
         let spec = self.spec.clone();
         let partitions = self.partitions();
-        blocking(self.consumer(), move |c| {
+        let ends = blocking(self.consumer(), move |c| {
             partitions
                 .into_iter()
                 .map(|p| Ok((p, spec.watermarks(c, p)?.1)))
                 .collect()
         })
-        .await
+        .await;
+        match ends {
+            Ok(ends) => Ok(ends),
+            Err(e) => {
+                self.trouble(e)?;
+                Err(self.outage_error().expect("an outage began"))
+            }
+        }
+    }
+
+    fn outage(&self) -> Option<Outage> {
+        self.health.outage().cloned()
     }
 
     fn positions(&self) -> &Positions {

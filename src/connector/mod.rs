@@ -7,6 +7,7 @@ pub mod generated;
 pub mod joined;
 pub mod kafka;
 pub mod nexmark;
+pub mod retry;
 pub mod upstream;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,8 @@ use datafusion::arrow::array::RecordBatch;
 
 use crate::error::{Result, WeirError};
 use crate::sql::streaming::Options;
+
+pub use retry::Outage;
 
 /// Where a reader stands: the next offset to read, per partition.
 pub type Positions = BTreeMap<i32, i64>;
@@ -54,6 +57,10 @@ pub trait SourceReader: Send {
     /// The last few of those records, newest last.
     fn decode_samples(&self) -> Vec<DecodeSample> {
         Vec::new()
+    }
+    /// The source cannot be reached or answers errors, and the reader keeps retrying.
+    fn outage(&self) -> Option<Outage> {
+        None
     }
 }
 

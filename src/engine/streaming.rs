@@ -135,7 +135,10 @@ impl Engine {
                                     Some(r.name),
                                     Some(r.source),
                                     Some(r.emit.to_string()),
-                                    Some(r.status),
+                                    Some(match &r.status_detail {
+                                        Some(d) => format!("{}: {d}", r.status),
+                                        None => r.status.to_string(),
+                                    }),
                                     Some(v.definition.clone()),
                                     Some(r.rows_in.to_string()),
                                     Some(r.late_rows.to_string()),

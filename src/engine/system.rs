@@ -1,6 +1,6 @@
 //! The `weir_catalog` schema: system tables over the running sources and materialized
-//! views (rows read, late rows, decode errors, watermarks, state size, offsets and lag
-//! per partition), computed from the views' counters each time they are read.
+//! views (status, rows read, late rows, decode errors, watermarks, state size, offsets and
+//! lag per partition), computed from the views' counters each time they are read.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Weak};
@@ -92,6 +92,7 @@ fn schema_of(kind: Kind) -> SchemaRef {
             text("source"),
             text("emit"),
             text("status"),
+            text("status_detail"),
             int("rows_in"),
             int("late_rows"),
             int("decode_errors"),
@@ -112,6 +113,8 @@ fn schema_of(kind: Kind) -> SchemaRef {
             int("late_rows"),
             int("decode_errors"),
             time("watermark"),
+            text("status"),
+            text("status_detail"),
         ],
         Kind::Partitions => vec![
             text("source"),
@@ -154,7 +157,10 @@ pub(crate) struct ViewRow {
     pub name: String,
     pub source: String,
     pub emit: &'static str,
-    pub status: String,
+    /// `running`, `retrying` (its source cannot be reached), `ended` or `stopped`.
+    pub status: &'static str,
+    /// Why it is retrying or stopped.
+    pub status_detail: Option<String>,
     pub rows_in: i64,
     pub late_rows: i64,
     pub decode_errors: i64,
@@ -182,6 +188,12 @@ impl ViewRow {
         });
         let last_update = v.stats.last_update.load(Ordering::Relaxed);
         let progress = v.stats.progress_now();
+        let (status, status_detail) = match (v.failure(), v.stats.outage()) {
+            (Some(f), _) => ("stopped", Some(f)),
+            (None, Some(o)) => ("retrying", Some(o.describe())),
+            (None, None) if v.has_ended() => ("ended", None),
+            (None, None) => ("running", None),
+        };
         let rows_by_source = v
             .sources()
             .iter()
@@ -207,10 +219,8 @@ impl ViewRow {
                 Emit::OnUpdate => "on update",
                 Emit::OnWindowClose => "on window close",
             },
-            status: match v.failure() {
-                None => "running".into(),
-                Some(f) => format!("stopped: {f}"),
-            },
+            status,
+            status_detail,
             rows_in: load(&v.stats.rows_in),
             late_rows: load(&v.stats.late_rows),
             decode_errors: load(&v.stats.decode_errors),
@@ -230,6 +240,10 @@ fn text<T>(rows: &[T], f: impl Fn(&T) -> &str) -> ArrayRef {
     Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
 }
 
+fn opt_text<T>(rows: &[T], f: impl Fn(&T) -> Option<&str>) -> ArrayRef {
+    Arc::new(rows.iter().map(f).collect::<StringArray>())
+}
+
 fn int<T>(rows: &[T], f: impl Fn(&T) -> i64) -> ArrayRef {
     Arc::new(Int64Array::from_iter_values(rows.iter().map(f)))
 }
@@ -245,7 +259,8 @@ fn views_batch(rows: &[ViewRow]) -> DfResult<RecordBatch> {
         text(rows, |r| &r.name),
         text(rows, |r| &r.source),
         text(rows, |r| r.emit),
-        text(rows, |r| &r.status),
+        text(rows, |r| r.status),
+        opt_text(rows, |r| r.status_detail.as_deref()),
         int(rows, |r| r.rows_in),
         int(rows, |r| r.late_rows),
         int(rows, |r| r.decode_errors),
@@ -270,6 +285,11 @@ pub(crate) struct SourceRow {
     pub late_rows: i64,
     pub decode_errors: i64,
     pub watermark: Option<i64>,
+    /// `retrying` when a view's reader cannot reach it, `ended` when every view has read
+    /// it to its end, `running` otherwise; `NULL` while no view reads it.
+    pub status: Option<&'static str>,
+    /// The retrying reader's last error, since when, and its retries.
+    pub status_detail: Option<String>,
 }
 
 fn sources_batch(streams: &Streams) -> DfResult<RecordBatch> {
@@ -283,6 +303,8 @@ fn sources_batch(streams: &Streams) -> DfResult<RecordBatch> {
         int(&rows, |r| r.late_rows),
         int(&rows, |r| r.decode_errors),
         time(&rows, |r| r.watermark),
+        opt_text(&rows, |r| r.status),
+        opt_text(&rows, |r| r.status_detail.as_deref()),
     ];
     Ok(RecordBatch::try_new(schema_of(Kind::Sources), columns)?)
 }
@@ -299,6 +321,13 @@ pub(crate) fn source_rows(streams: &Streams) -> Vec<SourceRow> {
                 .filter(|v| v.rows_by_source.iter().any(|(n, _)| *n == s.name))
                 .collect();
             let most = |f: fn(&ViewRow) -> i64| reading.iter().map(|v| f(v)).max().unwrap_or(0);
+            let retrying = reading.iter().find(|v| v.status == "retrying");
+            let status = match retrying {
+                _ if reading.is_empty() => None,
+                Some(_) => Some("retrying"),
+                None if reading.iter().all(|v| v.status == "ended") => Some("ended"),
+                None => Some("running"),
+            };
             SourceRow {
                 name: s.name.clone(),
                 connector: s.connector_name(),
@@ -320,6 +349,8 @@ pub(crate) fn source_rows(streams: &Streams) -> Vec<SourceRow> {
                     .map(|v| v.watermark)
                     .collect::<Option<Vec<i64>>>()
                     .and_then(|marks| marks.into_iter().min()),
+                status,
+                status_detail: retrying.and_then(|v| v.status_detail.clone()),
             }
         })
         .collect()
@@ -351,8 +382,14 @@ async fn partitions_batch(streams: &Streams) -> DfResult<RecordBatch> {
     let mut rows = Vec::new();
     // Each source's partitions read by any view, then one look-up of their ends.
     let mut wanted: BTreeMap<String, (Arc<SourceDef>, BTreeSet<i32>)> = BTreeMap::new();
+    // Sources a reader cannot reach now: their ends are not looked up (NULL), rather than
+    // each look-up waiting for its timeout.
+    let mut unreachable = BTreeSet::new();
     for view in streams.views() {
         let sources = view.sources();
+        if view.stats.outage().is_some() {
+            unreachable.extend(sources.iter().map(|s| s.name.clone()));
+        }
         for (p, at) in view.stats.progress_now() {
             let (side, p) = side_of(p);
             let source = sources[side];
@@ -374,6 +411,9 @@ async fn partitions_batch(streams: &Streams) -> DfResult<RecordBatch> {
     }
     let mut ends = BTreeMap::new();
     for (name, (source, partitions)) in wanted {
+        if unreachable.contains(&name) {
+            continue;
+        }
         ends.insert(
             name,
             end_offsets(&source, partitions.into_iter().collect()).await,

@@ -1,6 +1,7 @@
 //! A view's pipeline: one thread per materialized view reads its source, tracks the
 //! watermark, assigns windows, drops late rows, folds rows into the aggregation and
-//! closes windows; it answers `FLUSH` once its reader has reached the flush's target.
+//! closes windows; it answers `FLUSH` once its reader has reached the flush's target, and
+//! gives up on a `FLUSH` after `FLUSH_OUTAGE_WAIT` of its source being unreachable.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::checkpoint::{Counters, MarkState, Restored, ViewMeta, ViewSnapshot};
 use crate::connector::joined::{JoinedReader, of_side, side_of};
+use crate::connector::retry::Backoff;
 use crate::connector::{Poll, Positions, SourceReader, reached};
 use crate::error::{Result, WeirError};
 use crate::view::plan::{Input, JoinBy, JoinSpec, Operator, Side, ViewPlan};
@@ -21,6 +23,10 @@ use crate::view::source::SourceDef;
 use crate::view::state::{OperatorState, View, ViewState};
 use crate::window::assign::{assign, nanos_per};
 use crate::window::watermark::Watermarks;
+
+/// How long a `FLUSH` waits for a source that cannot be reached (while its reader retries)
+/// before it fails naming the source's error.
+pub const FLUSH_OUTAGE_WAIT: Duration = Duration::from_secs(15);
 
 /// What the catalog asks of a running pipeline.
 pub enum Command {
@@ -290,6 +296,12 @@ impl Driver {
         let now = Instant::now();
         self.stages.poll += now - t;
         let view = Arc::clone(&self.view);
+        let outage = reader.outage();
+        let mut shown = view.stats.outage.lock().unwrap_or_else(|p| p.into_inner());
+        if *shown != outage {
+            *shown = outage;
+        }
+        drop(shown);
         let errors = self.errors_before + reader.decode_errors();
         if view.stats.decode_errors.swap(errors, Ordering::Relaxed) != errors {
             *view
@@ -494,11 +506,23 @@ impl Driver {
     }
 }
 
+/// A `FLUSH` waiting: for the source's end positions (`target` is `None` while they cannot
+/// be looked up), then for the reader to reach them.
+struct Waiting {
+    since: Instant,
+    target: Option<Positions>,
+    reply: oneshot::Sender<Result<()>>,
+}
+
 /// A running view: its driver and reader, and the `FLUSH`es waiting for positions.
 struct Pipeline {
     driver: Driver,
     reader: Box<dyn SourceReader>,
-    pending: Vec<(Positions, oneshot::Sender<Result<()>>)>,
+    pending: Vec<Waiting>,
+    /// When to look the end positions up again after a failed look-up, and the last error.
+    lookup: Backoff,
+    next_lookup: Instant,
+    lookup_error: Option<String>,
     /// Where the view began reading (kept across checkpoints).
     origin: Positions,
     rebuild: Option<Rebuild>,
@@ -565,6 +589,9 @@ impl Pipeline {
             driver,
             reader,
             pending: Vec::new(),
+            lookup: Backoff::default(),
+            next_lookup: Instant::now(),
+            lookup_error: None,
             origin,
             rebuild,
         })
@@ -651,7 +678,7 @@ impl Pipeline {
                 let message = e.to_string();
                 warn!(target: "weir::view", "materialized view {} stopped: {message}", view.name);
                 view.fail(message.clone());
-                for (_, reply) in self.pending.drain(..) {
+                for Waiting { reply, .. } in self.pending.drain(..) {
                     let _ = reply.send(Err(WeirError::Stopped(format!(
                         "materialized view \"{}\" stopped: {message}",
                         view.name
@@ -674,31 +701,84 @@ impl Pipeline {
             let _ = reply.send(Ok(()));
             return;
         }
-        match self.reader.end_positions().await {
-            Ok(target) if reached(self.reader.positions(), &target) => {
-                let _ = reply.send(Ok(()));
-            }
-            Ok(target) => self.pending.push((target, reply)),
-            Err(e) => {
-                let _ = reply.send(Err(e));
-            }
-        }
+        self.pending.push(Waiting {
+            since: Instant::now(),
+            target: None,
+            reply,
+        });
+        self.next_lookup = Instant::now();
+        self.answer().await;
     }
 
     /// One poll, then answer the `FLUSH`es whose positions were reached.
     async fn step(&mut self) -> Result<()> {
         self.driver.step(self.reader.as_mut()).await?;
         self.rebuild_progress();
+        self.answer().await;
+        Ok(())
+    }
+
+    /// Looks up the end positions the waiting `FLUSH`es lack (retried with back-off while
+    /// the source cannot be reached), answers those whose positions were reached, and
+    /// fails those that waited `FLUSH_OUTAGE_WAIT` on a source that cannot be reached.
+    async fn answer(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        if self.pending.iter().any(|w| w.target.is_none()) && now >= self.next_lookup {
+            match self.reader.end_positions().await {
+                Ok(target) => {
+                    self.lookup.reset();
+                    self.lookup_error = None;
+                    for w in self.pending.iter_mut().filter(|w| w.target.is_none()) {
+                        w.target = Some(target.clone());
+                    }
+                }
+                Err(e @ WeirError::Io(_)) => {
+                    self.lookup_error = Some(e.to_string());
+                    self.next_lookup = Instant::now() + self.lookup.delay();
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    for w in std::mem::take(&mut self.pending) {
+                        let _ = w.reply.send(Err(WeirError::Stopped(message.clone())));
+                    }
+                    return;
+                }
+            }
+        }
         let positions = self.reader.positions().clone();
         let ended = self.driver.ended();
-        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
-            .into_iter()
-            .partition(|(target, _)| ended || reached(&positions, target));
-        self.pending = waiting;
-        for (_, reply) in done {
-            let _ = reply.send(Ok(()));
+        let outage = self.reader.outage();
+        let view = Arc::clone(&self.driver.view);
+        for w in std::mem::take(&mut self.pending) {
+            let done = ended || w.target.as_ref().is_some_and(|t| reached(&positions, t));
+            if done {
+                let _ = w.reply.send(Ok(()));
+                continue;
+            }
+            // How long this FLUSH has waited on a source that cannot be reached.
+            let blocked = match (&outage, &w.target) {
+                (Some(o), _) => now.saturating_duration_since(o.began.max(w.since)),
+                (None, None) => now.saturating_duration_since(w.since),
+                (None, Some(_)) => Duration::ZERO,
+            };
+            if blocked < FLUSH_OUTAGE_WAIT {
+                self.pending.push(w);
+                continue;
+            }
+            let cause = match (&outage, &self.lookup_error) {
+                (Some(o), _) => o.describe(),
+                (None, Some(e)) => e.clone(),
+                (None, None) => "its end positions could not be looked up".into(),
+            };
+            let _ = w.reply.send(Err(WeirError::Stopped(format!(
+                "FLUSH gave up on materialized view \"{}\" after {} s: {cause}",
+                view.name,
+                FLUSH_OUTAGE_WAIT.as_secs()
+            ))));
         }
-        Ok(())
     }
 }
 

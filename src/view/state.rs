@@ -48,6 +48,8 @@ pub struct ViewStats {
     pub last_update: AtomicI64,
     /// How far the view's reader is in each partition of its source.
     pub partitions: Mutex<BTreeMap<i32, PartitionProgress>>,
+    /// The reader's outage while its source cannot be reached and it retries.
+    pub outage: Mutex<Option<crate::connector::Outage>>,
 }
 
 /// A view's reader in one partition of its source.
@@ -64,6 +66,14 @@ pub struct PartitionProgress {
 }
 
 impl ViewStats {
+    /// The reader's outage now (`None`: it reads).
+    pub fn outage(&self) -> Option<crate::connector::Outage> {
+        self.outage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The reader's progress per partition, as it is now.
     pub fn progress_now(&self) -> BTreeMap<i32, PartitionProgress> {
         self.partitions
@@ -522,6 +532,11 @@ impl View {
             }
         }
         Ok(())
+    }
+
+    /// Whether the view's source has ended (a bounded source read to its end).
+    pub fn has_ended(&self) -> bool {
+        self.with_state(|state| state.ended)
     }
 
     /// The source has ended: tell the views reading this one.

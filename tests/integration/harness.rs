@@ -186,11 +186,12 @@ impl Drop for Server {
 
 /// A running tansu broker (Kafka protocol) on a free loopback port, storing in SQLite in a
 /// temporary folder: its in-memory engine answers ListOffsets(latest) with the last
-/// batch's base offset + 1 instead of the high watermark. Killed on drop.
+/// batch's base offset + 1 instead of the high watermark. Killed on drop; `kill` and
+/// `restart` make an outage (the same port and storage after the restart).
 pub struct Broker {
     child: Child,
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// The tansu binary: `WEIR_TANSU`, else `tansu` on PATH, else the one scripts/setup.sh
@@ -221,34 +222,44 @@ fn tansu_bin() -> PathBuf {
 impl Broker {
     /// Start tansu and wait until it answers a metadata request.
     pub fn start() -> Broker {
-        let bin = tansu_bin();
         let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
         let dir = tempfile::tempdir().unwrap();
-        let log_path = dir.path().join("tansu.log");
-        let child = Command::new(&bin)
-            .current_dir(dir.path())
+        let child = Self::spawn(port, dir.path());
+        let mut broker = Broker { child, port, dir };
+        broker.wait_ready();
+        broker
+    }
+
+    fn spawn(port: u16, dir: &Path) -> Child {
+        let bin = tansu_bin();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("tansu.log"))
+            .unwrap();
+        Command::new(&bin)
+            .current_dir(dir)
             .arg("broker")
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
             .args(["--storage-engine", "sqlite://tansu.db"])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log_path).unwrap())
+            .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-        let mut broker = Broker {
-            child,
-            port,
-            _dir: dir,
-        };
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()))
+    }
+
+    fn wait_ready(&mut self) {
+        let log_path = self.dir.path().join("tansu.log");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() && broker.answers_metadata() {
-                return broker;
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() && self.answers_metadata() {
+                return;
             }
             let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-            if let Some(status) = broker.child.try_wait().unwrap() {
+            if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("tansu exited before it was ready: {status}\n{}", log());
             }
             assert!(
@@ -258,6 +269,20 @@ impl Broker {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// SIGKILL the broker and wait until it is gone: clients see their connections drop
+    /// and nothing answers on the port until `restart`.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Start the broker again on the same port and storage (after `kill`), and wait until it
+    /// answers a metadata request.
+    pub fn restart(&mut self) {
+        self.child = Self::spawn(self.port, self.dir.path());
+        self.wait_ready();
     }
 
     fn answers_metadata(&self) -> bool {

@@ -7,6 +7,7 @@ mod durability;
 mod harness;
 mod hostile;
 mod kafka;
+mod kafka_outage;
 mod limits;
 mod object_store;
 mod protocol;
