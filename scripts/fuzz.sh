@@ -39,7 +39,7 @@ for t in $TARGETS; do
         ok=0
         status=1
     fi
-    grep -E '^#[0-9]+ +DONE' "$LOGS/$t.log" | tail -1 || true
+    grep -E '^#[0-9]+[[:space:]]+DONE' "$LOGS/$t.log" | tail -1 || true
     grep -E '^Done [0-9]+ runs' "$LOGS/$t.log" || true
     grep -E '^stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb)' "$LOGS/$t.log" || true
     grep -E '^weir-fuzz: contained' "$LOGS/$t.log" | sort -u || true
