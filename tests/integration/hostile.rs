@@ -253,3 +253,50 @@ async fn fuzz_findings_close_only_their_own_connection() {
     drop(fresh);
     assert!(server.stop().success());
 }
+
+/// A binary `text[]` parameter whose 20-byte header claims 2^31 - 1 elements: found by
+/// the `bind_params` fuzz target; postgres-types reserved room for them all and the
+/// server aborted on a 48 GiB allocation. It must fail alone with 22P03.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_array_claiming_billions_of_elements_fails_alone() {
+    let mut server = Server::start("tests/fixtures/sql");
+    let client = connect(&server).await;
+    let mut bytes = startup("fuzz");
+    let mut parse = b"\0SELECT $1::text[]\0".to_vec();
+    parse.extend_from_slice(&1i16.to_be_bytes());
+    parse.extend_from_slice(&1009u32.to_be_bytes()); // text[]
+    bytes.extend(frame(b'P', parse.len() as i32 + 4, &parse));
+    let mut array = Vec::new();
+    for v in [1i32, 0, 25, i32::MAX, 1] {
+        array.extend_from_slice(&v.to_be_bytes()); // ndim, flags, text, length, lower bound
+    }
+    let mut bind = b"\0\0".to_vec();
+    bind.extend_from_slice(&[0, 1, 0, 1, 0, 1]); // one binary format code, one value
+    bind.extend_from_slice(&(array.len() as i32).to_be_bytes());
+    bind.extend(array);
+    bind.extend_from_slice(&[0, 0]);
+    bytes.extend(frame(b'B', bind.len() as i32 + 4, &bind));
+    bytes.extend(frame(b'E', 9, &[0, 0, 0, 0, 0]));
+    bytes.extend(frame(b'S', 4, &[]));
+    let mut s = TcpStream::connect(("127.0.0.1", server.pg_port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&bytes).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !out.ends_with(b"Z\0\0\0\x05I") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    assert!(
+        out.windows(6).any(|w| w == b"C22P03"),
+        "no 22P03 error: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    assert!(server.alive(), "server died on a binary array header");
+    let rows = client.simple_query("SELECT 41 + 1").await.unwrap();
+    assert_eq!(first_value(&rows).as_deref(), Some("42"));
+    drop(client);
+    assert!(server.stop().success());
+}
