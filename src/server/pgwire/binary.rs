@@ -27,3 +27,33 @@ pub fn array_header_fits(value: &[u8]) -> bool {
     }
     elements.saturating_mul(4) <= value.len().saturating_sub(header) as u64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::array_header_fits;
+
+    fn array(dims: &[i32], body: usize) -> Vec<u8> {
+        let mut v = Vec::new();
+        for x in [dims.len() as i32, 0, 25] {
+            v.extend_from_slice(&x.to_be_bytes());
+        }
+        for d in dims {
+            v.extend_from_slice(&d.to_be_bytes());
+            v.extend_from_slice(&1i32.to_be_bytes());
+        }
+        v.resize(v.len() + body, 0);
+        v
+    }
+
+    #[test]
+    fn element_counts_must_fit_the_value() {
+        assert!(array_header_fits(&array(&[], 0)));
+        assert!(array_header_fits(&array(&[2], 8)));
+        assert!(array_header_fits(&array(&[2, 3], 24)));
+        assert!(!array_header_fits(&array(&[2], 7)));
+        assert!(!array_header_fits(&array(&[i32::MAX], 0)));
+        assert!(!array_header_fits(&array(&[65536, 65536], 64)));
+        assert!(!array_header_fits(&array(&[-1], 0)));
+        assert!(!array_header_fits(&array(&[1; 7], 4)));
+    }
+}
