@@ -3,6 +3,7 @@
 #   - the C toolchain and cmake that rdkafka's bundled librdkafka is built with,
 #   - tansu, the Kafka-protocol broker of the streaming tests, built once into the cache
 #     folder ${WEIR_CACHE:-~/.cache/weir} (cargo install; ~20-40 minutes on 2 cores),
+#   - cargo-fuzz 0.13.2 for the fuzz targets (scripts/fuzz.sh), into the same cache folder,
 #   - psql from Debian's postgresql-client, for the client matrix (scripts/test-clients.sh),
 #   - a Python venv at .venv/ with the pinned clients of tests/clients/requirements.txt,
 #   - node-postgres in tests/clients/node/ from its committed package-lock.json.
@@ -61,6 +62,15 @@ else
     command -v cargo >/dev/null 2>&1 || die "cargo not found (needed to build tansu)"
     say "building tansu 0.6.0 into $TANSU_ROOT: this takes ~20-40 minutes on 2 cores"
     cargo install tansu --version 0.6.0 --features dynostore,libsql --locked --root "$TANSU_ROOT"
+fi
+
+# --- cargo-fuzz: builds and runs the fuzz targets of fuzz/ (scripts/fuzz.sh) --------
+CARGO_FUZZ_ROOT="${WEIR_CACHE:-$HOME/.cache/weir}/cargo-fuzz-0.13.2"
+if [ -x "$CARGO_FUZZ_ROOT/bin/cargo-fuzz" ]; then
+    say "cargo-fuzz present ($CARGO_FUZZ_ROOT/bin/cargo-fuzz)"
+else
+    say "building cargo-fuzz 0.13.2 into $CARGO_FUZZ_ROOT (~2 minutes)"
+    cargo install cargo-fuzz --version 0.13.2 --locked --root "$CARGO_FUZZ_ROOT"
 fi
 
 # --- Python venv -------------------------------------------------------------

@@ -3,7 +3,8 @@
 # Rust unit and integration tests (sqllogictest over the wire, streaming suites and the
 # Kafka source against a tansu broker, hostile input, weir check),
 # then the client matrix (psql, psycopg2/3, asyncpg, SQLAlchemy, pandas, node-postgres,
-# Grafana's queries) against a real server.
+# Grafana's queries) against a real server, then the wire fuzz targets for a bounded
+# time (scripts/fuzz.sh: 60 s each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,3 +18,5 @@ export WEIR_TANSU="${WEIR_TANSU:-${WEIR_CACHE:-$HOME/.cache/weir}/tansu-0.6.0/bi
 cargo test --locked -- --test-threads=2
 echo "== client matrix"
 WEIR_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/weir" bash scripts/test-clients.sh
+echo "== wire fuzzing"
+bash scripts/fuzz.sh

@@ -179,3 +179,124 @@ async fn hostile_bytes_close_only_their_own_connection() {
     drop(fresh);
     assert!(server.stop().success());
 }
+
+/// Inputs the wire fuzz targets (`fuzz/`) found to panic pgwire 0.41.1's decoder or to
+/// read past a frame: message bodies cut short or with counts past their frame, a
+/// start-up packet whose parameters run past its length, and a Sync frame with a body.
+fn fuzz_findings() -> Vec<(&'static str, Vec<u8>)> {
+    let after_startup = |frames: Vec<u8>| {
+        let mut v = startup("fuzz");
+        v.extend(frames);
+        v
+    };
+    let mut bind = b"\0\0".to_vec();
+    bind.extend_from_slice(&0u16.to_be_bytes()); // no format codes
+    bind.extend_from_slice(&1u16.to_be_bytes()); // one parameter,
+    bind.extend_from_slice(&5397i32.to_be_bytes()); // longer than the frame
+    bind.extend_from_slice(b"ab");
+    // Start-up parameters with no terminator inside the declared length.
+    let mut short_startup = 13i32.to_be_bytes().to_vec();
+    short_startup.extend_from_slice(&196608i32.to_be_bytes());
+    short_startup.extend_from_slice(b"user\0fuzz\0database\0weir\0\0");
+    let mut sync_with_body = frame(b'Q', 4 + 9, b"SELECT 1\0");
+    sync_with_body = frame(b'S', 4 + sync_with_body.len() as i32, &sync_with_body);
+    vec![
+        (
+            "Parse with an empty body",
+            after_startup(frame(b'P', 4, &[])),
+        ),
+        (
+            "Execute with an empty body",
+            after_startup(frame(b'E', 4, &[])),
+        ),
+        (
+            "Describe with an empty body",
+            after_startup(frame(b'D', 4, &[])),
+        ),
+        (
+            "Bind value longer than its frame",
+            after_startup(frame(b'B', bind.len() as i32 + 4, &bind)),
+        ),
+        ("start-up parameters past the packet", short_startup),
+        ("Sync with a body", after_startup(sync_with_body)),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuzz_findings_close_only_their_own_connection() {
+    let mut server = Server::start("tests/fixtures/sql");
+    let client = connect(&server).await;
+    for (what, bytes) in fuzz_findings() {
+        let mut s = TcpStream::connect(("127.0.0.1", server.pg_port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&bytes).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        // The server must close this connection, not leave it hanging.
+        let mut sink = [0u8; 4096];
+        loop {
+            match s.read(&mut sink) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("{what}: connection not closed: {e}"),
+            }
+        }
+        assert!(server.alive(), "server died on: {what}");
+        let rows = client.simple_query("SELECT 41 + 1").await.unwrap();
+        assert_eq!(first_value(&rows).as_deref(), Some("42"), "after: {what}");
+    }
+    let fresh = connect(&server).await;
+    let rows = fresh.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(first_value(&rows).as_deref(), Some("1"));
+    assert_eq!(metric(server.http_port, "weir_pg_connections_open"), 2.0);
+    drop(client);
+    drop(fresh);
+    assert!(server.stop().success());
+}
+
+/// A binary `text[]` parameter whose 20-byte header claims 2^31 - 1 elements: found by
+/// the `bind_params` fuzz target; postgres-types reserved room for them all and the
+/// server aborted on a 48 GiB allocation. It must fail alone with 22P03.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_array_claiming_billions_of_elements_fails_alone() {
+    let mut server = Server::start("tests/fixtures/sql");
+    let client = connect(&server).await;
+    let mut bytes = startup("fuzz");
+    let mut parse = b"\0SELECT $1::text[]\0".to_vec();
+    parse.extend_from_slice(&1i16.to_be_bytes());
+    parse.extend_from_slice(&1009u32.to_be_bytes()); // text[]
+    bytes.extend(frame(b'P', parse.len() as i32 + 4, &parse));
+    let mut array = Vec::new();
+    for v in [1i32, 0, 25, i32::MAX, 1] {
+        array.extend_from_slice(&v.to_be_bytes()); // ndim, flags, text, length, lower bound
+    }
+    let mut bind = b"\0\0".to_vec();
+    bind.extend_from_slice(&[0, 1, 0, 1, 0, 1]); // one binary format code, one value
+    bind.extend_from_slice(&(array.len() as i32).to_be_bytes());
+    bind.extend(array);
+    bind.extend_from_slice(&[0, 0]);
+    bytes.extend(frame(b'B', bind.len() as i32 + 4, &bind));
+    bytes.extend(frame(b'E', 9, &[0, 0, 0, 0, 0]));
+    bytes.extend(frame(b'S', 4, &[]));
+    let mut s = TcpStream::connect(("127.0.0.1", server.pg_port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&bytes).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !out.ends_with(b"Z\0\0\0\x05I") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    assert!(
+        out.windows(6).any(|w| w == b"C22P03"),
+        "no 22P03 error: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    assert!(server.alive(), "server died on a binary array header");
+    let rows = client.simple_query("SELECT 41 + 1").await.unwrap();
+    assert_eq!(first_value(&rows).as_deref(), Some("42"));
+    drop(client);
+    assert!(server.stop().success());
+}

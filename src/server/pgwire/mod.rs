@@ -2,6 +2,7 @@
 //! clients treat Weir as PostgreSQL 16), cancellation, and handing each connection to
 //! pgwire with Weir's query handlers ([`query`]). Planning and execution stay in the engine.
 
+pub mod binary;
 pub mod cancel;
 pub mod pgtext;
 pub mod query;

@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The metadata key where a session keeps its `statement_timeout` in milliseconds (the
 /// one `SET statement_timeout` writes and `SHOW statement_timeout` reads).
@@ -114,7 +113,7 @@ impl Sessions {
     }
 }
 
-async fn read_packet(socket: &mut TcpStream) -> Option<Vec<u8>> {
+async fn read_packet<S: AsyncRead + Unpin>(socket: &mut S) -> Option<Vec<u8>> {
     let mut len = [0u8; 4];
     socket.read_exact(&mut len).await.ok()?;
     let len = i32::from_be_bytes(len);
@@ -127,8 +126,9 @@ async fn read_packet(socket: &mut TcpStream) -> Option<Vec<u8>> {
 }
 
 /// Answer a connection's start-up with a FATAL error and close it (declining SSL first,
-/// so that clients that ask for it read the error).
-pub async fn refuse(mut socket: TcpStream, code: &str, message: &str) {
+/// so that clients that ask for it read the error). Generic over the stream so that the
+/// fuzz target `fuzz/fuzz_targets/refuse.rs` can feed it bytes from memory.
+pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S, code: &str, message: &str) {
     const SSL_REQUEST: i32 = 80877103;
     const GSS_REQUEST: i32 = 80877104;
     const CANCEL_REQUEST: i32 = 80877102;
