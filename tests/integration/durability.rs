@@ -180,20 +180,45 @@ async fn produce(
     f.write_all(lines.as_bytes()).unwrap();
 }
 
+/// A broker with `topic`, and a folder holding the `.sql` files, the data directory and
+/// the JSON copy of every record produced.
+struct Setup {
+    broker: Broker,
+    _dir: tempfile::TempDir,
+    sql: std::path::PathBuf,
+    data: std::path::PathBuf,
+    file: std::path::PathBuf,
+}
+
+async fn setup(topic: &str) -> Setup {
+    let broker = Broker::start();
+    broker.create_topic(topic, PARTITIONS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sql = dir.path().join("sql");
+    std::fs::create_dir(&sql).unwrap();
+    write_sql(&sql, &broker.addr(), topic);
+    Setup {
+        broker,
+        sql,
+        data: dir.path().join("data"),
+        file: dir.path().join("events.json"),
+        _dir: dir,
+    }
+}
+
 fn flags() -> Vec<&'static str> {
     vec!["--checkpoint-interval-ms", "1000"]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_boundary_counts_an_event_after_the_checkpoint_once() {
-    let broker = Broker::start();
-    broker.create_topic("boundary", PARTITIONS).await;
-    let dir = tempfile::tempdir().unwrap();
-    let sql = dir.path().join("sql");
-    std::fs::create_dir(&sql).unwrap();
-    write_sql(&sql, &broker.addr(), "boundary");
-    let data = dir.path().join("data");
-    let file = dir.path().join("events.json");
+    let Setup {
+        broker,
+        sql,
+        data,
+        file,
+        _dir,
+    } = setup("boundary").await;
     let mut rng = ChaCha8Rng::seed_from_u64(7);
 
     let no_timer = ["--checkpoint-interval-ms", "0"];
@@ -247,14 +272,13 @@ async fn restore_boundary_counts_an_event_after_the_checkpoint_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_rebuilds_a_changed_view_and_keeps_the_others() {
-    let broker = Broker::start();
-    broker.create_topic("changed", PARTITIONS).await;
-    let dir = tempfile::tempdir().unwrap();
-    let sql = dir.path().join("sql");
-    std::fs::create_dir(&sql).unwrap();
-    write_sql(&sql, &broker.addr(), "changed");
-    let data = dir.path().join("data");
-    let file = dir.path().join("events.json");
+    let Setup {
+        broker,
+        sql,
+        data,
+        file,
+        _dir,
+    } = setup("changed").await;
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let no_timer = ["--checkpoint-interval-ms", "0"];
 
@@ -349,14 +373,13 @@ async fn crash_test_five_kills_lose_and_repeat_nothing() {
         kills.iter().map(|k| k.0).collect::<Vec<_>>()
     );
 
-    let broker = Broker::start();
-    broker.create_topic("crash", PARTITIONS).await;
-    let dir = tempfile::tempdir().unwrap();
-    let sql = dir.path().join("sql");
-    std::fs::create_dir(&sql).unwrap();
-    write_sql(&sql, &broker.addr(), "crash");
-    let data = dir.path().join("data");
-    let file = dir.path().join("events.json");
+    let Setup {
+        broker,
+        sql,
+        data,
+        file,
+        _dir,
+    } = setup("crash").await;
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
 
     let mut server = Server::start_on(&sql, &data, &flags());
