@@ -94,6 +94,12 @@ impl Server {
 
     /// [`Server::start`] with extra `weir serve` flags.
     pub fn start_with(sql_dir: &str, extra: &[&str]) -> Server {
+        Self::start_on("127.0.0.1", sql_dir, extra)
+    }
+
+    /// [`Server::start_with`], the PostgreSQL listener on `host` (clients still reach it
+    /// on 127.0.0.1).
+    pub fn start_on(host: &str, sql_dir: &str, extra: &[&str]) -> Server {
         let pg_port = free_port();
         let http_port = free_port();
         let data = tempfile::tempdir().unwrap();
@@ -101,7 +107,7 @@ impl Server {
         let mut child = Command::new(weir_bin())
             .current_dir(root)
             .args(["serve", "--sql-dir", sql_dir])
-            .args(["--pg-listen", &format!("127.0.0.1:{pg_port}")])
+            .args(["--pg-listen", &format!("{host}:{pg_port}")])
             .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
             .arg("--data-dir")
             .arg(data.path())
