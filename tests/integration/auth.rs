@@ -14,10 +14,14 @@ use crate::harness::{Server, first_value, free_port, weir_bin};
 
 const SQL: &str = "tests/fixtures/sql";
 
+/// `SQLSTATE message` of a server error, else the client's error and its cause.
 fn code(e: &tokio_postgres::Error) -> String {
-    e.as_db_error()
-        .map(|d| format!("{} {}", d.code().code(), d.message()))
-        .unwrap_or_else(|| e.to_string())
+    use std::error::Error;
+    match (e.as_db_error(), e.source()) {
+        (Some(d), _) => format!("{} {}", d.code().code(), d.message()),
+        (None, Some(cause)) => format!("{e}: {cause}"),
+        (None, None) => e.to_string(),
+    }
 }
 
 /// A users file in `dir`: `alice` with a plain password, `bob` with a PostgreSQL verifier
@@ -254,4 +258,62 @@ async fn listening_beyond_loopback_needs_authentication() {
         login(&server, "me", None).await.unwrap_err(),
         "invalid configuration: password missing"
     );
+}
+
+/// A client that ignores a refused login and sends a statement anyway gets nothing run:
+/// the connection is closed after the one FATAL error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_after_a_refused_login_are_not_run() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start_with(SQL, &["--auth-password", "pw"]);
+    let frame = |tag: u8, body: &[u8]| {
+        let mut out = vec![tag];
+        out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+        out.extend_from_slice(body);
+        out
+    };
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", server.pg_port))
+        .await
+        .unwrap();
+    let params = b"user\0eve\0database\0weir\0\0";
+    let mut startup = ((params.len() + 8) as u32).to_be_bytes().to_vec();
+    startup.extend_from_slice(&196608u32.to_be_bytes());
+    startup.extend_from_slice(params);
+    socket.write_all(&startup).await.unwrap();
+    let mut sasl = [0u8; 24];
+    socket.read_exact(&mut sasl).await.unwrap();
+    assert_eq!(&sasl[9..22], b"SCRAM-SHA-256");
+    let mut pipelined = frame(b'p', b"SCRAM-SHA-256\0\0\0\0\x05junk!");
+    pipelined.extend(frame(b'Q', b"CREATE TABLE eve_was_here AS SELECT 1\0"));
+    socket.write_all(&pipelined).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        socket.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the server closes the connection")
+    .unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with(b"E") && text.contains("C08P01"),
+        "{text}"
+    );
+    // One message: the error, and nothing after it.
+    let first_len = u32::from_be_bytes(answer[1..5].try_into().unwrap()) as usize;
+    assert_eq!(answer.len(), 1 + first_len, "{text}");
+    assert_eq!(
+        login(&server, "me", Some("pw")).await,
+        Ok("1".into()),
+        "the server still serves"
+    );
+    let mut config = server.pg_config();
+    config.password("pw");
+    let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let err = client
+        .simple_query("SELECT * FROM eve_was_here")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("42P01"));
 }
