@@ -5,6 +5,7 @@
 #     folder ${WEIR_CACHE:-~/.cache/weir} (cargo install; ~20-40 minutes on 2 cores),
 #   - cargo-fuzz 0.13.2 for the fuzz targets (scripts/fuzz.sh), into the same cache folder,
 #   - psql from Debian's postgresql-client, for the client matrix (scripts/test-clients.sh),
+#     and openssl, which makes its TLS tests' certificate,
 #   - a Python venv at .venv/ with the pinned clients of tests/clients/requirements.txt,
 #   - node-postgres in tests/clients/node/ from its committed package-lock.json.
 # Safe to run again: each step is skipped when what it would install is already there.
@@ -39,6 +40,8 @@ for pkg in build-essential cmake pkg-config zlib1g-dev libcurl4-openssl-dev; do
     dpkg -s "$pkg" >/dev/null 2>&1 || apt_pkgs+=("$pkg")
 done
 command -v psql >/dev/null 2>&1 || apt_pkgs+=(postgresql-client)
+# The client matrix's TLS tests make a self-signed certificate at test time.
+command -v openssl >/dev/null 2>&1 || apt_pkgs+=(openssl)
 command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found"
 # Debian's own python3 ships venv without ensurepip unless python3-venv is installed.
 "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_pkgs+=(python3-venv)

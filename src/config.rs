@@ -44,6 +44,43 @@ pub struct Config {
     /// Memory all ad-hoc queries may hold at once for sorts, joins and aggregations, in
     /// MiB; a query that needs more fails alone with 53200. Default 2048; 0: no limit.
     pub query_memory_mb: u64,
+    /// File of users who may connect on the PostgreSQL port, one `user:password` or
+    /// `user:SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` a line. Setting it
+    /// (or `auth_password`) turns on SCRAM-SHA-256 authentication. Default: none.
+    pub auth_users_file: Option<PathBuf>,
+    /// Password (or verifier) of every user name the users file does not list. Default:
+    /// none.
+    pub auth_password: Option<Secret>,
+    /// PEM certificate chain; with `tls_key`, turns TLS on. Default: none.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`. Default: none.
+    pub tls_key: Option<PathBuf>,
+    /// Refuse connections that do not use TLS (`28000`). Default false.
+    pub tls_required: bool,
+}
+
+/// A password given in the configuration: kept as given, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
 }
 
 impl Default for Config {
@@ -60,6 +97,11 @@ impl Default for Config {
             statement_timeout_ms: 0,
             idle_session_timeout_secs: 0,
             query_memory_mb: 2048,
+            auth_users_file: None,
+            auth_password: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_required: false,
         }
     }
 }
@@ -114,6 +156,21 @@ pub struct Overrides {
     /// Memory for all ad-hoc queries at once, in MiB; 0: no limit [default: 2048]
     #[arg(long, env = "WEIR_QUERY_MEMORY_MB")]
     pub query_memory_mb: Option<u64>,
+    /// File of `user:password` or `user:SCRAM-SHA-256$…` lines; turns on authentication
+    #[arg(long, env = "WEIR_AUTH_USERS_FILE")]
+    pub auth_users_file: Option<PathBuf>,
+    /// Password (or SCRAM verifier) of any user not in the users file; turns on authentication
+    #[arg(long, env = "WEIR_AUTH_PASSWORD", hide_env_values = true)]
+    pub auth_password: Option<Secret>,
+    /// PEM certificate chain for TLS on the PostgreSQL port (with --tls-key)
+    #[arg(long, env = "WEIR_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the TLS certificate
+    #[arg(long, env = "WEIR_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Refuse PostgreSQL connections without TLS [default: false]
+    #[arg(long, env = "WEIR_TLS_REQUIRED", num_args = 0..=1, default_missing_value = "true")]
+    pub tls_required: Option<bool>,
 }
 
 impl Config {
@@ -178,6 +235,21 @@ impl Config {
         if let Some(v) = o.query_memory_mb {
             self.query_memory_mb = v;
         }
+        if let Some(v) = &o.auth_users_file {
+            self.auth_users_file = Some(v.clone());
+        }
+        if let Some(v) = &o.auth_password {
+            self.auth_password = Some(v.clone());
+        }
+        if let Some(v) = &o.tls_cert {
+            self.tls_cert = Some(v.clone());
+        }
+        if let Some(v) = &o.tls_key {
+            self.tls_key = Some(v.clone());
+        }
+        if let Some(v) = o.tls_required {
+            self.tls_required = v;
+        }
     }
 
     /// The limits each PostgreSQL session runs under.
@@ -223,6 +295,25 @@ mod tests {
         });
         assert_eq!(c.pg_listen.port(), 7000);
         assert_eq!(c.log, "debug");
+    }
+
+    #[test]
+    fn security_keys_layer_and_hide_the_password() {
+        let mut c = Config::from_toml(
+            "auth_users_file = \"users\"\nauth_password = \"hunter2\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"",
+        )
+        .unwrap();
+        assert_eq!(c.auth_users_file, Some(PathBuf::from("users")));
+        assert_eq!(c.auth_password.as_ref().unwrap().expose(), "hunter2");
+        assert!(!c.tls_required);
+        assert!(!format!("{c:?}").contains("hunter2"));
+        c.apply(&Overrides {
+            tls_required: Some(true),
+            auth_password: Some("other".parse().unwrap()),
+            ..Default::default()
+        });
+        assert!(c.tls_required);
+        assert_eq!(c.auth_password.unwrap().expose(), "other");
     }
 
     #[test]

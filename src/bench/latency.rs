@@ -120,6 +120,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         metrics.clone(),
         shutdown.clone(),
         Default::default(),
+        Default::default(),
     ));
     let server = tokio::spawn(serve(
         listener,

@@ -29,11 +29,38 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
 /// Start the server and run until SIGINT or SIGTERM; then stop accepting, give running
 /// statements `shutdown_grace_secs` to finish, and return.
 pub async fn run(config: Config) -> Result<()> {
-    if !config.pg_listen.ip().is_loopback() {
+    let security = pgwire::Security::from_config(&config)?;
+    if !config.pg_listen.ip().is_loopback() && security.users.is_none() {
         return Err(WeirError::Config(format!(
-            "refusing to listen on {} without authentication; listen on a loopback address",
+            "refusing to listen on {} without authentication; set auth_users_file or auth_password, or listen on a loopback address",
             config.pg_listen
         )));
+    }
+    if let Some(users) = &security.users {
+        info!(
+            "PostgreSQL clients authenticate with SCRAM-SHA-256 ({} users in the users file{})",
+            users.len(),
+            if config.auth_password.is_some() {
+                ", auth_password for any other"
+            } else {
+                ""
+            }
+        );
+    }
+    if security.tls.is_some() {
+        info!(
+            "TLS on the PostgreSQL port{}",
+            if security.tls_required {
+                " (required)"
+            } else {
+                ""
+            }
+        );
+    } else if !config.pg_listen.ip().is_loopback() {
+        warn!(
+            "listening on {} without TLS: passwords are not sent, but queries and results travel in plain text",
+            config.pg_listen
+        );
     }
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         WeirError::Config(format!(
@@ -97,6 +124,7 @@ pub async fn run(config: Config) -> Result<()> {
         metrics.clone(),
         shutdown.clone(),
         limits,
+        security,
     ));
     let pg = tokio::spawn(pgwire::serve(
         pg_listener,

@@ -96,24 +96,38 @@ impl Server {
     pub fn start_with(sql_dir: &str, extra: &[&str]) -> Server {
         let data = tempfile::tempdir().unwrap();
         let path = data.path().to_path_buf();
-        Self::launch(sql_dir, &path, data, extra)
+        Self::launch("127.0.0.1", sql_dir, &path, data, extra)
+    }
+
+    /// [`Server::start_with`], the PostgreSQL listener on `host` (clients still reach it
+    /// on 127.0.0.1).
+    pub fn start_on_host(host: &str, sql_dir: &str, extra: &[&str]) -> Server {
+        let data = tempfile::tempdir().unwrap();
+        let path = data.path().to_path_buf();
+        Self::launch(host, sql_dir, &path, data, extra)
     }
 
     /// Start on `sql_dir` with the data directory `data`, which outlives the server (for
     /// restarts on it).
     pub fn start_on(sql_dir: &Path, data: &Path, extra: &[&str]) -> Server {
         let unused = tempfile::tempdir().unwrap();
-        Self::launch(sql_dir.to_str().unwrap(), data, unused, extra)
+        Self::launch("127.0.0.1", sql_dir.to_str().unwrap(), data, unused, extra)
     }
 
-    fn launch(sql_dir: &str, data_dir: &Path, data: tempfile::TempDir, extra: &[&str]) -> Server {
+    fn launch(
+        host: &str,
+        sql_dir: &str,
+        data_dir: &Path,
+        data: tempfile::TempDir,
+        extra: &[&str],
+    ) -> Server {
         let pg_port = free_port();
         let http_port = free_port();
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut child = Command::new(weir_bin())
             .current_dir(root)
             .args(["serve", "--sql-dir", sql_dir])
-            .args(["--pg-listen", &format!("127.0.0.1:{pg_port}")])
+            .args(["--pg-listen", &format!("{host}:{pg_port}")])
             .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
             .arg("--data-dir")
             .arg(data_dir)

@@ -1,8 +1,9 @@
 //! End-to-end tests against a real `weir serve` process over TCP: the sqllogictest
-//! suites (simple and extended protocol), hostile bytes on the PostgreSQL port, the
-//! `weir` command line, and the Kafka source against a tansu broker. One binary, so the
-//! server is built and linked once.
+//! suites (simple and extended protocol), hostile bytes on the PostgreSQL port, password
+//! authentication and TLS, the `weir` command line, and the Kafka source against a tansu
+//! broker. One binary, so the server is built and linked once.
 
+mod auth;
 mod durability;
 mod harness;
 mod hostile;

@@ -2,50 +2,121 @@
 //! clients treat Weir as PostgreSQL 16), cancellation, and handing each connection to
 //! pgwire with Weir's query handlers ([`query`]). Planning and execution stay in the engine.
 
+pub mod auth;
 pub mod binary;
 pub mod cancel;
 pub mod pgtext;
 pub mod query;
 pub mod session;
+pub mod tls;
 
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::Sink;
+use futures::{Sink, SinkExt};
 use pgwire::api::auth::{
     DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
     save_startup_parameters_to_metadata,
 };
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::{
-    ClientInfo, ConnectionHandle, ConnectionManager, PgWireServerHandlers, PidSecretKeyGenerator,
-    RandomPidSecretKeyGenerator,
+    ClientInfo, ConnectionHandle, ConnectionManager, METADATA_USER, PgWireConnectionState,
+    PgWireServerHandlers, PidSecretKeyGenerator, RandomPidSecretKeyGenerator,
 };
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::startup::Authentication;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pgwire::tokio::TlsAcceptor;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::config::SessionLimits;
+use crate::config::{Config, SessionLimits};
 use crate::engine::Engine;
 use crate::engine::functions::server_version;
+use crate::error::{Result, WeirError};
 use crate::server::metrics::Metrics;
+use auth::{Exchange, Refusal, SCRAM_SHA_256, Users};
 use cancel::Cancels;
 use query::QueryHandler;
 use session::Sessions;
 
-/// Start-up without authentication (loopback only), reporting PostgreSQL 16 parameters.
-pub struct Startup {
+/// Who may connect and how: the users (none: any user, no password), the TLS acceptor,
+/// and whether plain-text connections are refused.
+#[derive(Default)]
+pub struct Security {
+    pub users: Option<Arc<Users>>,
+    pub tls: Option<TlsAcceptor>,
+    pub tls_required: bool,
+}
+
+impl Security {
+    /// Read the users file and the TLS files the configuration names; every mistake is a
+    /// configuration error before anything listens.
+    pub fn from_config(config: &Config) -> Result<Security> {
+        let users = Users::load(
+            config.auth_users_file.as_deref(),
+            config.auth_password.as_ref().map(|p| p.expose()),
+        )?
+        .map(Arc::new);
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+            (None, None) => None,
+            _ => {
+                return Err(WeirError::Config(
+                    "tls_cert and tls_key go together: set both to turn TLS on".into(),
+                ));
+            }
+        };
+        if config.tls_required && tls.is_none() {
+            return Err(WeirError::Config(
+                "tls_required needs TLS: set tls_cert and tls_key".into(),
+            ));
+        }
+        Ok(Security {
+            users,
+            tls,
+            tls_required: config.tls_required,
+        })
+    }
+}
+
+/// What every connection's start-up shares: PostgreSQL 16 parameters, the
+/// cancellation and session registries, and the users.
+struct StartupShared {
     parameters: DefaultServerParameterProvider,
     pids: RandomPidSecretKeyGenerator,
     connections: Arc<ConnectionManager>,
     cancels: Arc<Cancels>,
     sessions: Arc<Sessions>,
     limits: SessionLimits,
+    users: Option<Arc<Users>>,
+    tls_required: bool,
+}
+
+/// Where one connection's start-up stands.
+enum Step {
+    /// Waiting for the start-up packet.
+    Start,
+    /// The SASL mechanisms were offered; waiting for the client-first message.
+    Offered,
+    /// The server-first message was sent; waiting for the client's proof.
+    Sent(Exchange),
+    /// An error ended the start-up; the connection is closing.
+    Refused,
+}
+
+/// One connection's start-up: TLS policy, SCRAM-SHA-256 when users are configured (its
+/// exchange kept here, per connection), then registration for cancellation, session
+/// limits and the parameters that make clients treat Weir as PostgreSQL 16.
+pub struct Startup {
+    shared: Arc<StartupShared>,
+    step: Mutex<Step>,
+    /// Cancelled when the start-up was refused, to close the connection at once.
+    closed: CancellationToken,
 }
 
 #[async_trait]
@@ -60,42 +131,212 @@ impl StartupHandler for Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        if let PgWireFrontendMessage::Startup(ref startup) = message {
-            protocol_negotiation(client, startup).await?;
-            save_startup_parameters_to_metadata(client, startup);
-            let (pid, secret) = self.pids.generate(client);
-            client.set_pid_and_secret_key(pid, secret.clone());
-            // Registered so that a CancelRequest carrying this key reaches the running query.
-            let (handle, guard) = self.connections.register(pid, secret.clone());
-            client
-                .session_extensions()
-                .insert::<Arc<ConnectionHandle>>(handle);
-            client.session_extensions().insert(guard);
-            let (flag, registration) = self.cancels.register(pid, &secret);
-            client.session_extensions().insert(flag);
-            client.session_extensions().insert(registration);
-            if let Some(activity) = self.sessions.activity(&client.socket_addr()) {
-                client.session_extensions().insert(activity);
+        let step = std::mem::replace(&mut *self.step.lock().unwrap(), Step::Refused);
+        match (step, message) {
+            (Step::Start, PgWireFrontendMessage::Startup(ref startup)) => {
+                protocol_negotiation(client, startup).await?;
+                save_startup_parameters_to_metadata(client, startup);
+                let user = user_of(client);
+                if self.shared.tls_required && !client.is_secure() {
+                    warn!(peer = %client.socket_addr(), user, "refused a connection without TLS (tls_required)");
+                    return self
+                        .refuse(
+                            client,
+                            "28000",
+                            "SSL/TLS is required: connect with sslmode=require".into(),
+                        )
+                        .await;
+                }
+                if self.shared.users.is_none() {
+                    return self.admit(client).await;
+                }
+                if user.is_empty() {
+                    return self
+                        .refuse(
+                            client,
+                            "28000",
+                            "no PostgreSQL user name specified in startup packet".into(),
+                        )
+                        .await;
+                }
+                client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                *self.step.lock().unwrap() = Step::Offered;
+                client
+                    .send(PgWireBackendMessage::Authentication(Authentication::SASL(
+                        vec![SCRAM_SHA_256.to_string()],
+                    )))
+                    .await?;
+                Ok(())
             }
-            if let Some(timeout) = self.limits.statement_timeout {
-                client.metadata_mut().insert(
-                    session::STATEMENT_TIMEOUT_KEY.to_string(),
-                    timeout.as_millis().to_string(),
+            (Step::Offered, PgWireFrontendMessage::PasswordMessageFamily(msg)) => {
+                let Some(users) = &self.shared.users else {
+                    return Ok(());
+                };
+                let user = user_of(client);
+                let initial = match msg.into_sasl_initial_response() {
+                    Ok(initial) => initial,
+                    Err(_) => {
+                        let reason = "expected a SASL initial response".to_string();
+                        return self.refused(client, &user, Refusal::Protocol(reason)).await;
+                    }
+                };
+                if initial.auth_method != SCRAM_SHA_256 {
+                    let reason = "client selected an invalid SASL authentication mechanism";
+                    return self
+                        .refused(client, &user, Refusal::Protocol(reason.into()))
+                        .await;
+                }
+                let data = initial.data.unwrap_or_default();
+                match Exchange::start(users, &user, &data) {
+                    Ok((server_first, exchange)) => {
+                        *self.step.lock().unwrap() = Step::Sent(exchange);
+                        client
+                            .send(PgWireBackendMessage::Authentication(
+                                Authentication::SASLContinue(server_first.into()),
+                            ))
+                            .await?;
+                        Ok(())
+                    }
+                    Err(refusal) => self.refused(client, &user, refusal).await,
+                }
+            }
+            (Step::Sent(exchange), PgWireFrontendMessage::PasswordMessageFamily(msg)) => {
+                let user = user_of(client);
+                let response = match msg.into_sasl_response() {
+                    Ok(response) => response,
+                    Err(_) => {
+                        let reason = "expected a SASL response".to_string();
+                        return self.refused(client, &user, Refusal::Protocol(reason)).await;
+                    }
+                };
+                match exchange.finish(&response.data) {
+                    Ok(server_final) => {
+                        debug!(peer = %client.socket_addr(), user, "authenticated");
+                        client
+                            .feed(PgWireBackendMessage::Authentication(
+                                Authentication::SASLFinal(server_final.into()),
+                            ))
+                            .await?;
+                        self.admit(client).await
+                    }
+                    Err(refusal) => self.refused(client, &user, refusal).await,
+                }
+            }
+            // After a refusal the connection is closing: whatever else comes is dropped.
+            (Step::Refused, _) => Ok(()),
+            (_, other) => {
+                let user = user_of(client);
+                let reason = format!(
+                    "unexpected message during authentication: {:?}",
+                    std::mem::discriminant(&other)
                 );
+                self.refused(client, &user, Refusal::Protocol(reason)).await
             }
-            finish_authentication(client, &self.parameters).await?;
         }
-        Ok(())
     }
 }
 
-/// Everything pgwire needs to serve one connection; shared by all connections.
+/// The user name of the start-up packet.
+fn user_of<C: ClientInfo>(client: &C) -> String {
+    client
+        .metadata()
+        .get(METADATA_USER)
+        .cloned()
+        .unwrap_or_default()
+}
+
+impl Startup {
+    fn new(shared: Arc<StartupShared>, closed: CancellationToken) -> Startup {
+        Startup {
+            shared,
+            step: Mutex::new(Step::Start),
+            closed,
+        }
+    }
+
+    /// Let the client in: register it for cancellation and session limits, then send
+    /// AuthenticationOk, the parameters, BackendKeyData and ReadyForQuery.
+    async fn admit<C>(&self, client: &mut C) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let shared = &self.shared;
+        let (pid, secret) = shared.pids.generate(client);
+        client.set_pid_and_secret_key(pid, secret.clone());
+        // Registered so that a CancelRequest carrying this key reaches the running query.
+        let (handle, guard) = shared.connections.register(pid, secret.clone());
+        client
+            .session_extensions()
+            .insert::<Arc<ConnectionHandle>>(handle);
+        client.session_extensions().insert(guard);
+        let (flag, registration) = shared.cancels.register(pid, &secret);
+        client.session_extensions().insert(flag);
+        client.session_extensions().insert(registration);
+        if let Some(activity) = shared.sessions.activity(&client.socket_addr()) {
+            client.session_extensions().insert(activity);
+        }
+        if let Some(timeout) = shared.limits.statement_timeout {
+            client.metadata_mut().insert(
+                session::STATEMENT_TIMEOUT_KEY.to_string(),
+                timeout.as_millis().to_string(),
+            );
+        }
+        finish_authentication(client, &shared.parameters).await
+    }
+
+    /// Log a failed authentication (never the password) and refuse the connection.
+    async fn refused<C>(&self, client: &mut C, user: &str, refusal: Refusal) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let peer = client.socket_addr();
+        match refusal {
+            Refusal::Failed => {
+                warn!(%peer, user, "password authentication failed");
+                let message = format!("password authentication failed for user \"{user}\"");
+                self.refuse(client, "28P01", message).await
+            }
+            Refusal::Protocol(reason) => {
+                warn!(%peer, user, "authentication failed: {reason}");
+                self.refuse(client, "08P01", reason).await
+            }
+        }
+    }
+
+    /// Send a FATAL error and close the connection. The connection stays in its
+    /// authentication state, so nothing the client sends afterwards reaches a query.
+    async fn refuse<C>(&self, client: &mut C, code: &str, message: String) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        *self.step.lock().unwrap() = Step::Refused;
+        client.set_state(PgWireConnectionState::AuthenticationInProgress);
+        let error = ErrorInfo::new("FATAL".to_string(), code.to_string(), message);
+        let sent = client
+            .send(PgWireBackendMessage::ErrorResponse(error.into()))
+            .await
+            .map_err(PgWireError::from);
+        let _ = client.close().await.map_err(PgWireError::from);
+        self.closed.cancel();
+        sent
+    }
+}
+
+/// Everything connections share: the query handlers, the cancellation and session
+/// registries, the limits and the security settings.
 pub struct Handlers {
     query: Arc<QueryHandler>,
-    startup: Arc<Startup>,
+    startup: Arc<StartupShared>,
     cancel: Arc<Cancels>,
     sessions: Arc<Sessions>,
     limits: SessionLimits,
+    tls: Option<TlsAcceptor>,
 }
 
 impl Handlers {
@@ -104,6 +345,7 @@ impl Handlers {
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
         limits: SessionLimits,
+        security: Security,
     ) -> Self {
         let sessions = Arc::new(Sessions::default());
         let connections = Arc::new(ConnectionManager::new());
@@ -113,28 +355,38 @@ impl Handlers {
         parameters.search_path = "public".to_string();
         Handlers {
             query: Arc::new(QueryHandler::new(engine, metrics, shutdown)),
-            startup: Arc::new(Startup {
+            startup: Arc::new(StartupShared {
                 parameters,
                 pids: RandomPidSecretKeyGenerator::default(),
                 connections,
                 cancels: cancels.clone(),
                 sessions: sessions.clone(),
                 limits,
+                users: security.users,
+                tls_required: security.tls_required,
             }),
             cancel: cancels,
             sessions,
             limits,
+            tls: security.tls,
         }
     }
 }
 
-impl PgWireServerHandlers for Handlers {
+/// The handlers of one connection: the shared ones, and its own start-up (which holds
+/// that connection's authentication exchange).
+struct Connection {
+    shared: Arc<Handlers>,
+    startup: Arc<Startup>,
+}
+
+impl PgWireServerHandlers for Connection {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
-        self.query.clone()
+        self.shared.query.clone()
     }
 
     fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
-        self.query.clone()
+        self.shared.query.clone()
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
@@ -142,7 +394,7 @@ impl PgWireServerHandlers for Handlers {
     }
 
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
-        self.cancel.clone()
+        self.shared.cancel.clone()
     }
 }
 
@@ -190,7 +442,12 @@ pub async fn serve(
                     ));
                     continue;
                 };
-                let handlers = handlers.clone();
+                let closed = CancellationToken::new();
+                let tls = handlers.tls.clone();
+                let connection = Connection {
+                    startup: Arc::new(Startup::new(handlers.startup.clone(), closed.clone())),
+                    shared: handlers.clone(),
+                };
                 let metrics = metrics.clone();
                 let shutdown = shutdown.clone();
                 tracker.spawn(async move {
@@ -202,10 +459,13 @@ pub async fn serve(
                         }
                     };
                     tokio::select! {
-                        result = pgwire::tokio::process_socket(socket, None, handlers) => {
+                        result = pgwire::tokio::process_socket(socket, tls, connection) => {
                             if let Err(e) = result {
                                 debug!(%addr, "connection closed with error: {e}");
                             }
+                        }
+                        _ = closed.cancelled() => {
+                            debug!(%addr, "closed after a refused start-up");
                         }
                         _ = idle => {
                             info!(%addr, "closed a session idle for {:?} (idle_session_timeout_secs)",
