@@ -139,7 +139,7 @@ pub async fn run(
                     view.plan
                         .stream
                         .source
-                        .open(&view.plan.stream.columns)
+                        .open(&view.plan.stream.columns, None)
                         .await?
                 }
                 Input::Json(payloads) => Box::new(JsonReader::new(
@@ -325,7 +325,7 @@ async fn generator_alone(events: u64) -> Result<Measured> {
         .find(|s| s.name == "bid")
         .ok_or_else(|| WeirError::Internal("no bid source".into()))?;
     let all: Vec<usize> = (0..def.schema.fields().len()).collect();
-    let mut reader = def.open(&all).await?;
+    let mut reader = def.open(&all, None).await?;
     let span = Span::start();
     let mut rows = 0u64;
     while let Poll::Records(batches) = reader.poll().await? {

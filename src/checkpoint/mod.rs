@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::ipc::reader::FileReader;
@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::connector::Positions;
+use crate::connector::{Positions, now_micros};
 use crate::error::{Result, WeirError};
 use crate::view::Streams;
 use crate::view::pipeline::Command;
@@ -118,13 +118,6 @@ pub struct Restored {
     /// Microseconds since the Unix epoch.
     pub taken_at: i64,
     views: BTreeMap<String, ViewMeta>,
-}
-
-fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }
 
 fn io(what: &str, path: &Path, e: impl std::fmt::Display) -> WeirError {

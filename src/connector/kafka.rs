@@ -19,11 +19,12 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
+use tokio::task::JoinHandle;
 
 use super::retry::Health;
 use super::{
     DECODE_SAMPLES, DecodeSample, Outage, PartitionBatch, Poll, Positions, SAMPLE_BYTES,
-    SourceReader, check_options, parsed, required,
+    SourceReader, check_options, now_micros, parsed, required,
 };
 use crate::decode::{Decoder, Format};
 use crate::error::{Result, WeirError};
@@ -176,14 +177,10 @@ impl KafkaSpec {
     }
 
     /// A new reader (a view calls it when it starts) that decodes the `columns` given
-    /// (indexes into the schema) and leaves the other nullable ones NULL.
-    pub async fn open(&self, columns: &[usize]) -> Result<Box<dyn SourceReader>> {
-        self.open_at(columns, None).await
-    }
-
-    /// [`KafkaSpec::open`], starting at `resume` (a checkpoint's next offsets) instead of
-    /// the startup mode; partitions `resume` does not know start at their earliest offset.
-    pub async fn open_at(
+    /// (indexes into the schema) and leaves the other nullable ones NULL. It starts where
+    /// the startup mode says, or at `resume` (a checkpoint's next offsets) if given;
+    /// partitions `resume` does not know start at their earliest offset.
+    pub async fn open(
         &self,
         columns: &[usize],
         resume: Option<&Positions>,
@@ -355,13 +352,18 @@ impl KafkaSpec {
             })
     }
 
+    /// The earliest and latest offset of each of the topic's partitions now.
+    fn marks(&self, c: &BaseConsumer) -> Result<BTreeMap<i32, (i64, i64)>> {
+        self.partition_ids(c)?
+            .into_iter()
+            .map(|p| Ok((p, self.watermarks(c, p)?)))
+            .collect()
+    }
+
     /// The first offset to read in each partition, by the startup mode.
     fn start_positions(&self, c: &BaseConsumer) -> Result<Positions> {
-        let ids = self.partition_ids(c)?;
-        let mut marks = BTreeMap::new();
-        for &p in &ids {
-            marks.insert(p, self.watermarks(c, p)?);
-        }
+        let marks = self.marks(c)?;
+        let ids: Vec<i32> = marks.keys().copied().collect();
         let found: BTreeMap<i32, Offset> = match self.startup {
             StartupMode::Earliest | StartupMode::Latest => BTreeMap::new(),
             StartupMode::Timestamp(ms) => {
@@ -397,7 +399,7 @@ impl KafkaSpec {
                     (StartupMode::GroupOffsets, Some(Offset::Offset(n))) => *n,
                     _ => low,
                 };
-                (p, start.clamp(low, high.max(low)))
+                (p, within(start, (low, high)))
             })
             .collect())
     }
@@ -405,8 +407,7 @@ impl KafkaSpec {
     /// The offsets to resume at: `resume`'s, within what each partition still holds.
     fn resume_positions(&self, c: &BaseConsumer, resume: &Positions) -> Result<Positions> {
         let mut out = Positions::new();
-        for p in self.partition_ids(c)? {
-            let (low, high) = self.watermarks(c, p)?;
+        for (p, (low, high)) in self.marks(c)? {
             let want = resume.get(&p).copied().unwrap_or(low);
             if want < low {
                 tracing::warn!(
@@ -422,7 +423,7 @@ impl KafkaSpec {
                      {high} (was it recreated?); resuming at {high}"
                 );
             }
-            out.insert(p, want.clamp(low, high.max(low)));
+            out.insert(p, within(want, (low, high)));
         }
         Ok(out)
     }
@@ -435,6 +436,11 @@ impl KafkaSpec {
         }
         Ok(tpl)
     }
+}
+
+/// `offset` moved into a partition's `(earliest, latest)` offsets.
+fn within(offset: i64, (low, high): (i64, i64)) -> i64 {
+    offset.clamp(low, high.max(low))
 }
 
 fn invalid(msg: impl Into<String>) -> WeirError {
@@ -487,9 +493,22 @@ where
     T: Send + 'static,
     F: FnOnce() -> Result<T> + Send + 'static,
 {
-    tokio::task::spawn_blocking(f)
-        .await
+    joined(tokio::task::spawn_blocking(f)).await
+}
+
+/// The result of a background Kafka call; its panic as an error.
+async fn joined<T>(task: JoinHandle<Result<T>>) -> Result<T> {
+    task.await
         .map_err(|e| WeirError::Internal(format!("Kafka call panicked: {e}")))?
+}
+
+/// The result of the call in `slot`, taken from it: waited for with `wait`, else only if
+/// it is done. `None` while there is nothing to take.
+async fn take_done<T>(slot: &mut Option<JoinHandle<Result<T>>>, wait: bool) -> Option<Result<T>> {
+    if !slot.as_ref().is_some_and(|h| wait || h.is_finished()) {
+        return None;
+    }
+    Some(joined(slot.take()?).await)
 }
 
 /// [`off_runtime`] with a shared consumer.
@@ -586,9 +605,9 @@ struct KafkaReader {
     /// Whether the brokers answer, and when to probe them again.
     health: Health,
     /// A probe of the topic in flight (during an outage).
-    probing: Option<tokio::task::JoinHandle<Result<()>>>,
+    probing: Option<JoinHandle<Result<()>>>,
     /// A lookup of new partitions in flight.
-    refreshing: Option<tokio::task::JoinHandle<Result<Positions>>>,
+    refreshing: Option<JoinHandle<Result<Positions>>>,
     /// Always `Some` until drop, which closes the consumer off the async runtime.
     consumer: Option<Arc<BaseConsumer>>,
     decoder: Decoder,
@@ -620,15 +639,9 @@ impl KafkaReader {
     /// Takes the result of a lookup started by `start_refresh`: waits for it with `wait`,
     /// else only if it is done.
     async fn finish_refresh(&mut self, wait: bool) -> Result<()> {
-        match &self.refreshing {
-            Some(h) if wait || h.is_finished() => {}
-            _ => return Ok(()),
+        if let Some(added) = take_done(&mut self.refreshing, wait).await {
+            self.take_added(added?);
         }
-        let handle = self.refreshing.take().expect("checked above");
-        let added = handle
-            .await
-            .map_err(|e| WeirError::Internal(format!("Kafka call panicked: {e}")))??;
-        self.take_added(added);
         Ok(())
     }
 
@@ -661,15 +674,10 @@ impl KafkaReader {
     /// During an outage: takes the result of the probe in flight, and starts the next one
     /// when the back-off says so.
     async fn check_health(&mut self) -> Result<()> {
-        if self.probing.as_ref().is_some_and(|h| h.is_finished()) {
-            let handle = self.probing.take().expect("checked above");
-            let probed = handle
-                .await
-                .map_err(|e| WeirError::Internal(format!("Kafka call panicked: {e}")))?;
-            match probed {
-                Ok(()) => self.resume().await,
-                Err(e) => self.trouble(e)?,
-            }
+        match take_done(&mut self.probing, false).await {
+            Some(Ok(())) => self.resume().await,
+            Some(Err(e)) => self.trouble(e)?,
+            None => {}
         }
         if self.probing.is_none() && self.health.due() {
             self.health.attempt();
@@ -753,9 +761,7 @@ impl KafkaReader {
                 )));
             }
             self.decode_errors += skipped.len() as u64;
-            let at = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros() as i64);
+            let at = now_micros();
             for skip in skipped.iter().rev().take(DECODE_SAMPLES).rev() {
                 let record = records[skip.index];
                 let payload = record.payload.as_deref().unwrap_or_default();
@@ -800,7 +806,11 @@ impl SourceReader for KafkaReader {
         if let Err(e) = self.finish_refresh(false).await {
             self.trouble(e)?;
         }
-        if self.refreshing.is_none() && self.refreshed.elapsed() >= REFRESH_EVERY {
+        // During an outage `check_health` probes the topic on the back-off schedule instead.
+        if self.refreshing.is_none()
+            && self.refreshed.elapsed() >= REFRESH_EVERY
+            && self.health.outage().is_none()
+        {
             self.start_refresh();
         }
         let mut gathered = blocking(self.consumer(), |c| Ok(gather(c))).await?;
@@ -854,18 +864,18 @@ impl SourceReader for KafkaReader {
         if let Some(e) = self.outage_error() {
             return Err(e);
         }
-        if let Err(e) = self.refresh().await {
-            self.trouble(e)?;
-            return Err(self.outage_error().expect("an outage began"));
+        let ends: Result<Positions> = async {
+            self.refresh().await?;
+            let spec = self.spec.clone();
+            let partitions = self.partitions();
+            blocking(self.consumer(), move |c| {
+                partitions
+                    .into_iter()
+                    .map(|p| Ok((p, spec.watermarks(c, p)?.1)))
+                    .collect()
+            })
+            .await
         }
-        let spec = self.spec.clone();
-        let partitions = self.partitions();
-        let ends = blocking(self.consumer(), move |c| {
-            partitions
-                .into_iter()
-                .map(|p| Ok((p, spec.watermarks(c, p)?.1)))
-                .collect()
-        })
         .await;
         match ends {
             Ok(ends) => Ok(ends),

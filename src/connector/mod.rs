@@ -11,6 +11,7 @@ pub mod retry;
 pub mod upstream;
 
 use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
@@ -74,6 +75,13 @@ pub struct DecodeSample {
     pub payload: String,
     /// When it was skipped, in microseconds since the Unix epoch.
     pub at: i64,
+}
+
+/// Microseconds since the Unix epoch now (0 on a clock set before it).
+pub fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Samples kept per reader.

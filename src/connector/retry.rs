@@ -2,7 +2,9 @@
 //! to 5 s), and a reader's record of an outage while it lasts — logged once at warn when it
 //! begins and once at info when it ends, and shown in `weir_catalog`.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use super::now_micros;
 
 /// The first wait between attempts.
 pub const FIRST_DELAY: Duration = Duration::from_millis(100);
@@ -94,9 +96,7 @@ impl Health {
                 self.next_try = Instant::now() + self.backoff.delay();
                 self.outage = Some(Outage {
                     error,
-                    since: SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .map_or(0, |d| d.as_micros() as i64),
+                    since: now_micros(),
                     began: Instant::now(),
                     retries: 0,
                 });

@@ -98,7 +98,7 @@ async fn open_reader(view: &View, resume: Option<&Positions>) -> Result<Box<dyn 
                 .map(|(p, o)| (side_of(*p).1, *o))
                 .collect()
         });
-        readers.push(side.source.open_at(&side.columns, own.as_ref()).await?);
+        readers.push(side.source.open(&side.columns, own.as_ref()).await?);
     }
     let left = readers.remove(0);
     Ok(match readers.pop() {

@@ -104,24 +104,20 @@ impl SourceDef {
         }
     }
 
-    /// A new reader, positioned where the connector's start-up options say. It fills the
-    /// `columns` given (indexes into the schema); others may be left NULL.
-    pub async fn open(&self, columns: &[usize]) -> Result<Box<dyn SourceReader>> {
-        self.open_at(columns, None).await
-    }
-
-    /// [`SourceDef::open`] at `resume` (a checkpoint's positions) instead of the start.
-    /// A view read as a stream starts again from the rows it keeps.
-    pub async fn open_at(
+    /// A new reader, positioned where the connector's start-up options say, or at `resume`
+    /// (a checkpoint's positions) if given. It fills the `columns` given (indexes into the
+    /// schema); others may be left NULL. A view read as a stream starts again from the rows
+    /// it keeps.
+    pub async fn open(
         &self,
         columns: &[usize],
         resume: Option<&Positions>,
     ) -> Result<Box<dyn SourceReader>> {
-        let skip = |r: Option<&Positions>| r.and_then(|r| r.get(&0)).copied().unwrap_or(0);
+        let skip = resume.and_then(|r| r.get(&0)).copied().unwrap_or(0);
         match &self.connector {
-            ConnectorSpec::Kafka(k) => k.open_at(columns, resume).await,
-            ConnectorSpec::Datagen(d) => d.open(self.schema.clone(), skip(resume)),
-            ConnectorSpec::Nexmark(n) => n.open(self.schema.clone(), skip(resume)),
+            ConnectorSpec::Kafka(k) => k.open(columns, resume).await,
+            ConnectorSpec::Datagen(d) => d.open(self.schema.clone(), skip),
+            ConnectorSpec::Nexmark(n) => n.open(self.schema.clone(), skip),
             ConnectorSpec::View(v) => Ok(Box::new(ViewReader::open(Arc::clone(v)))),
             ConnectorSpec::Supplied(s) => (s.open)(columns),
         }

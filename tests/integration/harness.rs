@@ -12,7 +12,8 @@ pub struct Server {
     child: Option<Child>,
     pub pg_port: u16,
     pub http_port: u16,
-    _data: tempfile::TempDir,
+    /// The data directory, when the server made its own.
+    _data: Option<tempfile::TempDir>,
 }
 
 pub fn free_port() -> u16 {
@@ -94,9 +95,7 @@ impl Server {
 
     /// [`Server::start`] with extra `weir serve` flags.
     pub fn start_with(sql_dir: &str, extra: &[&str]) -> Server {
-        let data = tempfile::tempdir().unwrap();
-        let path = data.path().to_path_buf();
-        Self::launch("127.0.0.1", sql_dir, &path, data, extra)
+        Self::start_on_host("127.0.0.1", sql_dir, extra)
     }
 
     /// [`Server::start_with`], the PostgreSQL listener on `host` (clients still reach it
@@ -104,21 +103,20 @@ impl Server {
     pub fn start_on_host(host: &str, sql_dir: &str, extra: &[&str]) -> Server {
         let data = tempfile::tempdir().unwrap();
         let path = data.path().to_path_buf();
-        Self::launch(host, sql_dir, &path, data, extra)
+        Self::launch(host, sql_dir, &path, Some(data), extra)
     }
 
     /// Start on `sql_dir` with the data directory `data`, which outlives the server (for
     /// restarts on it).
     pub fn start_on(sql_dir: &Path, data: &Path, extra: &[&str]) -> Server {
-        let unused = tempfile::tempdir().unwrap();
-        Self::launch("127.0.0.1", sql_dir.to_str().unwrap(), data, unused, extra)
+        Self::launch("127.0.0.1", sql_dir.to_str().unwrap(), data, None, extra)
     }
 
     fn launch(
         host: &str,
         sql_dir: &str,
         data_dir: &Path,
-        data: tempfile::TempDir,
+        data: Option<tempfile::TempDir>,
         extra: &[&str],
     ) -> Server {
         let pg_port = free_port();
@@ -191,10 +189,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.kill();
     }
 }
 

@@ -336,7 +336,7 @@ mod mock {
         KafkaSpec::from_options(schema_of(&[("id", DataType::Int64)]), &o)
             .await
             .unwrap()
-            .open(&[0])
+            .open(&[0], None)
             .await
             .unwrap()
     }
@@ -349,6 +349,19 @@ mod mock {
         weir::connector::kafka::produce(&cluster.bootstrap_servers(), TOPIC, records)
             .await
             .unwrap();
+    }
+
+    /// Records to each of `partitions`: partition p gets ids p*1000 + `ids`.
+    async fn produce_each(cluster: &Cluster, partitions: &[i32], ids: std::ops::Range<i64>) {
+        for &p in partitions {
+            let base = p as i64 * 1000;
+            produce(cluster, p, base + ids.start..base + ids.end).await;
+        }
+    }
+
+    /// [`produce_each`] to all 3 partitions.
+    async fn produce_all(cluster: &Cluster, ids: std::ops::Range<i64>) {
+        produce_each(cluster, &[0, 1, 2], ids).await;
     }
 
     /// What a reader has read, per partition, and whether it reported an outage.
@@ -392,10 +405,22 @@ mod mock {
                 }
             }
         }
+
+        /// Polls until the outage is over and the reader is at `n` in all 3 partitions
+        /// (within 30 s), then checks that each was read exactly once.
+        async fn read_all_once(&mut self, reader: &mut Box<dyn SourceReader>, n: i64) {
+            let all = everywhere(n);
+            self.poll_until(reader, Duration::from_secs(30), |_, r| {
+                r.outage().is_none() && reached(r.positions(), &all)
+            })
+            .await;
+            exactly_once(self, n);
+        }
     }
 
-    fn target(pairs: &[(i32, i64)]) -> Positions {
-        pairs.iter().copied().collect()
+    /// Offset `n` in all 3 partitions.
+    fn everywhere(n: i64) -> Positions {
+        (0..3).map(|p| (p, n)).collect()
     }
 
     /// Every partition read exactly once, in order: partition p holds ids p*1000 + 0..n.
@@ -416,12 +441,10 @@ mod mock {
         cluster.partition_leader(TOPIC, 0, Some(1)).unwrap();
         cluster.partition_leader(TOPIC, 1, Some(2)).unwrap();
         cluster.partition_leader(TOPIC, 2, Some(1)).unwrap();
-        for p in 0..3 {
-            produce(cluster, p, p as i64 * 1000..p as i64 * 1000 + 100).await;
-        }
+        produce_all(cluster, 0..100).await;
         let mut reader = open(cluster).await;
         let mut read = Read::default();
-        let first = target(&[(0, 100), (1, 100), (2, 100)]);
+        let first = everywhere(100);
         read.poll_until(&mut reader, Duration::from_secs(30), |_, r| {
             reached(r.positions(), &first)
         })
@@ -430,9 +453,7 @@ mod mock {
         // Partition 1's leader goes down: the reader says so, and keeps reading the other
         // partitions.
         cluster.broker_down(2).unwrap();
-        for p in [0, 2] {
-            produce(cluster, p, p as i64 * 1000 + 100..p as i64 * 1000 + 200).await;
-        }
+        produce_each(cluster, &[0, 2], 100..200).await;
         read.poll_until(&mut reader, Duration::from_secs(30), |read, r| {
             read.outage.is_some() && r.positions()[&0] == 200 && r.positions()[&2] == 200
         })
@@ -442,20 +463,13 @@ mod mock {
         // Back: partition 1 goes on where it was.
         cluster.broker_up(2).unwrap();
         produce(cluster, 1, 1100..1200).await;
-        let all = target(&[(0, 200), (1, 200), (2, 200)]);
-        read.poll_until(&mut reader, Duration::from_secs(30), |_, r| {
-            r.outage().is_none() && reached(r.positions(), &all)
-        })
-        .await;
-        exactly_once(&read, 200);
+        read.read_all_once(&mut reader, 200).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn kafka_mock_failing_fetches_and_offset_lookups_are_retried() {
         let cluster = cluster(1);
-        for p in 0..3 {
-            produce(cluster, p, p as i64 * 1000..p as i64 * 1000 + 50).await;
-        }
+        produce_all(cluster, 0..50).await;
         let mut reader = open(cluster).await;
         // Fetches fail with transient errors, and so do offset look-ups (FLUSH's targets).
         use RDKafkaRespErr::*;
@@ -473,7 +487,7 @@ mod mock {
             &[RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT; 8],
         );
         let mut read = Read::default();
-        let half = target(&[(0, 50), (1, 50), (2, 50)]);
+        let half = everywhere(50);
         read.poll_until(&mut reader, Duration::from_secs(60), |_, r| {
             reached(r.positions(), &half)
         })
@@ -492,26 +506,17 @@ mod mock {
         assert_eq!(ends, half);
         cluster.clear_request_errors(RDKafkaApiKey::Fetch);
         cluster.clear_request_errors(RDKafkaApiKey::ListOffsets);
-        for p in 0..3 {
-            produce(cluster, p, p as i64 * 1000 + 50..p as i64 * 1000 + 100).await;
-        }
-        let all = target(&[(0, 100), (1, 100), (2, 100)]);
-        read.poll_until(&mut reader, Duration::from_secs(30), |_, r| {
-            r.outage().is_none() && reached(r.positions(), &all)
-        })
-        .await;
-        exactly_once(&read, 100);
+        produce_all(cluster, 50..100).await;
+        read.read_all_once(&mut reader, 100).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn kafka_mock_broker_down_then_up_resumes_from_the_readers_positions() {
         let cluster = cluster(1);
-        for p in 0..3 {
-            produce(cluster, p, p as i64 * 1000..p as i64 * 1000 + 100).await;
-        }
+        produce_all(cluster, 0..100).await;
         let mut reader = open(cluster).await;
         let mut read = Read::default();
-        let first = target(&[(0, 100), (1, 100), (2, 100)]);
+        let first = everywhere(100);
         read.poll_until(&mut reader, Duration::from_secs(30), |_, r| {
             reached(r.positions(), &first)
         })
@@ -531,15 +536,8 @@ mod mock {
         .await;
 
         cluster.broker_up(1).unwrap();
-        for p in 0..3 {
-            produce(cluster, p, p as i64 * 1000 + 100..p as i64 * 1000 + 300).await;
-        }
-        let all = target(&[(0, 300), (1, 300), (2, 300)]);
-        read.poll_until(&mut reader, Duration::from_secs(30), |_, r| {
-            r.outage().is_none() && reached(r.positions(), &all)
-        })
-        .await;
-        exactly_once(&read, 300);
+        produce_all(cluster, 100..300).await;
+        read.read_all_once(&mut reader, 300).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
