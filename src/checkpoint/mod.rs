@@ -102,6 +102,16 @@ pub struct Taken {
     pub at: i64,
 }
 
+impl Taken {
+    /// One line for the log.
+    pub fn describe(&self) -> String {
+        format!(
+            "checkpoint {} written: {} views, {} rows of state, {} bytes in {:.0?}",
+            self.sequence, self.views, self.rows, self.bytes, self.took
+        )
+    }
+}
+
 /// The checkpoints of one data directory.
 pub struct Checkpoints {
     root: PathBuf,
@@ -364,7 +374,7 @@ impl Restored {
     }
 }
 
-/// Take a checkpoint every `interval` until `shutdown`, then a last one.
+/// Take a checkpoint every `interval` until `shutdown` (the server takes the last one).
 pub async fn run(
     checkpoints: Arc<Checkpoints>,
     streams: Arc<Streams>,
@@ -376,36 +386,24 @@ pub async fn run(
     ticks.tick().await;
     let mut failing = false;
     loop {
-        let last = tokio::select! {
-            _ = shutdown.cancelled() => true,
-            _ = ticks.tick() => false,
-        };
-        match checkpoints.take(&streams).await {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        failing = match checkpoints.take(&streams).await {
             Ok(t) => {
-                if failing || last {
-                    info!(
-                        "checkpoint {} written: {} views, {} rows of state, {} bytes in {:.0?}",
-                        t.sequence, t.views, t.rows, t.bytes, t.took
-                    );
+                // After failures, say that they are over.
+                if failing {
+                    info!("{}", t.describe());
                 } else {
-                    tracing::debug!(
-                        "checkpoint {} written: {} views, {} rows, {} bytes in {:.0?}",
-                        t.sequence,
-                        t.views,
-                        t.rows,
-                        t.bytes,
-                        t.took
-                    );
+                    tracing::debug!("{}", t.describe());
                 }
-                failing = false;
+                false
             }
             Err(e) => {
                 warn!("checkpoint failed (the last complete one stays): {e}");
-                failing = true;
+                true
             }
-        }
-        if last {
-            return;
-        }
+        };
     }
 }

@@ -7,6 +7,7 @@ pub mod functions;
 pub mod information_schema;
 mod matviews;
 mod streaming;
+pub(crate) use streaming::micros_text;
 pub mod system;
 
 use std::path::Path;

@@ -55,7 +55,7 @@ pub(super) fn result_schema(statement: &StreamingStatement) -> Option<SchemaRef>
 }
 
 /// Microseconds since the epoch as `2026-01-01 10:00:14`.
-fn micros_text(micros: Option<i64>) -> Option<String> {
+pub(crate) fn micros_text(micros: Option<i64>) -> Option<String> {
     micros
         .and_then(datafusion::arrow::temporal_conversions::timestamp_us_to_datetime)
         .map(|t| t.to_string())

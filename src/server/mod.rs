@@ -75,9 +75,7 @@ pub async fn run(config: Config) -> Result<()> {
         info!(
             "restoring from checkpoint {} of {} ({:.1} s ago): {} materialized views",
             r.sequence,
-            datafusion::arrow::temporal_conversions::timestamp_us_to_datetime(r.taken_at)
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
+            crate::engine::micros_text(Some(r.taken_at)).unwrap_or_default(),
             checkpoint::age_secs(r.taken_at),
             r.views().count()
         );
@@ -163,15 +161,12 @@ pub async fn run(config: Config) -> Result<()> {
         );
     }
     let _ = http.await;
-    match checkpointing {
-        // Its last checkpoint is taken once `shutdown` fires.
-        Some(task) => {
-            let _ = task.await;
-        }
-        None => match checkpoints.take(engine.streams()).await {
-            Ok(t) => info!("checkpoint {} written: {} views", t.sequence, t.views),
-            Err(e) => warn!("the last checkpoint failed: {e}"),
-        },
+    if let Some(task) = checkpointing {
+        let _ = task.await;
+    }
+    match checkpoints.take(engine.streams()).await {
+        Ok(t) => info!("{}", t.describe()),
+        Err(e) => warn!("the last checkpoint failed: {e}"),
     }
     info!("stopped");
     Ok(())

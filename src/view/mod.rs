@@ -169,12 +169,7 @@ impl Streams {
         if !checkpointed(view) {
             return Start::Fresh;
         }
-        let sources: Vec<(String, String)> = view
-            .sources()
-            .iter()
-            .map(|s| (s.name.clone(), s.definition.clone()))
-            .collect();
-        if meta.sources != sources {
+        if meta.sources != view.source_definitions() {
             tracing::info!(
                 "materialized view {} reads sources defined differently than in checkpoint {}: \
                  it starts from their startup mode",

@@ -226,15 +226,7 @@ impl Driver {
                 }
             })
             .collect();
-        let stats = &self.view.stats;
-        let counters = Counters {
-            rows_in: stats.rows_in.load(Ordering::Relaxed),
-            late_rows: stats.late_rows.load(Ordering::Relaxed),
-            windows_closed: stats.windows_closed.load(Ordering::Relaxed),
-            decode_errors: stats.decode_errors.load(Ordering::Relaxed),
-            emitted: self.view.emitted.load(Ordering::Relaxed),
-        };
-        (marks, self.last_watermark, counters)
+        (marks, self.last_watermark, self.view.counters())
     }
 
     /// Bring back what [`Driver::export`] gave.
@@ -244,18 +236,12 @@ impl Driver {
             m.import(s.current, &s.partitions, now);
         }
         self.last_watermark = last_watermark;
-        let stats = &self.view.stats;
-        stats.rows_in.store(counters.rows_in, Ordering::Relaxed);
-        stats.late_rows.store(counters.late_rows, Ordering::Relaxed);
-        stats
-            .windows_closed
-            .store(counters.windows_closed, Ordering::Relaxed);
-        stats
-            .decode_errors
-            .store(counters.decode_errors, Ordering::Relaxed);
+        self.view.restore_counters(counters);
         let watermark = marks.iter().map(|m| m.current).min().unwrap_or(i64::MIN);
-        stats.watermark.store(watermark, Ordering::Relaxed);
-        self.view.emitted.store(counters.emitted, Ordering::Relaxed);
+        self.view
+            .stats
+            .watermark
+            .store(watermark, Ordering::Relaxed);
         self.errors_before = counters.decode_errors;
     }
 
@@ -296,12 +282,7 @@ impl Driver {
         let now = Instant::now();
         self.stages.poll += now - t;
         let view = Arc::clone(&self.view);
-        let outage = reader.outage();
-        let mut shown = view.stats.outage.lock().unwrap_or_else(|p| p.into_inner());
-        if *shown != outage {
-            *shown = outage;
-        }
-        drop(shown);
+        *view.stats.outage.lock().unwrap_or_else(|p| p.into_inner()) = reader.outage();
         let errors = self.errors_before + reader.decode_errors();
         if view.stats.decode_errors.swap(errors, Ordering::Relaxed) != errors {
             *view
@@ -546,18 +527,18 @@ fn between(from: &Positions, to: &Positions) -> i64 {
 impl Pipeline {
     /// Open the view's reader and bring back its checkpoint, if it starts from one.
     async fn open(view: Arc<View>, begin: Start) -> Result<Self> {
+        let rebuilding = matches!(begin, Start::Rebuild(_));
         let (restore, resume) = match begin {
             Start::Fresh => (None, None),
             Start::Restore(restored, meta) => {
                 let sections = restored.sections(&meta)?;
                 view.with_state(|s| s.import(&view.plan, sections))?;
-                let resume = meta.positions.clone();
-                (Some(meta), Some(resume))
+                (Some(meta), None)
             }
             Start::Rebuild(origin) => (None, Some(origin)),
         };
-        let rebuilding = restore.is_none() && resume.is_some();
-        let mut reader = open_reader(&view, resume.as_ref()).await?;
+        let resume = restore.as_ref().map(|m| &m.positions).or(resume.as_ref());
+        let mut reader = open_reader(&view, resume).await?;
         let mut driver = Driver::new(Arc::clone(&view), &reader.partitions());
         let origin = match &restore {
             Some(meta) => {
@@ -600,18 +581,15 @@ impl Pipeline {
     /// The view's state and where its reader stands, for a checkpoint.
     fn snapshot(&mut self) -> Result<ViewSnapshot> {
         let view = Arc::clone(&self.driver.view);
-        let sections = view.with_state(|s| s.export())?;
+        let (sections, rows) = view.with_state(|s| -> Result<_> {
+            Ok((s.export()?, (s.operator.groups() + s.closed_rows()) as u64))
+        })?;
         let (marks, last_watermark, counters) = self.driver.export();
-        let rows = view.with_state(|s| s.operator.groups()) as u64 + view.closed_rows() as u64;
         Ok(ViewSnapshot {
             meta: ViewMeta {
                 name: view.name.clone(),
                 definition: view.definition.clone(),
-                sources: view
-                    .sources()
-                    .iter()
-                    .map(|s| (s.name.clone(), s.definition.clone()))
-                    .collect(),
+                sources: view.source_definitions(),
                 positions: self.reader.positions().clone(),
                 origin: self.origin.clone(),
                 marks,

@@ -19,6 +19,7 @@ use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use tokio::sync::mpsc;
 
+use crate::checkpoint::Counters;
 use crate::error::{Result, WeirError};
 use crate::sql::streaming::Emit;
 use crate::view::join::JoinSide;
@@ -249,6 +250,11 @@ pub struct ViewState {
 pub type Section = (String, Vec<RecordBatch>);
 
 impl ViewState {
+    /// Rows of closed windows kept for readers.
+    pub fn closed_rows(&self) -> usize {
+        self.closed.iter().map(|(_, b)| b.num_rows()).sum()
+    }
+
     /// Everything the view keeps, for a checkpoint; nothing changes.
     pub fn export(&mut self) -> Result<Vec<Section>> {
         let closed = self
@@ -611,6 +617,41 @@ impl View {
         self.plan.sides().into_iter().map(|s| &s.source).collect()
     }
 
+    /// The sources it reads, as (name, `CREATE SOURCE` text): what a checkpoint of the
+    /// view was taken over.
+    pub fn source_definitions(&self) -> Vec<(String, String)> {
+        self.sources()
+            .iter()
+            .map(|s| (s.name.clone(), s.definition.clone()))
+            .collect()
+    }
+
+    /// Its counters, for a checkpoint.
+    pub fn counters(&self) -> Counters {
+        let stats = &self.stats;
+        Counters {
+            rows_in: stats.rows_in.load(Ordering::Relaxed),
+            late_rows: stats.late_rows.load(Ordering::Relaxed),
+            windows_closed: stats.windows_closed.load(Ordering::Relaxed),
+            decode_errors: stats.decode_errors.load(Ordering::Relaxed),
+            emitted: self.emitted.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Bring back what [`View::counters`] gave.
+    pub fn restore_counters(&self, c: &Counters) {
+        let stats = &self.stats;
+        stats.rows_in.store(c.rows_in, Ordering::Relaxed);
+        stats.late_rows.store(c.late_rows, Ordering::Relaxed);
+        stats
+            .windows_closed
+            .store(c.windows_closed, Ordering::Relaxed);
+        stats
+            .decode_errors
+            .store(c.decode_errors, Ordering::Relaxed);
+        self.emitted.store(c.emitted, Ordering::Relaxed);
+    }
+
     /// Whether the view reads the source or view `name`.
     pub fn reads(&self, name: &str) -> bool {
         self.sources().iter().any(|s| s.name == name)
@@ -618,7 +659,7 @@ impl View {
 
     /// Rows of closed windows kept for readers.
     pub fn closed_rows(&self) -> usize {
-        self.with_state(|s| s.closed.iter().map(|(_, b)| b.num_rows()).sum())
+        self.with_state(|s| s.closed_rows())
     }
 
     /// This view as a stream other views read: its final rows, with the window end (or

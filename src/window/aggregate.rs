@@ -71,6 +71,33 @@ struct Bucket {
     dirty: bool,
 }
 
+impl Bucket {
+    /// The group keys and each aggregate's intermediate state, in group order; the bucket
+    /// keeps them (the keys re-inserted into a fresh table, the states merged into fresh
+    /// accumulators), since emitting both takes them out.
+    fn take_state(
+        &mut self,
+        calls: &[AggregateCall],
+        schema: &SchemaRef,
+    ) -> Result<(Vec<ArrayRef>, Vec<Vec<ArrayRef>>)> {
+        let n = self.keys.len();
+        let keys = self.keys.emit(EmitTo::All)?;
+        // `indices` maps old group i to its index in the fresh table.
+        let mut indices = Vec::new();
+        self.keys = new_group_values(schema.clone(), &GroupOrdering::None)?;
+        self.keys.intern(&keys, &mut indices)?;
+        let mut states = Vec::with_capacity(calls.len());
+        for (acc, call) in self.accumulators.iter_mut().zip(calls) {
+            let state = acc.state(EmitTo::All)?;
+            let mut kept = call.accumulator()?;
+            kept.merge_batch(&state, &indices, n)?;
+            *acc = kept;
+            states.push(state);
+        }
+        Ok((keys, states))
+    }
+}
+
 /// The key of the bucket of a view without windows.
 const UNWINDOWED: i64 = i64::MAX;
 
@@ -253,23 +280,14 @@ impl WindowedAggregate {
     pub fn refresh(&mut self) -> Result<Vec<(i64, RecordBatch)>> {
         let mut out = Vec::new();
         let calls = self.spec.calls.clone();
-        let mut indices = Vec::new();
+        let schema = self.spec.group_schema.clone();
         for (end, bucket) in self.buckets.iter_mut().filter(|(_, b)| b.dirty) {
-            let n = bucket.keys.len();
-            let mut columns = bucket.keys.emit(EmitTo::All)?;
-            // Re-insert the keys into a fresh table; `indices` maps old group i to its
-            // new index.
-            bucket.keys = new_group_values(self.spec.group_schema.clone(), &GroupOrdering::None)?;
-            bucket.keys.intern(&columns, &mut indices)?;
-            let identity: Vec<usize> = (0..n).collect();
-            for (acc, call) in bucket.accumulators.iter_mut().zip(&calls) {
-                let state = acc.state(EmitTo::All)?;
+            let (mut columns, states) = bucket.take_state(&calls, &schema)?;
+            let identity: Vec<usize> = (0..bucket.keys.len()).collect();
+            for (state, call) in states.iter().zip(&calls) {
                 let mut value = call.accumulator()?;
-                value.merge_batch(&state, &identity, n)?;
+                value.merge_batch(state, &identity, identity.len())?;
                 columns.push(value.evaluate(EmitTo::All)?);
-                let mut kept = call.accumulator()?;
-                kept.merge_batch(&state, &indices, n)?;
-                *acc = kept;
             }
             bucket.dirty = false;
             out.push((*end, columns));
@@ -284,24 +302,18 @@ impl WindowedAggregate {
     /// (`a0_0`, `a0_1`, `a1_0`…). The state stays as it was.
     pub fn export(&mut self) -> Result<Vec<RecordBatch>> {
         let calls = self.spec.calls.clone();
+        let schema = self.spec.group_schema.clone();
         let mut out = Vec::with_capacity(self.buckets.len());
-        let mut indices = Vec::new();
         for (end, bucket) in self.buckets.iter_mut() {
+            let (keys, states) = bucket.take_state(&calls, &schema)?;
             let n = bucket.keys.len();
-            let keys = bucket.keys.emit(EmitTo::All)?;
-            bucket.keys = new_group_values(self.spec.group_schema.clone(), &GroupOrdering::None)?;
-            bucket.keys.intern(&keys, &mut indices)?;
             let mut fields = vec![Field::new("end", DataType::Int64, false)];
             let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_value(*end, n))];
             for (i, k) in keys.into_iter().enumerate() {
                 fields.push(Field::new(format!("k{i}"), k.data_type().clone(), true));
                 columns.push(k);
             }
-            for (i, (acc, call)) in bucket.accumulators.iter_mut().zip(&calls).enumerate() {
-                let state = acc.state(EmitTo::All)?;
-                let mut kept = call.accumulator()?;
-                kept.merge_batch(&state, &indices, n)?;
-                *acc = kept;
+            for (i, state) in states.into_iter().enumerate() {
                 for (j, s) in state.into_iter().enumerate() {
                     fields.push(Field::new(format!("a{i}_{j}"), s.data_type().clone(), true));
                     columns.push(s);
