@@ -42,7 +42,7 @@ use crate::server::metrics::Metrics;
 use auth::{Exchange, Refusal, SCRAM_SHA_256, Users};
 use cancel::Cancels;
 use query::QueryHandler;
-use session::Sessions;
+use session::{Activity, Sessions};
 
 /// Who may connect and how: the users (none: any user, no password), the TLS acceptor,
 /// and whether plain-text connections are refused.
@@ -85,14 +85,13 @@ impl Security {
 }
 
 /// What every connection's start-up shares: PostgreSQL 16 parameters, the
-/// cancellation and session registries, and the users.
+/// cancellation registry, the default `statement_timeout` and the users.
 struct StartupShared {
     parameters: DefaultServerParameterProvider,
     pids: RandomPidSecretKeyGenerator,
     connections: Arc<ConnectionManager>,
     cancels: Arc<Cancels>,
-    sessions: Arc<Sessions>,
-    limits: SessionLimits,
+    statement_timeout: Option<Duration>,
     users: Option<Arc<Users>>,
     tls_required: bool,
 }
@@ -114,6 +113,8 @@ enum Step {
 /// limits and the parameters that make clients treat Weir as PostgreSQL 16.
 pub struct Startup {
     shared: Arc<StartupShared>,
+    /// This connection's activity, which the idle timeout reads.
+    activity: Arc<Activity>,
     step: Mutex<Step>,
     /// Cancelled when the start-up was refused, to close the connection at once.
     closed: CancellationToken,
@@ -169,25 +170,17 @@ impl StartupHandler for Startup {
                 Ok(())
             }
             (Step::Offered, PgWireFrontendMessage::PasswordMessageFamily(msg)) => {
-                let Some(users) = &self.shared.users else {
-                    return Ok(());
-                };
-                let user = user_of(client);
-                let initial = match msg.into_sasl_initial_response() {
-                    Ok(initial) => initial,
-                    Err(_) => {
-                        let reason = "expected a SASL initial response".to_string();
-                        return self.refused(client, &user, Refusal::Protocol(reason)).await;
-                    }
+                let users = self.shared.users.as_ref().expect("offered only with users");
+                let Ok(initial) = msg.into_sasl_initial_response() else {
+                    let reason = "expected a SASL initial response";
+                    return self.refused(client, Refusal::Protocol(reason.into())).await;
                 };
                 if initial.auth_method != SCRAM_SHA_256 {
                     let reason = "client selected an invalid SASL authentication mechanism";
-                    return self
-                        .refused(client, &user, Refusal::Protocol(reason.into()))
-                        .await;
+                    return self.refused(client, Refusal::Protocol(reason.into())).await;
                 }
                 let data = initial.data.unwrap_or_default();
-                match Exchange::start(users, &user, &data) {
+                match Exchange::start(users, &user_of(client), &data) {
                     Ok((server_first, exchange)) => {
                         *self.step.lock().unwrap() = Step::Sent(exchange);
                         client
@@ -197,20 +190,17 @@ impl StartupHandler for Startup {
                             .await?;
                         Ok(())
                     }
-                    Err(refusal) => self.refused(client, &user, refusal).await,
+                    Err(refusal) => self.refused(client, refusal).await,
                 }
             }
             (Step::Sent(exchange), PgWireFrontendMessage::PasswordMessageFamily(msg)) => {
-                let user = user_of(client);
-                let response = match msg.into_sasl_response() {
-                    Ok(response) => response,
-                    Err(_) => {
-                        let reason = "expected a SASL response".to_string();
-                        return self.refused(client, &user, Refusal::Protocol(reason)).await;
-                    }
+                let Ok(response) = msg.into_sasl_response() else {
+                    let reason = "expected a SASL response";
+                    return self.refused(client, Refusal::Protocol(reason.into())).await;
                 };
                 match exchange.finish(&response.data) {
                     Ok(server_final) => {
+                        let user = user_of(client);
                         debug!(peer = %client.socket_addr(), user, "authenticated");
                         client
                             .feed(PgWireBackendMessage::Authentication(
@@ -219,18 +209,17 @@ impl StartupHandler for Startup {
                             .await?;
                         self.admit(client).await
                     }
-                    Err(refusal) => self.refused(client, &user, refusal).await,
+                    Err(refusal) => self.refused(client, refusal).await,
                 }
             }
             // After a refusal the connection is closing: whatever else comes is dropped.
             (Step::Refused, _) => Ok(()),
             (_, other) => {
-                let user = user_of(client);
                 let reason = format!(
                     "unexpected message during authentication: {:?}",
                     std::mem::discriminant(&other)
                 );
-                self.refused(client, &user, Refusal::Protocol(reason)).await
+                self.refused(client, Refusal::Protocol(reason)).await
             }
         }
     }
@@ -246,9 +235,14 @@ fn user_of<C: ClientInfo>(client: &C) -> String {
 }
 
 impl Startup {
-    fn new(shared: Arc<StartupShared>, closed: CancellationToken) -> Startup {
+    fn new(
+        shared: Arc<StartupShared>,
+        activity: Arc<Activity>,
+        closed: CancellationToken,
+    ) -> Startup {
         Startup {
             shared,
+            activity,
             step: Mutex::new(Step::Start),
             closed,
         }
@@ -274,10 +268,10 @@ impl Startup {
         let (flag, registration) = shared.cancels.register(pid, &secret);
         client.session_extensions().insert(flag);
         client.session_extensions().insert(registration);
-        if let Some(activity) = shared.sessions.activity(&client.socket_addr()) {
-            client.session_extensions().insert(activity);
-        }
-        if let Some(timeout) = shared.limits.statement_timeout {
+        client
+            .session_extensions()
+            .insert(Arc::clone(&self.activity));
+        if let Some(timeout) = shared.statement_timeout {
             client.metadata_mut().insert(
                 session::STATEMENT_TIMEOUT_KEY.to_string(),
                 timeout.as_millis().to_string(),
@@ -287,13 +281,14 @@ impl Startup {
     }
 
     /// Log a failed authentication (never the password) and refuse the connection.
-    async fn refused<C>(&self, client: &mut C, user: &str, refusal: Refusal) -> PgWireResult<()>
+    async fn refused<C>(&self, client: &mut C, refusal: Refusal) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let peer = client.socket_addr();
+        let user = user_of(client);
         match refusal {
             Refusal::Failed => {
                 warn!(%peer, user, "password authentication failed");
@@ -308,14 +303,14 @@ impl Startup {
     }
 
     /// Send a FATAL error and close the connection. The connection stays in its
-    /// authentication state, so nothing the client sends afterwards reaches a query.
+    /// authentication state, so nothing the client sends afterwards reaches a query;
+    /// [`StartupHandler::on_startup`] has left the step at [`Step::Refused`].
     async fn refuse<C>(&self, client: &mut C, code: &str, message: String) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        *self.step.lock().unwrap() = Step::Refused;
         client.set_state(PgWireConnectionState::AuthenticationInProgress);
         let error = ErrorInfo::new("FATAL".to_string(), code.to_string(), message);
         let sent = client
@@ -328,8 +323,8 @@ impl Startup {
     }
 }
 
-/// Everything connections share: the query handlers, the cancellation and session
-/// registries, the limits and the security settings.
+/// Everything connections share: the query handlers, the cancellation registry, the
+/// count of open connections, the limits and the security settings.
 pub struct Handlers {
     query: Arc<QueryHandler>,
     startup: Arc<StartupShared>,
@@ -347,7 +342,6 @@ impl Handlers {
         limits: SessionLimits,
         security: Security,
     ) -> Self {
-        let sessions = Arc::new(Sessions::default());
         let connections = Arc::new(ConnectionManager::new());
         let cancels = Cancels::new(connections.clone());
         let mut parameters = DefaultServerParameterProvider::default();
@@ -360,13 +354,12 @@ impl Handlers {
                 pids: RandomPidSecretKeyGenerator::default(),
                 connections,
                 cancels: cancels.clone(),
-                sessions: sessions.clone(),
-                limits,
+                statement_timeout: limits.statement_timeout,
                 users: security.users,
                 tls_required: security.tls_required,
             }),
             cancel: cancels,
-            sessions,
+            sessions: Arc::default(),
             limits,
             tls: security.tls,
         }
@@ -429,7 +422,7 @@ pub async fn serve(
             Ok((socket, addr)) => {
                 let _ = socket.set_nodelay(true);
                 let limits = handlers.limits;
-                let Some(open) = handlers.sessions.admit(addr, limits.max_connections) else {
+                let Some(open) = handlers.sessions.admit(limits.max_connections) else {
                     warn!(
                         %addr,
                         "refused a connection: {} are open (max_connections)",
@@ -445,7 +438,11 @@ pub async fn serve(
                 let closed = CancellationToken::new();
                 let tls = handlers.tls.clone();
                 let connection = Connection {
-                    startup: Arc::new(Startup::new(handlers.startup.clone(), closed.clone())),
+                    startup: Arc::new(Startup::new(
+                        handlers.startup.clone(),
+                        open.activity.clone(),
+                        closed.clone(),
+                    )),
                     shared: handlers.clone(),
                 };
                 let metrics = metrics.clone();

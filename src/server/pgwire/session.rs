@@ -3,11 +3,15 @@
 //! (statements running, the end of the last one) that the idle timeout reads.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
+use pgwire::error::ErrorInfo;
+use pgwire::messages::Message;
+use pgwire::messages::response::ErrorResponse;
+use pgwire::messages::startup::{GssEncRequest, SslRequest};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The metadata key where a session keeps its `statement_timeout` in milliseconds (the
@@ -63,53 +67,36 @@ impl Activity {
     }
 }
 
-/// The activity of open connections by peer address, so that start-up can hand each
-/// session its own.
+/// How many connections are open, against `max_connections`.
 #[derive(Default)]
 pub struct Sessions {
-    open: Mutex<HashMap<SocketAddr, Arc<Activity>>>,
+    open: AtomicUsize,
 }
 
-/// An open connection; it leaves the registry when dropped.
+/// An open connection and its activity; it stops counting when dropped.
 pub struct Open {
     sessions: Arc<Sessions>,
-    addr: SocketAddr,
     pub activity: Arc<Activity>,
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.sessions
-            .open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.addr);
+        self.sessions.open.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 impl Sessions {
-    /// Admit a connection from `addr`, unless `max` are open already.
-    pub fn admit(self: &Arc<Self>, addr: SocketAddr, max: usize) -> Option<Open> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if open.len() >= max {
-            return None;
-        }
-        let activity = Arc::new(Activity::default());
-        open.insert(addr, Arc::clone(&activity));
+    /// Admit a connection, unless `max` are open already.
+    pub fn admit(self: &Arc<Self>, max: usize) -> Option<Open> {
+        self.open
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
         Some(Open {
             sessions: Arc::clone(self),
-            addr,
-            activity,
+            activity: Arc::new(Activity::default()),
         })
-    }
-
-    /// The activity of the connection from `addr`.
-    pub fn activity(&self, addr: &SocketAddr) -> Option<Arc<Activity>> {
-        self.open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(addr)
-            .cloned()
     }
 }
 
@@ -129,34 +116,25 @@ async fn read_packet<S: AsyncRead + Unpin>(socket: &mut S) -> Option<Vec<u8>> {
 /// so that clients that ask for it read the error). Generic over the stream so that the
 /// fuzz target `fuzz/fuzz_targets/refuse.rs` can feed it bytes from memory.
 pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S, code: &str, message: &str) {
-    const SSL_REQUEST: i32 = 80877103;
-    const GSS_REQUEST: i32 = 80877104;
+    // pgwire keeps its CancelRequest code private.
     const CANCEL_REQUEST: i32 = 80877102;
     let code_of = |body: &[u8]| i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let mut body = read_packet(&mut socket).await?;
-        while matches!(code_of(&body), SSL_REQUEST | GSS_REQUEST) {
+        while matches!(
+            code_of(&body),
+            SslRequest::BODY_MAGIC_NUMBER | GssEncRequest::BODY_MAGIC_NUMBER
+        ) {
             socket.write_all(b"N").await.ok()?;
             body = read_packet(&mut socket).await?;
         }
         if code_of(&body) == CANCEL_REQUEST {
             return Some(());
         }
-        let mut fields = Vec::new();
-        for (tag, value) in [
-            (b'S', "FATAL"),
-            (b'V', "FATAL"),
-            (b'C', code),
-            (b'M', message),
-        ] {
-            fields.push(tag);
-            fields.extend_from_slice(value.as_bytes());
-            fields.push(0);
-        }
-        fields.push(0);
-        let mut out = vec![b'E'];
-        out.extend_from_slice(&((fields.len() + 4) as i32).to_be_bytes());
-        out.extend(fields);
+        let mut error = ErrorInfo::new("FATAL".into(), code.into(), message.into());
+        error.severity_nonlocalized = Some("FATAL".into());
+        let mut out = BytesMut::new();
+        ErrorResponse::from(error).encode(&mut out).ok()?;
         socket.write_all(&out).await.ok()?;
         socket.shutdown().await.ok()
     })
@@ -170,4 +148,28 @@ pub fn statement_timeout(metadata: &HashMap<String, String>) -> Option<Duration>
         .and_then(|v| v.parse::<u64>().ok())
         .filter(|&ms| ms > 0)
         .map(Duration::from_millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The FATAL answer is byte for byte PostgreSQL's: fields S, V, C, M, after an SSL
+    /// request declined with `N`.
+    #[tokio::test]
+    async fn refuse_declines_ssl_then_sends_one_fatal_error() {
+        let mut input = Vec::new();
+        input.extend_from_slice(&8i32.to_be_bytes());
+        input.extend_from_slice(&80877103i32.to_be_bytes());
+        input.extend_from_slice(&9i32.to_be_bytes());
+        input.extend_from_slice(&196608i32.to_be_bytes());
+        input.push(0);
+        let mut out = Vec::new();
+        refuse(tokio::io::join(&input[..], &mut out), "53300", "too many").await;
+        let mut expected = b"NE".to_vec();
+        let fields = b"SFATAL\0VFATAL\0C53300\0Mtoo many\0\0";
+        expected.extend_from_slice(&(fields.len() as i32 + 4).to_be_bytes());
+        expected.extend_from_slice(fields);
+        assert_eq!(out, expected);
+    }
 }
