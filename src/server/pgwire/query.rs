@@ -334,17 +334,15 @@ impl ExtendedQueryHandler for QueryHandler {
         self.check_open().map_err(|e| pg_error(&e))?;
         let _busy = busy(client);
         let timer = self.metrics.query_started();
-        if portal.parameters.iter().any(Option::is_some) {
-            // The server's types matter only for binary values the client left untyped.
-            let planned = if portal.statement.statement.1.is_some() {
+        check_binary_arrays(portal, || {
+            if portal.statement.statement.1.is_some() {
                 self.parser
                     .get_parameter_types(&portal.statement.statement)
                     .unwrap_or_default()
             } else {
                 Vec::new()
-            };
-            check_binary_arrays(portal, &planned)?;
-        }
+            }
+        })?;
         let result = match &portal.statement.statement {
             (_, Some(_)) => ExtendedQueryHandler::do_query(&*self.df, client, portal, max_rows)
                 .await
@@ -494,13 +492,17 @@ impl QueryParser for Parser {
     }
 }
 
-/// Parameters cast to `oid` or `oid[]` in the text: (0-based index, wire type).
 /// Refuse a binary array parameter whose header claims more elements than its bytes
 /// can hold (each element takes at least its 4-byte length). postgres-types reserves
 /// room for the claimed count before reading any element, so a 20-byte value claiming
 /// 2^31 elements made the whole process abort on a 48 GiB allocation. 22P03, like
-/// PostgreSQL's `insufficient data left in message`.
-fn check_binary_arrays<S>(portal: &Portal<S>, planned: &[Type]) -> PgWireResult<()> {
+/// PostgreSQL's `insufficient data left in message`. `planned` gives the server's
+/// parameter types; it runs only for a binary value the client left untyped.
+fn check_binary_arrays<S>(
+    portal: &Portal<S>,
+    planned: impl FnOnce() -> Vec<Type>,
+) -> PgWireResult<()> {
+    let planned = std::cell::LazyCell::new(planned);
     for (i, value) in portal.parameters.iter().enumerate() {
         let Some(value) = value else { continue };
         if !portal.parameter_format.is_binary(i) {
@@ -532,6 +534,7 @@ fn check_binary_arrays<S>(portal: &Portal<S>, planned: &[Type]) -> PgWireResult<
     Ok(())
 }
 
+/// Parameters cast to `oid` or `oid[]` in the text: (0-based index, wire type).
 fn oid_casts(sql: &str) -> Vec<(usize, Type)> {
     static CAST: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
         regex::Regex::new(r"(?i)\$(\d+)\s*::\s*(?:pg_catalog\.)?oid\s*(\[\s*\])?")
