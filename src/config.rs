@@ -202,54 +202,34 @@ impl Config {
     }
 
     fn apply(&mut self, o: &Overrides) {
-        if let Some(v) = o.pg_listen {
-            self.pg_listen = v;
+        // Every key of `Overrides` (the pattern is exhaustive, so a key missing here does
+        // not compile); `into` also wraps a value for the optional keys.
+        macro_rules! apply {
+            ($($key:ident),* $(,)?) => {
+                let Overrides { $($key),* } = o;
+                $(if let Some(v) = $key {
+                    self.$key = v.clone().into();
+                })*
+            };
         }
-        if let Some(v) = o.http_listen {
-            self.http_listen = v;
-        }
-        if let Some(v) = &o.sql_dir {
-            self.sql_dir = v.clone();
-        }
-        if let Some(v) = &o.data_dir {
-            self.data_dir = v.clone();
-        }
-        if let Some(v) = o.checkpoint_interval_ms {
-            self.checkpoint_interval_ms = v;
-        }
-        if let Some(v) = o.shutdown_grace_secs {
-            self.shutdown_grace_secs = v;
-        }
-        if let Some(v) = &o.log {
-            self.log = v.clone();
-        }
-        if let Some(v) = o.max_connections {
-            self.max_connections = v;
-        }
-        if let Some(v) = o.statement_timeout_ms {
-            self.statement_timeout_ms = v;
-        }
-        if let Some(v) = o.idle_session_timeout_secs {
-            self.idle_session_timeout_secs = v;
-        }
-        if let Some(v) = o.query_memory_mb {
-            self.query_memory_mb = v;
-        }
-        if let Some(v) = &o.auth_users_file {
-            self.auth_users_file = Some(v.clone());
-        }
-        if let Some(v) = &o.auth_password {
-            self.auth_password = Some(v.clone());
-        }
-        if let Some(v) = &o.tls_cert {
-            self.tls_cert = Some(v.clone());
-        }
-        if let Some(v) = &o.tls_key {
-            self.tls_key = Some(v.clone());
-        }
-        if let Some(v) = o.tls_required {
-            self.tls_required = v;
-        }
+        apply!(
+            pg_listen,
+            http_listen,
+            sql_dir,
+            data_dir,
+            checkpoint_interval_ms,
+            shutdown_grace_secs,
+            log,
+            max_connections,
+            statement_timeout_ms,
+            idle_session_timeout_secs,
+            query_memory_mb,
+            auth_users_file,
+            auth_password,
+            tls_cert,
+            tls_key,
+            tls_required,
+        );
     }
 
     /// The limits each PostgreSQL session runs under.
