@@ -364,47 +364,9 @@ impl Exchange {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 
-    /// A client's side of the exchange, computed from the password as RFC 5802 says.
-    fn client_final(password: &str, server_first: &str, client_first_bare: &str) -> String {
-        let mut attrs = server_first.split(',');
-        let nonce = attrs.next().unwrap().strip_prefix("r=").unwrap();
-        let salt = B64
-            .decode(attrs.next().unwrap().strip_prefix("s=").unwrap())
-            .unwrap();
-        let iterations: u32 = attrs
-            .next()
-            .unwrap()
-            .strip_prefix("i=")
-            .unwrap()
-            .parse()
-            .unwrap();
-        let mut salted = [0u8; 32];
-        // Hi() is PBKDF2-HMAC-SHA256 with one block of output.
-        let mut u = hmac(
-            password.as_bytes(),
-            &[salt.as_slice(), &[0, 0, 0, 1]].concat(),
-        );
-        salted.copy_from_slice(&u);
-        for _ in 1..iterations {
-            u = hmac(password.as_bytes(), &u);
-            for (s, x) in salted.iter_mut().zip(&u) {
-                *s ^= x;
-            }
-        }
-        let client_key = hmac(&salted, b"Client Key");
-        let stored_key = Sha256::digest(&client_key);
-        let without_proof = format!("c=biws,r={nonce}");
-        let auth = format!("{client_first_bare},{server_first},{without_proof}");
-        let signature = hmac(&stored_key, auth.as_bytes());
-        let proof: Vec<u8> = client_key
-            .iter()
-            .zip(&signature)
-            .map(|(a, b)| a ^ b)
-            .collect();
-        format!("{without_proof},p={}", B64.encode(proof))
-    }
+    use super::*;
 
     fn users(file: &str) -> Users {
         Users {
@@ -414,11 +376,17 @@ mod tests {
         }
     }
 
+    /// Log in with postgres-protocol's SCRAM client, which also checks the server's
+    /// final signature.
     fn login(users: &Users, user: &str, password: &str) -> std::result::Result<String, Refusal> {
-        let bare = "n=,r=rOprNGfwEbeRWgbNEkqO";
-        let (server_first, exchange) =
-            Exchange::start(users, user, format!("n,,{bare}").as_bytes())?;
-        exchange.finish(client_final(password, &server_first, bare).as_bytes())
+        let mut client = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+        let (server_first, exchange) = Exchange::start(users, user, client.message())?;
+        client.update(server_first.as_bytes()).unwrap();
+        let server_final = exchange.finish(client.message())?;
+        client
+            .finish(server_final.as_bytes())
+            .expect("the server's signature verifies");
+        Ok(server_final)
     }
 
     #[test]
