@@ -20,6 +20,9 @@ pub async fn sql(engine: &Engine, text: &str) -> Result<Vec<RecordBatch>> {
     match engine.execute(&classify(text)?, None).await? {
         Outcome::Rows(df) => Ok(df.collect().await?),
         Outcome::Done(_) => Ok(Vec::new()),
+        Outcome::Changes(_) => Err(WeirError::NotSupported(format!(
+            "{text} follows changes without end; read its stream instead"
+        ))),
     }
 }
 

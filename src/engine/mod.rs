@@ -27,9 +27,11 @@ use tracing::info;
 
 use crate::error::{Result, WeirError};
 use crate::sql::loader::{self, Definition};
+use crate::sql::streaming::StreamingStatement;
 use crate::sql::{Statement, parse_postgres};
 use crate::storage::{ObjectStores, resolve_location};
 use crate::view::Streams;
+use crate::view::changes::{Subscription, change_schema};
 
 /// The one database the catalog shows.
 pub const DATABASE: &str = "weir";
@@ -42,6 +44,8 @@ pub enum Outcome {
     Rows(DataFrame),
     /// A command that completed, with its PostgreSQL command tag (`CREATE TABLE`, `DROP VIEW`…).
     Done(String),
+    /// A view's changes, for as long as the client follows them (`SUBSCRIBE`).
+    Changes(Subscription),
 }
 
 /// Weir's catalog and executor, shared by every connection.
@@ -161,6 +165,12 @@ impl Engine {
                         info!(target: "weir::sql", "{}: {} {name}", def.location(), tag.to_lowercase());
                     }
                 }
+                Outcome::Changes(_) => {
+                    return Err(WeirError::NotSupported(
+                        "SUBSCRIBE streams a view's changes to a client; it has no place in a .sql file"
+                            .into(),
+                    ));
+                }
             }
             Ok::<_, WeirError>(())
         };
@@ -186,7 +196,12 @@ impl Engine {
                 DataType::Utf8,
                 false,
             )]))),
-            Statement::Streaming(s, _) => streaming::result_schema(s),
+            Statement::Streaming(s, _) => match s.as_ref() {
+                StreamingStatement::Subscribe { name, .. } => {
+                    self.streams.view(name).map(|v| change_schema(&v.schema()))
+                }
+                s => streaming::result_schema(s),
+            },
             Statement::DataFusion(_) | Statement::Postgres(_) | Statement::Accepted(_) => None,
         }
     }

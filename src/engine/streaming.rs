@@ -1,5 +1,5 @@
 //! The engine's side of streaming statements: `CREATE SOURCE`, `CREATE MATERIALIZED
-//! VIEW`, `FLUSH`, `SHOW SOURCES | MATERIALIZED VIEWS | SINKS` and `DROP`, run against
+//! VIEW`, `FLUSH`, `SHOW SOURCES | MATERIALIZED VIEWS | SINKS`, `DROP` and `SUBSCRIBE`, run against
 //! the streaming catalog (`crate::view::Streams`) and answered like any statement.
 
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use super::{Engine, Outcome};
 use crate::engine::system::{ViewRow, source_rows};
-use crate::error::Result;
+use crate::error::{Result, WeirError};
 use crate::sql::streaming::{ObjectKind, StreamingStatement};
 
 fn text_schema(columns: &[&str]) -> SchemaRef {
@@ -101,6 +101,14 @@ impl Engine {
                 streams.checkpoint().await?;
                 Ok(Outcome::Done("CHECKPOINT".into()))
             }
+            StreamingStatement::Subscribe { name, snapshot } => match streams.view(name) {
+                Some(view) => Ok(Outcome::Changes(view.subscribe_changes(*snapshot)?)),
+                None if self.exists(name) => Err(WeirError::NotSupported(format!(
+                    "SUBSCRIBE follows materialized views, and \"{name}\" is not one; \
+                     create a materialized view over it and subscribe to that"
+                ))),
+                None => Err(WeirError::UndefinedTable(name.clone())),
+            },
             StreamingStatement::Show(kind) => {
                 let batch = match kind {
                     ObjectKind::Source => rows(
@@ -168,7 +176,7 @@ impl Engine {
                     }
                     ObjectKind::Sink => {
                         if !*if_exists {
-                            return Err(crate::error::WeirError::UndefinedTable(name.clone()));
+                            return Err(WeirError::UndefinedTable(name.clone()));
                         }
                         "DROP SINK"
                     }

@@ -150,6 +150,7 @@ pub fn classify(text: &str) -> Result<Statement> {
             | ["CREATE", "MATERIALIZED", ..]
             | ["FLUSH", ..]
             | ["CHECKPOINT", ..]
+            | ["SUBSCRIBE", ..]
             | ["SHOW", "SOURCES", ..]
             | ["SHOW", "MATERIALIZED", "VIEWS", ..]
             | ["SHOW", "SINKS", ..]

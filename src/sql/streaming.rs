@@ -1,7 +1,8 @@
 //! Weir's streaming DDL, parsed from text: `CREATE SOURCE` (columns, `WATERMARK FOR`,
 //! `WITH (…)` options), `CREATE MATERIALIZED VIEW … [EMIT ON WINDOW CLOSE]`, `FLUSH`,
-//! `SHOW SOURCES | MATERIALIZED VIEWS | SINKS` and `DROP SOURCE | MATERIALIZED VIEW |
-//! SINK`. Only syntax lives here; what an option means belongs to its connector.
+//! `SHOW SOURCES | MATERIALIZED VIEWS | SINKS`, `DROP SOURCE | MATERIALIZED VIEW |
+//! SINK` and `SUBSCRIBE TO view`. Only syntax lives here; what an option means
+//! belongs to its connector.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +22,11 @@ pub enum StreamingStatement {
     Flush,
     /// `CHECKPOINT`: write a checkpoint now.
     Checkpoint,
+    /// `SUBSCRIBE [TO] view [WITH (snapshot = false)]`: follow a view's changes.
+    Subscribe {
+        name: String,
+        snapshot: bool,
+    },
     Show(ObjectKind),
     Drop {
         kind: ObjectKind,
@@ -175,6 +181,8 @@ fn parse_statement(text: &str) -> Result<Option<StreamingStatement>> {
     {
         p.next_token();
         StreamingStatement::Checkpoint
+    } else if parse_word(&mut p, "SUBSCRIBE") {
+        subscribe(&mut p)?
     } else if p.parse_keyword(Keyword::SHOW) {
         match object_kind_plural(&mut p) {
             Some(kind) => StreamingStatement::Show(kind),
@@ -278,6 +286,39 @@ fn parse_word(p: &mut Parser, word: &str) -> bool {
         }
         _ => false,
     }
+}
+
+/// After `SUBSCRIBE`: `[TO] view [WITH (snapshot = true | false)]`.
+fn subscribe(p: &mut Parser) -> Result<StreamingStatement> {
+    let _ = p.parse_keyword(Keyword::TO);
+    if p.peek_token().token == Token::LParen {
+        return Err(WeirError::NotSupported(
+            "SUBSCRIBE follows a materialized view: SUBSCRIBE TO view_name; \
+             create a materialized view for the query first"
+                .into(),
+        ));
+    }
+    let name = name_of(&p.parse_object_name(false).map_err(syntax)?);
+    let options = with_options(p)?;
+    if let Some(key) = options.0.keys().find(|k| *k != "snapshot") {
+        return Err(WeirError::InvalidParameter(format!(
+            "unknown option '{key}' for SUBSCRIBE; valid options: snapshot"
+        )));
+    }
+    let snapshot = match options
+        .get("snapshot")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("true") | Some("on") => true,
+        Some("false") | Some("off") => false,
+        Some(other) => {
+            return Err(WeirError::InvalidParameter(format!(
+                "option 'snapshot' of SUBSCRIBE is true or false, got '{other}'"
+            )));
+        }
+    };
+    Ok(StreamingStatement::Subscribe { name, snapshot })
 }
 
 fn object_kind_plural(p: &mut Parser) -> Option<ObjectKind> {
@@ -557,6 +598,30 @@ mod tests {
                 if_exists: true,
                 cascade: true
             })
+        );
+        assert_eq!(
+            parse("SUBSCRIBE TO Counts").unwrap(),
+            Some(StreamingStatement::Subscribe {
+                name: "counts".into(),
+                snapshot: true
+            })
+        );
+        assert_eq!(
+            parse("subscribe counts with (snapshot = false);").unwrap(),
+            Some(StreamingStatement::Subscribe {
+                name: "counts".into(),
+                snapshot: false
+            })
+        );
+        assert_eq!(
+            parse("SUBSCRIBE TO c WITH (progress = true)")
+                .unwrap_err()
+                .to_string(),
+            "unknown option 'progress' for SUBSCRIBE; valid options: snapshot"
+        );
+        assert_eq!(
+            parse("SUBSCRIBE TO (SELECT 1)").unwrap_err().sqlstate(),
+            "0A000"
         );
         assert_eq!(parse("SELECT 1").unwrap(), None);
         assert_eq!(parse("SHOW TABLES").unwrap(), None);

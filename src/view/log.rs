@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 
 use datafusion::arrow::array::{Array, BooleanArray, Int64Array, RecordBatch};
+use datafusion::arrow::compute::kernels::boolean::not;
 use datafusion::arrow::compute::{filter, filter_record_batch, max, min};
 use datafusion::arrow::datatypes::Int64Type;
 
@@ -36,10 +37,11 @@ impl AppendLog {
         });
     }
 
-    /// Drop the rows whose time is before `cutoff`.
-    pub fn evict(&mut self, cutoff: i64) -> Result<()> {
+    /// Drop the rows whose time is before `cutoff`; the rows dropped.
+    pub fn evict(&mut self, cutoff: i64) -> Result<Vec<RecordBatch>> {
+        let mut gone = Vec::new();
         if self.chunks.iter().all(|c| c.oldest >= cutoff) {
-            return Ok(());
+            return Ok(gone);
         }
         let mut kept = VecDeque::with_capacity(self.chunks.len());
         for chunk in self.chunks.drain(..) {
@@ -48,6 +50,7 @@ impl AppendLog {
                 continue;
             }
             if max::<Int64Type>(&chunk.times).is_none_or(|m| m < cutoff) {
+                gone.push(chunk.rows);
                 continue;
             }
             let keep: BooleanArray = chunk
@@ -62,6 +65,7 @@ impl AppendLog {
                 .expect("Int64")
                 .clone();
             let rows = filter_record_batch(&chunk.rows, &keep)?;
+            gone.push(filter_record_batch(&chunk.rows, &not(&keep)?)?);
             let oldest = min::<Int64Type>(&times).unwrap_or(i64::MIN);
             kept.push_back(Chunk {
                 rows,
@@ -70,7 +74,7 @@ impl AppendLog {
             });
         }
         self.chunks = kept;
-        Ok(())
+        Ok(gone)
     }
 
     pub fn batches(&self) -> Vec<RecordBatch> {

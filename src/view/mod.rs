@@ -2,6 +2,7 @@
 //! `CREATE SOURCE`, `CREATE MATERIALIZED VIEW`, `FLUSH`, `SHOW` and `DROP`. A view is
 //! compiled (`plan`), run by its own pipeline (`pipeline`) and read as a table (`state`).
 
+pub mod changes;
 pub mod join;
 pub mod log;
 pub mod pipeline;
@@ -199,6 +200,11 @@ impl Streams {
             meta.positions
         );
         Start::Restore(Arc::clone(&restored), meta.clone())
+    }
+
+    /// The materialized view `name`.
+    pub fn view(&self, name: &str) -> Option<Arc<View>> {
+        self.views.read().expect("views lock").get(name).cloned()
     }
 
     pub fn is_view(&self, name: &str) -> bool {
@@ -467,6 +473,7 @@ impl Streams {
             return Ok(false);
         };
         let _ = view.commands.send(Command::Stop);
+        view.dropped();
         ctx.deregister_table(name)?;
         Ok(true)
     }

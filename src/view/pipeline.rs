@@ -181,8 +181,14 @@ pub struct Driver {
     last_watermark: i64,
     /// Records a checkpoint counted as undecodable before this reader began.
     errors_before: u64,
+    /// When subscribers were last told how the open windows changed.
+    published: Instant,
     pub stages: Stages,
 }
+
+/// How often subscribers hear of changes to open windows (default emit mode) while
+/// events arrive; `FLUSH` and closing windows tell them at once.
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
 impl Driver {
     pub fn new(view: Arc<View>, partitions: &[i32]) -> Self {
@@ -209,6 +215,7 @@ impl Driver {
             ended: false,
             last_watermark: i64::MIN,
             errors_before: 0,
+            published: Instant::now(),
             stages: Stages::default(),
         }
     }
@@ -332,6 +339,10 @@ impl Driver {
             }
             view.close(state, watermark)?;
             view.expire(state, self.last_watermark)?;
+            if self.ended || now.duration_since(self.published) >= PUBLISH_EVERY {
+                view.publish_open(state)?;
+                self.published = now;
+            }
             if self.ended {
                 view.end(state);
             }
@@ -387,7 +398,7 @@ impl Driver {
                 .downcast_ref::<Int64Array>()
                 .expect("Int64")
                 .clone();
-            view.append(state, rows, times);
+            view.append(state, rows, times)?;
             self.stages.aggregate += t3.elapsed();
         } else {
             let batch = pre.apply(batch)?;
@@ -478,7 +489,7 @@ impl Driver {
                 let out = view.finish(joined)?;
                 let at = max_time.unwrap_or_else(|| wall_clock(self.unit));
                 let out_times = Int64Array::from_value(at, out.num_rows());
-                view.append(state, out, out_times);
+                view.append(state, out, out_times)?;
             }
         }
         self.stages.aggregate += t2.elapsed();
@@ -730,8 +741,16 @@ impl Pipeline {
         let ended = self.driver.ended();
         let outage = self.reader.outage();
         let view = Arc::clone(&self.driver.view);
+        let reached_by =
+            |w: &Waiting| ended || w.target.as_ref().is_some_and(|t| reached(&positions, t));
+        // What a FLUSH waited for reaches subscribers before the FLUSH returns.
+        if self.pending.iter().any(reached_by)
+            && let Err(e) = view.with_state(|s| view.publish_open(s))
+        {
+            warn!(target: "weir::view", "materialized view {}: telling subscribers failed: {e}", view.name);
+        }
         for w in std::mem::take(&mut self.pending) {
-            let done = ended || w.target.as_ref().is_some_and(|t| reached(&positions, t));
+            let done = reached_by(&w);
             if done {
                 let _ = w.reply.send(Ok(()));
                 continue;

@@ -981,6 +981,15 @@ fn aggregate_spec(
             });
         }
     }
+    let hidden_key = group_exprs.is_empty();
+    if hidden_key {
+        group_exprs.push(datafusion::physical_expr::expressions::lit(true));
+        group_fields.push(Field::new(
+            "k0",
+            datafusion::arrow::datatypes::DataType::Boolean,
+            true,
+        ));
+    }
     let physical_input = input_schema.inner();
     let mut calls = Vec::new();
     for e in &agg.aggr_expr {
@@ -1002,6 +1011,7 @@ fn aggregate_spec(
         calls,
         window,
         output_schema: nullable(agg.schema.inner()),
+        hidden_key,
     })
 }
 

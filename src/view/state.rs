@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use crate::checkpoint::Counters;
 use crate::error::{Result, WeirError};
 use crate::sql::streaming::Emit;
+use crate::view::changes::{Feed, Subscription};
 use crate::view::join::JoinSide;
 use crate::view::log::AppendLog;
 use crate::view::pipeline::Command;
@@ -242,6 +243,8 @@ pub struct ViewState {
     open: BTreeMap<i64, RecordBatch>,
     /// Views reading this one.
     readers: Vec<mpsc::UnboundedSender<Emitted>>,
+    /// Clients following the view's changes.
+    feed: Feed,
     ended: bool,
 }
 
@@ -446,6 +449,7 @@ impl View {
         };
         let stats = ViewStats::default();
         stats.watermark.store(i64::MIN, Ordering::Relaxed);
+        let feed = Feed::new(plan.schema.clone());
         View {
             name,
             definition,
@@ -459,6 +463,7 @@ impl View {
                 closed: VecDeque::new(),
                 open: BTreeMap::new(),
                 readers: Vec::new(),
+                feed,
                 ended: false,
             }),
             failure: Mutex::new(None),
@@ -498,22 +503,31 @@ impl View {
     }
 
     /// Append the view's rows (a view without aggregation), with their event times.
-    pub fn append(&self, state: &mut ViewState, rows: RecordBatch, times: Int64Array) {
+    pub fn append(
+        &self,
+        state: &mut ViewState,
+        rows: RecordBatch,
+        times: Int64Array,
+    ) -> Result<()> {
         if rows.num_rows() == 0 {
-            return;
+            return Ok(());
         }
         self.emit_rows(state, &rows);
+        state.feed.publish(&[], std::slice::from_ref(&rows))?;
         if let Some(log) = state.operator.appended() {
             log.push(rows, times);
         }
+        Ok(())
     }
 
     /// Close every window that ended at or before `watermark`.
     pub fn close(&self, state: &mut ViewState, watermark: i64) -> Result<()> {
         let closed = state.operator.close_until(watermark)?;
         for (end, rows) in closed {
-            state.open.remove(&end);
+            let shown = state.open.remove(&end);
             let out = self.finish(rows)?;
+            let kept = (out.num_rows() > 0).then_some(&out);
+            state.feed.publish_diff(shown.as_ref(), kept)?;
             if out.num_rows() > 0 {
                 self.emit_rows(state, &out);
                 state.closed.push_back((end, out));
@@ -530,12 +544,14 @@ impl View {
             && watermark != i64::MIN
         {
             let cutoff = watermark.saturating_sub(retention);
+            let mut gone = Vec::new();
             while state.closed.front().is_some_and(|(end, _)| *end <= cutoff) {
-                state.closed.pop_front();
+                gone.extend(state.closed.pop_front().map(|(_, rows)| rows));
             }
             if let Some(log) = state.operator.appended() {
-                log.evict(cutoff)?;
+                gone.extend(log.evict(cutoff)?);
             }
+            state.feed.publish(&gone, &[])?;
         }
         Ok(())
     }
@@ -551,6 +567,7 @@ impl View {
         for r in state.readers.drain(..) {
             let _ = r.send(Emitted::End);
         }
+        state.feed.end();
     }
 
     /// Start reading this view's final rows: those kept so far, then each new one; also
@@ -584,25 +601,82 @@ impl View {
                 self.name
             )));
         }
+        self.with_state(|state| self.current_rows(state))
+    }
+
+    /// The rows a query sees now, under the state's lock.
+    fn current_rows(&self, state: &mut ViewState) -> Result<Vec<RecordBatch>> {
+        if let Some(rows) = state.operator.appended_rows() {
+            return Ok(rows);
+        }
+        let mut out: Vec<RecordBatch> = state.closed.iter().map(|(_, b)| b.clone()).collect();
+        if self.emit == Emit::OnUpdate {
+            self.refresh_open(state)?;
+            out.extend(state.open.values().filter(|b| b.num_rows() > 0).cloned());
+        }
+        Ok(out)
+    }
+
+    /// Bring the current rows of the open windows up to date, and tell subscribers
+    /// what changed in them (default emit mode).
+    fn refresh_open(&self, state: &mut ViewState) -> Result<()> {
+        for (end, rows) in state.operator.refresh()? {
+            let rows = self.finish(rows)?;
+            let shown = state.open.insert(end, rows);
+            if state.feed.active() {
+                let now = state.open.get(&end).filter(|b| b.num_rows() > 0);
+                let before = shown.as_ref().filter(|b| b.num_rows() > 0);
+                state.feed.publish_diff(before, now)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Tell subscribers how the open windows changed since they were last told (the
+    /// default emit mode; other views change only as rows are appended or windows close).
+    pub fn publish_open(&self, state: &mut ViewState) -> Result<()> {
+        if self.emit == Emit::OnUpdate && state.feed.active() {
+            self.refresh_open(state)?;
+        }
+        Ok(())
+    }
+
+    /// Follow the view's changes: its rows now as inserts (`snapshot`), then every
+    /// change as it happens, until the view's source ends.
+    pub fn subscribe_changes(&self, snapshot: bool) -> Result<Subscription> {
+        if let Some(f) = self.failure() {
+            return Err(WeirError::Stopped(format!(
+                "materialized view \"{}\" stopped: {f}",
+                self.name
+            )));
+        }
         self.with_state(|state| {
-            if let Some(rows) = state.operator.appended_rows() {
-                return Ok(rows);
-            }
-            let mut out: Vec<RecordBatch> = state.closed.iter().map(|(_, b)| b.clone()).collect();
-            if self.emit == Emit::OnUpdate {
-                let changed = state.operator.refresh()?;
-                for (end, rows) in changed {
-                    let rows = self.finish(rows)?;
-                    state.open.insert(end, rows);
-                }
-                out.extend(state.open.values().filter(|b| b.num_rows() > 0).cloned());
-            }
-            Ok(out)
+            // Brought up to date either way: later changes are told against it.
+            let rows = self.current_rows(state)?;
+            let current = snapshot.then_some(rows);
+            let ended = state.ended;
+            state.feed.subscribe(&self.name, current, ended)
         })
     }
 
+    /// The view stopped on an error (`message`): queries and subscribers are told.
     pub fn fail(&self, message: String) {
+        self.with_state(|state| {
+            state.feed.stop(format!(
+                "materialized view \"{}\" stopped: {message}",
+                self.name
+            ))
+        });
         *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
+    }
+
+    /// The view was dropped: subscribers are told.
+    pub fn dropped(&self) {
+        self.with_state(|state| {
+            state
+                .feed
+                .stop(format!("materialized view \"{}\" was dropped", self.name))
+        });
     }
 
     pub fn failure(&self) -> Option<String> {

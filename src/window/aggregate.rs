@@ -61,6 +61,9 @@ pub struct AggregateSpec {
     pub window: Option<WindowKey>,
     /// Group columns then one column per aggregate.
     pub output_schema: SchemaRef,
+    /// An aggregation without `GROUP BY` groups by one constant key, which its rows do
+    /// not show.
+    pub hidden_key: bool,
 }
 
 /// The groups of one window.
@@ -366,6 +369,7 @@ impl WindowedAggregate {
         let schema = &self.spec.output_schema;
         let columns = columns
             .into_iter()
+            .skip(usize::from(self.spec.hidden_key))
             .zip(schema.fields())
             .map(|(c, f)| {
                 if c.data_type() == f.data_type() {

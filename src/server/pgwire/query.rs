@@ -13,7 +13,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::sqlparser;
 use datafusion::sql::sqlparser::parser::ParserError;
 use datafusion_postgres::DfSessionService;
-use futures::{Sink, StreamExt};
+use futures::{FutureExt, Sink, SinkExt, StreamExt};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
@@ -22,6 +22,7 @@ use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::data::{DataRow, RowDescription};
 use pgwire::types::format::FormatOptions;
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +35,7 @@ use crate::error::WeirError;
 use crate::server::metrics::Metrics;
 use crate::sql::names::output_names;
 use crate::sql::{Statement, classify, split_statements};
+use crate::view::changes::Subscription;
 
 /// A prepared statement: its text, and for ordinary SQL the parsed statement and plan.
 /// Statements Weir runs itself keep only their text and are planned at execution.
@@ -73,7 +75,12 @@ impl QueryHandler {
     }
 
     /// Run one statement of a simple-protocol query string.
-    async fn simple_one<C>(&self, client: &mut C, text: &str) -> PgWireResult<Vec<Response>>
+    async fn simple_one<C>(
+        &self,
+        client: &mut C,
+        text: &str,
+        alone: bool,
+    ) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
@@ -95,11 +102,93 @@ impl QueryHandler {
                     .run_engine(client, &statement)
                     .await
                     .map_err(|e| pg_error(&e))?;
+                if let Outcome::Changes(changes) = outcome {
+                    if !alone {
+                        return Err(pg_error(&WeirError::NotSupported(
+                            "SUBSCRIBE must be the only statement of its query".into(),
+                        )));
+                    }
+                    return Ok(vec![
+                        self.follow(client, changes, &Format::UnifiedText, true)
+                            .await?,
+                    ]);
+                }
                 Ok(vec![
                     outcome_response(outcome, &Format::UnifiedText, client, &self.metrics).await?,
                 ])
             }
         }
+    }
+
+    /// Send a view's changes as they happen (`SUBSCRIBE`): rows are flushed to the
+    /// client whenever no more are ready, not held until the statement ends, since it
+    /// ends only when the view's source does, on a CancelRequest, on the session's
+    /// `statement_timeout`, or at shutdown. `describe`: send the RowDescription too
+    /// (the simple protocol; the extended one described the portal already).
+    async fn follow<C>(
+        &self,
+        client: &mut C,
+        changes: Subscription,
+        format: &Format,
+        describe: bool,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let fields = Arc::new(arrow_pg::datatypes::arrow_schema_to_pg_fields(
+            &changes.schema,
+            format,
+            Some(options),
+        )?);
+        let encoder_fields = fields.clone();
+        let rows = changes.stream.flat_map(move |batch| {
+            let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
+                Ok(batch) => arrow_pg::datatypes::encode_recordbatch(encoder_fields.clone(), batch),
+                Err(e) => Box::new(std::iter::once(Err(pg_error(&e)))),
+            };
+            futures::stream::iter(rows)
+        });
+        let Response::Query(mut response) = map_response(
+            client,
+            &self.metrics,
+            None,
+            Response::Query(QueryResponse::new(fields, rows)),
+        ) else {
+            unreachable!("map_response keeps a query a query");
+        };
+        if describe {
+            let description =
+                RowDescription::new(response.row_schema().iter().map(Into::into).collect());
+            client
+                .send(PgWireBackendMessage::RowDescription(description))
+                .await?;
+        }
+        let mut sent = 0;
+        let rows = response.data_rows();
+        loop {
+            let next = match rows.next().now_or_never() {
+                Some(next) => next,
+                None => {
+                    // Nothing more is ready: what was fed goes out before waiting.
+                    client.flush().await?;
+                    tokio::select! {
+                        next = rows.next() => next,
+                        _ = self.shutdown.cancelled() => return Err(pg_error(&WeirError::ShuttingDown)),
+                    }
+                }
+            };
+            match next {
+                Some(row) => {
+                    client.feed(PgWireBackendMessage::DataRow(row?)).await?;
+                    sent += 1;
+                }
+                None => break,
+            }
+        }
+        Ok(Response::Execution(Tag::new("SUBSCRIBE").with_rows(sent)))
     }
 
     /// Run a statement the engine owns; `SHOW` first looks at what this session has `SET`.
@@ -270,6 +359,9 @@ async fn outcome_response<C: ClientInfo>(
             Ok(map_response(client, metrics, None, Response::Query(rows)))
         }
         Outcome::Done(tag) => Ok(Response::Execution(Tag::new(&tag))),
+        Outcome::Changes(_) => Err(pg_error(&WeirError::Internal(
+            "a subscription is sent by QueryHandler::follow".into(),
+        ))),
     }
 }
 
@@ -290,9 +382,10 @@ impl SimpleQueryHandler for QueryHandler {
             return Ok(vec![Response::EmptyQuery]);
         }
         let mut responses = Vec::with_capacity(pieces.len());
+        let alone = pieces.len() == 1;
         for piece in pieces {
             let timer = self.metrics.query_started();
-            match self.simple_one(client, &piece.text).await {
+            match self.simple_one(client, &piece.text, alone).await {
                 Ok(r) => {
                     timer.finish(None);
                     responses.extend(r);
@@ -357,6 +450,10 @@ impl ExtendedQueryHandler for QueryHandler {
                 .map_err(map_error),
             (text, None) => match classify(text) {
                 Ok(statement) => match self.run_engine(client, &statement).await {
+                    Ok(Outcome::Changes(changes)) => {
+                        self.follow(client, changes, &portal.result_column_format, false)
+                            .await
+                    }
                     Ok(outcome) => {
                         outcome_response(
                             outcome,

@@ -1,0 +1,351 @@
+//! A view's changes as they happen: the rows it gains and loses, each stamped with the
+//! time of the change and an operation, for `SUBSCRIBE` on the PostgreSQL port and the
+//! change tickets of Flight SQL. The view never waits for a subscriber: one that falls
+//! too far behind is told so and dropped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::compute::{concat_batches, take_record_batch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::row::{RowConverter, SortField};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tokio::sync::broadcast;
+
+use crate::connector::now_micros;
+use crate::error::{Result, WeirError};
+
+/// The column that tells when the view changed (UTC).
+pub const TIMESTAMP: &str = "weir_timestamp";
+/// The column that tells whether the row came (`insert`) or went (`delete`).
+pub const OP: &str = "weir_op";
+/// Change batches a subscriber may be behind before it is dropped.
+pub const CAPACITY: usize = 4096;
+
+/// What a view tells its subscribers.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Rows of the change schema: deleted rows first, then inserted ones.
+    Rows(RecordBatch),
+    /// The view's source ended: nothing more will change.
+    End,
+    /// The view stopped, or was dropped: why.
+    Stopped(String),
+}
+
+/// The rows a subscriber reads: the view's columns after [`TIMESTAMP`] and [`OP`].
+pub fn change_schema(view: &Schema) -> SchemaRef {
+    let mut fields = vec![
+        Arc::new(Field::new(
+            TIMESTAMP,
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        )),
+        Arc::new(Field::new(OP, DataType::Utf8, false)),
+    ];
+    fields.extend(view.fields().iter().cloned());
+    Arc::new(Schema::new(fields))
+}
+
+/// A view's subscribers.
+pub struct Feed {
+    sender: broadcast::Sender<Change>,
+    view: SchemaRef,
+    schema: SchemaRef,
+    /// The last timestamp given, so that timestamps never go back.
+    last: i64,
+}
+
+impl Feed {
+    pub fn new(view: SchemaRef) -> Feed {
+        Feed {
+            sender: broadcast::Sender::new(CAPACITY),
+            schema: change_schema(&view),
+            view,
+            last: i64::MIN,
+        }
+    }
+
+    /// Whether anyone listens (nothing is computed for changes otherwise).
+    pub fn active(&self) -> bool {
+        self.sender.receiver_count() > 0
+    }
+
+    fn stamp(&mut self) -> i64 {
+        self.last = self.last.max(now_micros());
+        self.last
+    }
+
+    /// Tell the subscribers that `deleted` rows went and `inserted` rows came.
+    pub fn publish(&mut self, deleted: &[RecordBatch], inserted: &[RecordBatch]) -> Result<()> {
+        if !self.active() {
+            return Ok(());
+        }
+        let at = self.stamp();
+        if let Some(batch) = self.changes(at, deleted, inserted)? {
+            let _ = self.sender.send(Change::Rows(batch));
+        }
+        Ok(())
+    }
+
+    /// Tell the subscribers what changed between a window's (or the whole view's) rows
+    /// `old` and `new`: only the rows that differ.
+    pub fn publish_diff(
+        &mut self,
+        old: Option<&RecordBatch>,
+        new: Option<&RecordBatch>,
+    ) -> Result<()> {
+        if !self.active() {
+            return Ok(());
+        }
+        let (deleted, inserted) = diff(old, new)?;
+        self.publish(&deleted, &inserted)
+    }
+
+    /// The view's source ended.
+    pub fn end(&self) {
+        let _ = self.sender.send(Change::End);
+    }
+
+    /// The view stopped (or was dropped): `why`.
+    pub fn stop(&self, why: String) {
+        let _ = self.sender.send(Change::Stopped(why));
+    }
+
+    /// A new subscriber that first reads `current` (the view's rows now, as inserts),
+    /// then every change after this call. `ended`: the view will not change any more.
+    pub fn subscribe(
+        &mut self,
+        name: &str,
+        current: Option<Vec<RecordBatch>>,
+        ended: bool,
+    ) -> Result<Subscription> {
+        let receiver = self.sender.subscribe();
+        let first = match current {
+            Some(rows) => {
+                let at = self.stamp();
+                self.changes(at, &[], &rows)?
+            }
+            None => None,
+        };
+        let first = futures::stream::iter(first.map(Ok));
+        let name = name.to_string();
+        let rest = futures::stream::unfold(
+            (receiver, ended, false),
+            move |(mut receiver, ended, done)| {
+                let name = name.clone();
+                async move {
+                    if done || ended {
+                        return None;
+                    }
+                    let item = match receiver.recv().await {
+                        Ok(Change::Rows(batch)) => Ok(batch),
+                        Ok(Change::End) => return None,
+                        Ok(Change::Stopped(why)) => Err(WeirError::Stopped(why)),
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            Err(WeirError::Stopped(format!(
+                                "the subscription to \"{name}\" fell {n} changes behind the view \
+                                 (at most {CAPACITY} are kept for a subscriber); subscribe again"
+                            )))
+                        }
+                        Err(broadcast::error::RecvError::Closed) => Err(WeirError::Stopped(
+                            format!("materialized view \"{name}\" was dropped"),
+                        )),
+                    };
+                    let done = item.is_err();
+                    Some((item, (receiver, ended, done)))
+                }
+            },
+        );
+        Ok(Subscription {
+            schema: Arc::clone(&self.schema),
+            stream: first.chain(rest).boxed(),
+        })
+    }
+
+    /// One batch of the change schema: `deleted` then `inserted`, all at `at`.
+    fn changes(
+        &self,
+        at: i64,
+        deleted: &[RecordBatch],
+        inserted: &[RecordBatch],
+    ) -> Result<Option<RecordBatch>> {
+        let gone: usize = deleted.iter().map(RecordBatch::num_rows).sum();
+        let came: usize = inserted.iter().map(RecordBatch::num_rows).sum();
+        if gone + came == 0 {
+            return Ok(None);
+        }
+        let rows = concat_batches(&self.view, deleted.iter().chain(inserted))?;
+        let ops = std::iter::repeat_n("delete", gone).chain(std::iter::repeat_n("insert", came));
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(TimestampMicrosecondArray::from_value(at, gone + came).with_timezone("UTC")),
+            Arc::new(StringArray::from_iter_values(ops)),
+        ];
+        columns.extend(rows.columns().iter().cloned());
+        Ok(Some(RecordBatch::try_new(
+            Arc::clone(&self.schema),
+            columns,
+        )?))
+    }
+}
+
+/// A view's changes as a client reads them.
+pub struct Subscription {
+    /// [`change_schema`] of the view.
+    pub schema: SchemaRef,
+    /// Batches of that schema, as the view changes; ends when the view's source ends.
+    pub stream: BoxStream<'static, Result<RecordBatch>>,
+}
+
+/// The rows of `old` that are not in `new`, and the rows of `new` that are not in `old`
+/// (as multisets: a row twice in `old` and once in `new` is deleted once).
+pub fn diff(
+    old: Option<&RecordBatch>,
+    new: Option<&RecordBatch>,
+) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>)> {
+    let (old, new) = match (old, new) {
+        (None, None) => return Ok((vec![], vec![])),
+        (Some(old), None) => return Ok((vec![old.clone()], vec![])),
+        (None, Some(new)) => return Ok((vec![], vec![new.clone()])),
+        (Some(old), Some(new)) => (old, new),
+    };
+    let fields = old
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| SortField::new(f.data_type().clone()))
+        .collect();
+    // Types the row format cannot hold: everything went and came again.
+    let Ok(converter) = RowConverter::new(fields) else {
+        return Ok((vec![old.clone()], vec![new.clone()]));
+    };
+    let old_rows = converter.convert_columns(old.columns())?;
+    let new_rows = converter.convert_columns(new.columns())?;
+    let mut unmatched: HashMap<&[u8], Vec<u32>> = HashMap::with_capacity(old.num_rows());
+    for (i, row) in old_rows.iter().enumerate().rev() {
+        unmatched.entry(row.data()).or_default().push(i as u32);
+    }
+    let mut inserted = Vec::new();
+    for (i, row) in new_rows.iter().enumerate() {
+        match unmatched.get_mut(row.data()).and_then(Vec::pop) {
+            Some(_) => {}
+            None => inserted.push(i as u32),
+        }
+    }
+    let mut deleted: Vec<u32> = unmatched.into_values().flatten().collect();
+    deleted.sort_unstable();
+    let pick = |batch: &RecordBatch, indices: Vec<u32>| -> Result<Vec<RecordBatch>> {
+        if indices.is_empty() {
+            return Ok(vec![]);
+        }
+        let indices = datafusion::arrow::array::UInt32Array::from(indices);
+        Ok(vec![take_record_batch(batch, &indices)?])
+    };
+    Ok((pick(old, deleted)?, pick(new, inserted)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Array, Int64Array};
+
+    fn batch(keys: &[&str], counts: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(keys.to_vec())),
+                Arc::new(Int64Array::from(counts.to_vec())),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn rows(batches: &[RecordBatch]) -> Vec<(String, i64)> {
+        let mut out = Vec::new();
+        for b in batches {
+            let k = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+            let n = b.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
+            for i in 0..b.num_rows() {
+                out.push((k.value(i).to_string(), n.value(i)));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn diff_keeps_only_the_rows_that_changed() {
+        let old = batch(&["a", "b", "c", "c"], &[1, 2, 3, 3]);
+        let new = batch(&["c", "a", "b", "d"], &[3, 1, 5, 1]);
+        let (deleted, inserted) = diff(Some(&old), Some(&new)).unwrap();
+        assert_eq!(rows(&deleted), vec![("b".into(), 2), ("c".into(), 3)]);
+        assert_eq!(rows(&inserted), vec![("b".into(), 5), ("d".into(), 1)]);
+        let (deleted, inserted) = diff(Some(&old), None).unwrap();
+        assert_eq!(rows(&deleted).len(), 4);
+        assert!(inserted.is_empty());
+    }
+
+    #[tokio::test]
+    async fn subscribers_read_the_rows_then_each_change_once_in_order() {
+        let view = batch(&[], &[]).schema();
+        let mut feed = Feed::new(Arc::clone(&view));
+        assert!(!feed.active());
+        feed.publish(&[], &[batch(&["before"], &[0])]).unwrap();
+        let sub = feed
+            .subscribe("v", Some(vec![batch(&["a"], &[1])]), false)
+            .unwrap();
+        assert!(feed.active());
+        assert_eq!(sub.schema.field(0).name(), TIMESTAMP);
+        feed.publish_diff(Some(&batch(&["a"], &[1])), Some(&batch(&["a"], &[2])))
+            .unwrap();
+        feed.publish(&[batch(&["a"], &[2])], &[]).unwrap();
+        feed.end();
+        let got: Vec<RecordBatch> = sub.stream.map(|b| b.unwrap()).collect::<Vec<_>>().await;
+        let ops: Vec<String> = got
+            .iter()
+            .flat_map(|b| {
+                let ops = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+                let keys = b.column(2).as_any().downcast_ref::<StringArray>().unwrap();
+                let n = b.column(3).as_any().downcast_ref::<Int64Array>().unwrap();
+                (0..b.num_rows())
+                    .map(|i| format!("{} {} {}", ops.value(i), keys.value(i), n.value(i)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(
+            ops,
+            vec!["insert a 1", "delete a 1", "insert a 2", "delete a 2"]
+        );
+        let stamps: Vec<i64> = got
+            .iter()
+            .map(|b| {
+                let t = b
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<TimestampMicrosecondArray>()
+                    .unwrap();
+                assert!(!t.is_null(0));
+                t.value(0)
+            })
+            .collect();
+        assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "{stamps:?}");
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_is_told() {
+        let view = batch(&[], &[]).schema();
+        let mut feed = Feed::new(view);
+        let mut sub = feed.subscribe("v", None, false).unwrap();
+        for i in 0..(CAPACITY as i64 + 10) {
+            feed.publish(&[], &[batch(&["x"], &[i])]).unwrap();
+        }
+        let err = sub.stream.next().await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("fell 10 changes behind"), "{err}");
+        assert!(sub.stream.next().await.is_none());
+    }
+}
