@@ -17,6 +17,8 @@ use crate::error::{Result, WeirError};
 pub struct Config {
     /// Address of the PostgreSQL wire listener. Default `127.0.0.1:5433`.
     pub pg_listen: SocketAddr,
+    /// Address of the Arrow Flight SQL (gRPC) listener. Default `127.0.0.1:50051`.
+    pub flight_listen: SocketAddr,
     /// Address of the HTTP listener (`/healthz`, `/metrics`). Default `127.0.0.1:8080`.
     pub http_listen: SocketAddr,
     /// Folder of `.sql` files applied at start-up. Default `./sql`.
@@ -87,6 +89,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             pg_listen: SocketAddr::from(([127, 0, 0, 1], 5433)),
+            flight_listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             sql_dir: PathBuf::from("sql"),
             data_dir: PathBuf::from("weir-data"),
@@ -126,6 +129,9 @@ pub struct Overrides {
     /// PostgreSQL wire listener address [default: 127.0.0.1:5433]
     #[arg(long, env = "WEIR_PG_LISTEN")]
     pub pg_listen: Option<SocketAddr>,
+    /// Arrow Flight SQL listener address [default: 127.0.0.1:50051]
+    #[arg(long, env = "WEIR_FLIGHT_LISTEN")]
+    pub flight_listen: Option<SocketAddr>,
     /// HTTP listener address for /healthz and /metrics [default: 127.0.0.1:8080]
     #[arg(long, env = "WEIR_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
@@ -214,6 +220,7 @@ impl Config {
         }
         apply!(
             pg_listen,
+            flight_listen,
             http_listen,
             sql_dir,
             data_dir,
@@ -266,15 +273,22 @@ mod tests {
 
     #[test]
     fn layers_apply_in_order() {
-        let mut c = Config::from_toml("pg_listen = \"127.0.0.1:6000\"\nlog = \"debug\"").unwrap();
+        let mut c = Config::from_toml(
+            "pg_listen = \"127.0.0.1:6000\"\nflight_listen = \"127.0.0.1:6001\"\nlog = \"debug\"",
+        )
+        .unwrap();
         assert_eq!(c.pg_listen.port(), 6000);
+        assert_eq!(c.flight_listen.port(), 6001);
         assert_eq!(c.http_listen.port(), 8080);
         c.apply(&Overrides {
             pg_listen: Some("127.0.0.1:7000".parse().unwrap()),
+            flight_listen: Some("127.0.0.1:7001".parse().unwrap()),
             ..Default::default()
         });
         assert_eq!(c.pg_listen.port(), 7000);
+        assert_eq!(c.flight_listen.port(), 7001);
         assert_eq!(c.log, "debug");
+        assert_eq!(Config::default().flight_listen.port(), 50051);
     }
 
     #[test]

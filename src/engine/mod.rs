@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
@@ -46,6 +47,61 @@ pub enum Outcome {
     Done(String),
     /// A view's changes, for as long as the client follows them (`SUBSCRIBE`).
     Changes(Subscription),
+}
+
+/// A statement planned without running anything, to run later (once or many times, with
+/// parameter values): what fronts that prepare statements hold (Flight SQL).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    statement: Statement,
+    /// The plan of ordinary SQL (`Statement::Postgres`); statements the engine runs
+    /// itself are planned when they run.
+    plan: Option<LogicalPlan>,
+    /// The columns it returns; `None`: no rows (DDL and other commands).
+    schema: Option<SchemaRef>,
+}
+
+impl Prepared {
+    /// The statement as classified.
+    pub fn statement(&self) -> &Statement {
+        &self.statement
+    }
+
+    /// The columns it returns; `None` for a statement that returns no rows.
+    pub fn schema(&self) -> Option<&SchemaRef> {
+        self.schema.as_ref()
+    }
+
+    /// The types of its parameters `$1`…`$n` in order (`None` where the plan leaves one
+    /// untyped, as in `SELECT $1`). Statements the engine runs itself take none.
+    pub fn parameter_types(&self) -> Result<Vec<Option<DataType>>> {
+        let Some(plan) = &self.plan else {
+            return Ok(Vec::new());
+        };
+        let mut types = Vec::new();
+        for (id, ty) in plan.get_parameter_types()? {
+            let index = id
+                .strip_prefix('$')
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|&n| n > 0)
+                .ok_or_else(|| {
+                    WeirError::NotSupported(format!(
+                        "parameter {id}: only positional parameters ($1, $2, …) are supported"
+                    ))
+                })?;
+            if types.len() < index {
+                types.resize(index, None);
+            }
+            types[index - 1] = ty;
+        }
+        Ok(types)
+    }
+
+    /// `SET`, `BEGIN`/`COMMIT` and SQL-level `PREPARE`/`EXECUTE`: statements about a
+    /// session, which only fronts that keep sessions can honour.
+    pub fn is_session_statement(&self) -> bool {
+        matches!(self.plan, Some(LogicalPlan::Statement(_)))
+    }
 }
 
 /// Weir's catalog and executor, shared by every connection.
@@ -208,18 +264,46 @@ impl Engine {
 
     /// The columns any statement returns, planning ordinary SQL without running it.
     pub async fn plan_schema(&self, statement: &Statement) -> Result<Option<SchemaRef>> {
+        Ok(self.prepare(statement.clone()).await?.schema)
+    }
+
+    /// Plan a statement without running anything: ordinary SQL into its logical plan
+    /// (placeholders `$1`… left in), the engine's own statements kept as they are.
+    pub async fn prepare(&self, statement: Statement) -> Result<Prepared> {
         match statement {
-            Statement::Postgres(text) => {
+            Statement::Postgres(ref text) => {
                 let plan = self
                     .ctx
                     .state()
                     .statement_to_plan(parse_postgres(text)?)
                     .await?;
-                Ok(command_tag(&plan)
+                let schema = command_tag(&plan)
                     .is_none()
-                    .then(|| Arc::clone(plan.schema().inner())))
+                    .then(|| Arc::clone(plan.schema().inner()));
+                Ok(Prepared {
+                    statement,
+                    plan: Some(plan),
+                    schema,
+                })
             }
-            other => Ok(self.result_schema(other)),
+            other => Ok(Prepared {
+                schema: self.result_schema(&other),
+                statement: other,
+                plan: None,
+            }),
+        }
+    }
+
+    /// Run a prepared statement, with `parameters` for `$1`… when it has any.
+    pub async fn execute_prepared(
+        &self,
+        prepared: &Prepared,
+        parameters: Option<Vec<ScalarValue>>,
+    ) -> Result<Outcome> {
+        match (&prepared.plan, parameters) {
+            (Some(plan), Some(values)) => self.run_plan(plan.clone().with_param_values(values)?).await,
+            (Some(plan), None) => self.run_plan(plan.clone()).await,
+            (None, _) => self.execute(&prepared.statement, None).await,
         }
     }
 
@@ -274,6 +358,11 @@ impl Engine {
             _ => {}
         }
         let plan = self.ctx.state().statement_to_plan(statement).await?;
+        self.run_plan(plan).await
+    }
+
+    /// Run a plan: a command to its end (with its tag), a query as rows to stream.
+    async fn run_plan(&self, plan: LogicalPlan) -> Result<Outcome> {
         let tag = command_tag(&plan);
         let df = self.ctx.execute_logical_plan(plan).await?;
         match tag {

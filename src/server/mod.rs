@@ -2,6 +2,7 @@
 //! and stop gracefully. Shutdown is one mechanism everywhere: a cancellation token
 //! that every listener watches, and a task tracker that waits for open connections.
 
+pub mod flight;
 pub mod http;
 pub mod metrics;
 pub mod pgwire;
@@ -30,15 +31,16 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
 /// statements `shutdown_grace_secs` to finish, and return.
 pub async fn run(config: Config) -> Result<()> {
     let security = pgwire::Security::from_config(&config)?;
-    if !config.pg_listen.ip().is_loopback() && security.users.is_none() {
-        return Err(WeirError::Config(format!(
-            "refusing to listen on {} without authentication; set auth_users_file or auth_password, or listen on a loopback address",
-            config.pg_listen
-        )));
+    for addr in [config.pg_listen, config.flight_listen] {
+        if !addr.ip().is_loopback() && security.users.is_none() {
+            return Err(WeirError::Config(format!(
+                "refusing to listen on {addr} without authentication; set auth_users_file or auth_password, or listen on a loopback address"
+            )));
+        }
     }
     if let Some(users) = &security.users {
         info!(
-            "PostgreSQL clients authenticate with SCRAM-SHA-256 ({} users in the users file{})",
+            "PostgreSQL clients authenticate with SCRAM-SHA-256, Flight SQL clients with a password or a bearer token ({} users in the users file{})",
             users.len(),
             if config.auth_password.is_some() {
                 ", auth_password for any other"
@@ -60,6 +62,12 @@ pub async fn run(config: Config) -> Result<()> {
         warn!(
             "listening on {} without TLS: passwords are not sent, but queries and results travel in plain text",
             config.pg_listen
+        );
+    }
+    if !config.flight_listen.ip().is_loopback() {
+        warn!(
+            "Flight SQL on {} has no TLS: passwords, tokens, queries and results travel in plain text",
+            config.flight_listen
         );
     }
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
@@ -103,6 +111,7 @@ pub async fn run(config: Config) -> Result<()> {
     }
 
     let pg_listener = bind(config.pg_listen, "PostgreSQL").await?;
+    let flight_listener = bind(config.flight_listen, "Flight SQL").await?;
     let http_listener = bind(config.http_listen, "HTTP").await?;
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -116,6 +125,11 @@ pub async fn run(config: Config) -> Result<()> {
     });
     let metrics = Metrics::new();
 
+    let flight_auth = security
+        .users
+        .clone()
+        .map(|users| Arc::new(flight::auth::Auth::new(users)));
+    let flight = flight::FlightSql::new(engine.clone(), metrics.clone(), flight_auth);
     let limits = config.session_limits();
     let handlers = Arc::new(pgwire::Handlers::new(
         engine.clone(),
@@ -124,6 +138,7 @@ pub async fn run(config: Config) -> Result<()> {
         limits,
         security,
     ));
+    let shutdown_flight = shutdown.clone();
     let pg = tokio::spawn(pgwire::serve(
         pg_listener,
         handlers,
@@ -131,15 +146,22 @@ pub async fn run(config: Config) -> Result<()> {
         shutdown.clone(),
         tracker.clone(),
     ));
+    // The Flight server drains its own calls on shutdown; the tracker bounds the wait.
+    tracker.spawn(async move {
+        if let Err(e) = flight::serve(flight_listener, flight, shutdown_flight).await {
+            warn!("{e}");
+        }
+    });
     let http = tokio::spawn(http::serve(
         http_listener,
         metrics.clone(),
         shutdown.clone(),
     ));
     info!(
-        "weir {} ready: PostgreSQL on {}, HTTP on {}",
+        "weir {} ready: PostgreSQL on {}, Flight SQL on {}, HTTP on {}",
         env!("CARGO_PKG_VERSION"),
         config.pg_listen,
+        config.flight_listen,
         config.http_listen
     );
 

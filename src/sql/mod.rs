@@ -113,6 +113,38 @@ pub fn split_statements(script: &str) -> Result<Vec<SqlText>> {
     Ok(out)
 }
 
+/// A statement written with `?` placeholders (the style of JDBC and ADBC clients) with
+/// them numbered `$1`, `$2`… in order, as PostgreSQL and the planner take them. A
+/// statement that already has `$n` placeholders, or no `?`, comes back unchanged; a `?`
+/// inside a string or a comment is no placeholder.
+pub fn numbered_placeholders(text: &str) -> Result<std::borrow::Cow<'_, str>> {
+    let tokens = tokenize(text)?;
+    if tokens
+        .iter()
+        .any(|t| matches!(&t.token, Token::Placeholder(p) if p.starts_with('$')))
+    {
+        return Ok(text.into());
+    }
+    let index = LineIndex::new(text);
+    let marks: Vec<usize> = tokens
+        .iter()
+        .filter(|t| matches!(&t.token, Token::Question) || matches!(&t.token, Token::Placeholder(p) if p == "?"))
+        .map(|t| index.offset(t.span.start.line, t.span.start.column))
+        .collect();
+    if marks.is_empty() {
+        return Ok(text.into());
+    }
+    let mut out = String::with_capacity(text.len() + 2 * marks.len());
+    let mut last = 0;
+    for (n, at) in marks.into_iter().enumerate() {
+        out.push_str(&text[last..at]);
+        out.push_str(&format!("${}", n + 1));
+        last = at + 1;
+    }
+    out.push_str(&text[last..]);
+    Ok(out.into())
+}
+
 /// The leading keywords of a statement, upper-case, comments skipped.
 fn leading_words(tokens: &[TokenWithSpan], n: usize) -> Vec<String> {
     tokens
@@ -233,6 +265,22 @@ mod tests {
             ]
         );
         assert!(split_statements("-- ping").unwrap().is_empty());
+    }
+
+    #[test]
+    fn question_marks_become_numbered_placeholders() {
+        let p = |t| numbered_placeholders(t).unwrap().into_owned();
+        assert_eq!(
+            p("SELECT * FROM t WHERE a = ? AND b IN (?,?)"),
+            "SELECT * FROM t WHERE a = $1 AND b IN ($2,$3)"
+        );
+        assert_eq!(
+            p("SELECT '?', \"?\" FROM t -- ?\nWHERE a = ?"),
+            "SELECT '?', \"?\" FROM t -- ?\nWHERE a = $1"
+        );
+        assert_eq!(p("SELECT $1, ?"), "SELECT $1, ?");
+        assert_eq!(p("SELECT 'é', ?"), "SELECT 'é', $1");
+        assert_eq!(p("SELECT 1"), "SELECT 1");
     }
 
     #[test]

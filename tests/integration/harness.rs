@@ -120,12 +120,14 @@ impl Server {
         extra: &[&str],
     ) -> Server {
         let pg_port = free_port();
+        let flight_port = free_port();
         let http_port = free_port();
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut child = Command::new(weir_bin())
             .current_dir(root)
             .args(["serve", "--sql-dir", sql_dir])
             .args(["--pg-listen", &format!("{host}:{pg_port}")])
+            .args(["--flight-listen", &format!("{host}:{flight_port}")])
             .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
             .arg("--data-dir")
             .arg(data_dir)

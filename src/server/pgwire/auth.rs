@@ -74,6 +74,18 @@ impl Verifier {
         })
     }
 
+    /// Does `password` match this verifier? The client side of SCRAM computed here:
+    /// SaltedPassword = PBKDF2-HMAC-SHA256(SASLprep(password), salt, iterations),
+    /// ClientKey = HMAC(SaltedPassword, "Client Key"), and SHA-256(ClientKey) compared in
+    /// constant time with the StoredKey. For fronts that receive the password itself
+    /// (Flight SQL's basic authentication).
+    pub fn check_password(&self, password: &str) -> bool {
+        let salted = pbkdf2_sha256(&normalize(password), &self.salt, self.iterations);
+        let client_key = hmac(&salted, b"Client Key");
+        let stored_key = Sha256::digest(&client_key);
+        stored_key.as_slice().ct_eq(&self.stored_key).into()
+    }
+
     /// Hash a plain password (SASLprep, random salt, 4096 iterations), as PostgreSQL's
     /// `password_encryption = scram-sha-256` does.
     pub fn from_password(password: &str) -> Verifier {
@@ -101,6 +113,34 @@ fn hmac(key: &[u8], msg: &[u8]) -> Vec<u8> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(msg);
     mac.finalize().into_bytes().to_vec()
+}
+
+/// SASLprep, as PostgreSQL and postgres-protocol apply it before hashing; a password
+/// SASLprep refuses is used as it is, as they do.
+fn normalize(password: &str) -> Vec<u8> {
+    match stringprep::saslprep(password) {
+        Ok(p) => p.into_owned().into_bytes(),
+        Err(_) => password.as_bytes().to_vec(),
+    }
+}
+
+/// PBKDF2-HMAC-SHA256 with one block of output (32 bytes, SCRAM-SHA-256's SaltedPassword).
+fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
+    let mac = Hmac::<Sha256>::new_from_slice(password).expect("HMAC takes keys of any length");
+    let mut block = mac.clone();
+    block.update(salt);
+    block.update(&1u32.to_be_bytes());
+    let mut u = block.finalize().into_bytes();
+    let mut out = u;
+    for _ in 1..iterations {
+        let mut next = mac.clone();
+        next.update(&u);
+        u = next.finalize().into_bytes();
+        for (o, b) in out.iter_mut().zip(u.iter()) {
+            *o ^= b;
+        }
+    }
+    out.to_vec()
 }
 
 /// The users who may connect, with their verifiers.
@@ -213,6 +253,18 @@ impl Users {
     /// The verifier of `user`, or `None` for a user nobody declared.
     fn verifier(&self, user: &str) -> Option<&Verifier> {
         self.by_name.get(user).or(self.any.as_ref())
+    }
+
+    /// Does `user` log in with `password`? An unknown user costs the same work as a wrong
+    /// password and is refused the same way.
+    pub fn check_password(&self, user: &str, password: &str) -> bool {
+        match self.verifier(user) {
+            Some(v) => v.check_password(password),
+            None => {
+                let _ = self.mock(user).check_password(password);
+                false
+            }
+        }
     }
 
     /// A made-up verifier for an unknown user: its salt is the same at every attempt, and
@@ -398,6 +450,30 @@ mod tests {
         assert_eq!(login(&u, "alice", "wrong"), Err(Refusal::Failed));
         assert_eq!(login(&u, "bob", "pa:ss"), Err(Refusal::Failed));
         assert_eq!(login(&u, "carol", "pa:ss"), Err(Refusal::Failed));
+    }
+
+    #[test]
+    fn plain_passwords_check_against_verifiers() {
+        // A verifier made by postgres-protocol (as PostgreSQL makes them), one made here,
+        // and a password that SASLprep changes (a soft hyphen is mapped to nothing).
+        let made = postgres_protocol::password::scram_sha_256("I\u{00AD}X".as_bytes());
+        let u = users(&format!("alice:pa:ss\nbob:{made}\n"));
+        assert!(u.check_password("alice", "pa:ss"));
+        assert!(!u.check_password("alice", "pa:sS"));
+        assert!(u.check_password("bob", "IX"));
+        assert!(u.check_password("bob", "I\u{00AD}X"));
+        assert!(!u.check_password("bob", "I X"));
+        assert!(!u.check_password("carol", "pa:ss"));
+        let v = Verifier::from_password("s3cret");
+        assert!(v.check_password("s3cret"));
+        assert!(!v.check_password(""));
+        // RFC 7677's test vector: user "user", password "pencil", 4096 iterations.
+        let rfc = Verifier::parse(
+            "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
+        )
+        .unwrap();
+        assert!(rfc.check_password("pencil"));
+        assert!(!rfc.check_password("pencil "));
     }
 
     #[test]

@@ -61,6 +61,7 @@ class Server {
       bin,
       ['serve', '--sql-dir', path.join(ROOT, 'tests/fixtures/sql'),
         '--pg-listen', `127.0.0.1:${this.port}`, '--http-listen', `127.0.0.1:${httpPort}`,
+        '--flight-listen', '127.0.0.1:0',
         '--data-dir', path.join(this.dir, 'data')],
       { cwd: ROOT, stdio: ['ignore', log, log] },
     );
