@@ -10,6 +10,7 @@ pub mod latency;
 pub mod measure;
 pub mod memory;
 pub mod nexmark;
+pub mod serve;
 
 use clap::Subcommand;
 
@@ -84,6 +85,16 @@ pub enum Bench {
         #[arg(long, value_name = "FILE")]
         json: Option<std::path::PathBuf>,
     },
+    /// Reading a Parquet table and a materialized view whole over Arrow Flight SQL and
+    /// over the PostgreSQL port (binary and text rows): rows/s and MB/s in one run.
+    Serve {
+        /// Rows of the Parquet table
+        #[arg(long, default_value_t = 10_000_000)]
+        rows: u64,
+        /// Rows of the materialized view
+        #[arg(long, default_value_t = 2_000_000)]
+        view_rows: u64,
+    },
     /// State per open (window, key) group with count, sum and max.
     Memory {
         /// Groups to open in one window
@@ -140,6 +151,7 @@ pub async fn run(bench: Bench) -> Result<()> {
             .await
         }
         Bench::Memory { groups } => memory::run(groups).await,
+        Bench::Serve { rows, view_rows } => serve::run(rows, view_rows).await,
         Bench::Nexmark {
             queries,
             events,

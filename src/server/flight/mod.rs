@@ -49,7 +49,8 @@ use statements::{MAX_PREPARED, PreparedStatements, parameter_rows};
 /// Parameter rows one DoPut may bind (each row of an update runs it once).
 const MAX_PARAMETER_ROWS: usize = 10_000;
 
-type FlightDataStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send>>;
+type FlightDataStream =
+    Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send>>;
 
 /// The Flight SQL service: the engine, the open prepared statements and the users'
 /// tokens.
@@ -145,6 +146,10 @@ impl FlightSql {
                     })
                 }
                 Outcome::Done(_) => Ok(Rows::none()),
+                Outcome::Changes(changes) => Ok(Rows {
+                    schema: changes.schema,
+                    batches: changes.stream,
+                }),
             }
         }
         .await;
@@ -162,6 +167,9 @@ impl FlightSql {
         let result: Result<i64> = async {
             match self.engine.execute_prepared(prepared, parameters).await? {
                 Outcome::Done(_) => Ok(0),
+                Outcome::Changes(_) => Err(WeirError::NotSupported(
+                    "SUBSCRIBE streams rows: run it as a query (GetFlightInfo, then DoGet), not as an update".into(),
+                )),
                 Outcome::Rows(df) => {
                     // DataFusion's DML and COPY answer one `count` row; other rows are read
                     // to the end (that is the statement's work) and dropped.
@@ -429,7 +437,8 @@ impl FlightSqlService for FlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.statement_info(&query.query, request.into_inner()).await
+        self.statement_info(&query.query, request.into_inner())
+            .await
     }
 
     async fn do_get_statement(
@@ -437,15 +446,14 @@ impl FlightSqlService for FlightSql {
         ticket: TicketStatementQuery,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let rows = match statements::Ticket::decode(&ticket.statement_handle)
-            .map_err(|e| status(&e))?
-        {
-            statements::Ticket::Query(sql) => {
-                let prepared = self.prepare(&sql).await.map_err(|e| self.failed(e))?;
-                self.rows(&prepared, None).await.map_err(|e| status(&e))?
-            }
-            statements::Ticket::Done => Rows::none(),
-        };
+        let rows =
+            match statements::Ticket::decode(&ticket.statement_handle).map_err(|e| status(&e))? {
+                statements::Ticket::Query(sql) => {
+                    let prepared = self.prepare(&sql).await.map_err(|e| self.failed(e))?;
+                    self.rows(&prepared, None).await.map_err(|e| status(&e))?
+                }
+                statements::Ticket::Done => Rows::none(),
+            };
         Ok(Response::new(flight_data(rows, &self.metrics)))
     }
 
@@ -594,7 +602,10 @@ impl FlightSqlService for FlightSql {
         query: ActionCreatePreparedStatementRequest,
         _request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let prepared = self.prepare(&query.query).await.map_err(|e| self.failed(e))?;
+        let prepared = self
+            .prepare(&query.query)
+            .await
+            .map_err(|e| self.failed(e))?;
         let dataset = prepared
             .schema()
             .map(|s| flight_schema(s))
@@ -720,7 +731,11 @@ impl FlightSqlService for FlightSql {
         query: CommandGetPrimaryKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.metadata_info(query, &metadata::primary_keys_schema(), request.into_inner())
+        self.metadata_info(
+            query,
+            &metadata::primary_keys_schema(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_primary_keys(
@@ -728,7 +743,10 @@ impl FlightSqlService for FlightSql {
         _query: CommandGetPrimaryKeys,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        Ok(Response::new(empty(metadata::primary_keys_schema(), &self.metrics)))
+        Ok(Response::new(empty(
+            metadata::primary_keys_schema(),
+            &self.metrics,
+        )))
     }
 
     async fn get_flight_info_exported_keys(
@@ -736,7 +754,11 @@ impl FlightSqlService for FlightSql {
         query: CommandGetExportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.metadata_info(query, &metadata::foreign_keys_schema(), request.into_inner())
+        self.metadata_info(
+            query,
+            &metadata::foreign_keys_schema(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_exported_keys(
@@ -744,7 +766,10 @@ impl FlightSqlService for FlightSql {
         _query: CommandGetExportedKeys,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        Ok(Response::new(empty(metadata::foreign_keys_schema(), &self.metrics)))
+        Ok(Response::new(empty(
+            metadata::foreign_keys_schema(),
+            &self.metrics,
+        )))
     }
 
     async fn get_flight_info_imported_keys(
@@ -752,7 +777,11 @@ impl FlightSqlService for FlightSql {
         query: CommandGetImportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.metadata_info(query, &metadata::foreign_keys_schema(), request.into_inner())
+        self.metadata_info(
+            query,
+            &metadata::foreign_keys_schema(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_imported_keys(
@@ -760,7 +789,10 @@ impl FlightSqlService for FlightSql {
         _query: CommandGetImportedKeys,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        Ok(Response::new(empty(metadata::foreign_keys_schema(), &self.metrics)))
+        Ok(Response::new(empty(
+            metadata::foreign_keys_schema(),
+            &self.metrics,
+        )))
     }
 
     async fn get_flight_info_cross_reference(
@@ -768,7 +800,11 @@ impl FlightSqlService for FlightSql {
         query: CommandGetCrossReference,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.metadata_info(query, &metadata::foreign_keys_schema(), request.into_inner())
+        self.metadata_info(
+            query,
+            &metadata::foreign_keys_schema(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_cross_reference(
@@ -776,7 +812,10 @@ impl FlightSqlService for FlightSql {
         _query: CommandGetCrossReference,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        Ok(Response::new(empty(metadata::foreign_keys_schema(), &self.metrics)))
+        Ok(Response::new(empty(
+            metadata::foreign_keys_schema(),
+            &self.metrics,
+        )))
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
