@@ -98,6 +98,9 @@ def test_parameters_question_mark_and_dollar(conn):
             assert cur.fetchall() == [(TYPED_ROWS[wanted - 1][1],)]
         cur.execute("SELECT ? + 1 AS n", (41,))
         assert cur.fetchall() == [(42,)]
+        # A parameter the query leaves untyped takes the type of its value.
+        cur.execute("SELECT ? AS x", ("text",))
+        assert cur.fetchall() == [("text",)]
         cur.execute("SELECT count(*) AS n FROM sales WHERE city = ? AND amount > ?", ("Paris", Decimal("50")))
         paris = cur.fetchall()[0][0]
         assert paris > 0
@@ -137,6 +140,14 @@ def test_materialized_view(conn):
             assert table.schema.field("window_start").type == pa.timestamp("us")
             assert pa.types.is_integer(table.schema.field("orders").type)
             assert sum(table.column("orders").to_pylist()) == 2000
+            # Weir's own statements that return rows.
+            cur.execute("SHOW MATERIALIZED VIEWS")
+            views = cur.fetch_arrow_table().to_pylist()
+            assert [v["name"] for v in views] == ["flight_orders_per_minute"]
+            cur.execute("SHOW SOURCES")
+            assert "flight_orders" in [s["name"] for s in cur.fetch_arrow_table().to_pylist()]
+            cur.execute("SHOW TABLES")
+            assert {"name": "flight_orders_per_minute", "kind": "view"} in cur.fetch_arrow_table().to_pylist()
             # The same count as a batch query over the same generated events.
             cur.execute("SELECT count(*) AS n FROM datagen('orders', 2000, 7)")
             assert cur.fetchall() == [(2000,)]

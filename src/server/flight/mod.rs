@@ -129,7 +129,8 @@ impl FlightSql {
     }
 
     /// Run a statement and hand back its rows as a stream (a command runs to its end and
-    /// answers none). The one path from a statement to batches for every ticket.
+    /// answers none), in the schema its FlightInfo announced. The one path from a
+    /// statement to batches for every ticket.
     pub async fn rows(
         &self,
         prepared: &Prepared,
@@ -137,11 +138,12 @@ impl FlightSql {
     ) -> Result<Rows> {
         let timer = self.metrics.query_started();
         let result: Result<Rows> = async {
+            let announced = prepared.schema_with(parameters.as_deref())?;
             match self.engine.execute_prepared(prepared, parameters).await? {
                 Outcome::Rows(df) => {
                     let stream = df.execute_stream().await?;
                     Ok(Rows {
-                        schema: flight_schema(&stream.schema()),
+                        schema: flight_schema(&announced.unwrap_or_else(|| stream.schema())),
                         batches: stream.map_err(WeirError::from).boxed(),
                     })
                 }
@@ -463,9 +465,13 @@ impl FlightSqlService for FlightSql {
             .get(&cmd.prepared_statement_handle)
             .map_err(|e| status(&e))?;
         let parameters = open.bound().map_err(|e| status(&e))?;
-        match open.prepared.schema() {
+        let schema = open
+            .prepared
+            .schema_with(parameters.as_deref())
+            .map_err(|e| self.failed(e))?;
+        match schema {
             Some(schema) => self.info(
-                &flight_schema(schema),
+                &flight_schema(&schema),
                 cmd.as_any().encode_to_vec(),
                 request.into_inner(),
             ),
