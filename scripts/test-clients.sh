@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the client test matrix (tests/clients) against an already built server:
-#   pytest over psql, psycopg2, psycopg 3, asyncpg, SQLAlchemy/pandas and Grafana's queries,
-#   then node:test over node-postgres.
+#   pytest over psql, psycopg2, psycopg 3, asyncpg, SQLAlchemy/pandas, Grafana's queries and
+#   Arrow Flight SQL (ADBC, pyarrow.flight), then node:test over node-postgres.
 # Each suite starts its own `weir serve` from $WEIR_BIN (default target/debug/weir) on free
 # loopback ports. Install the clients first with scripts/setup.sh.
 # Extra arguments go to pytest (for example -k asyncpg).

@@ -11,8 +11,8 @@
 //!   SQL, and the `.sql` folder loader with its dependency order.
 //! - [`engine`]: the catalog and the single execution path every front uses.
 //! - [`storage`]: object stores (`file://`, `hdfs://`) behind bounded tables.
-//! - [`server`]: the listeners — PostgreSQL wire ([`server::pgwire`]), HTTP health and
-//!   metrics — and graceful shutdown.
+//! - [`server`]: the listeners — PostgreSQL wire ([`server::pgwire`]), Arrow Flight SQL
+//!   ([`server::flight`]), HTTP health and metrics — and graceful shutdown.
 //! - [`error`]: the one error type and its SQLSTATE mapping.
 //! - [`bench`]: `weir bench`, the throughput, latency and memory benchmarks.
 

@@ -72,6 +72,18 @@ impl Prepared {
         self.schema.as_ref()
     }
 
+    /// The columns it returns with `parameters` bound: binding can type a column the plan
+    /// left open (`SELECT $1`) or make one non-null.
+    pub fn schema_with(&self, parameters: Option<&[ScalarValue]>) -> Result<Option<SchemaRef>> {
+        match (&self.plan, parameters, &self.schema) {
+            (Some(plan), Some(values), Some(_)) => {
+                let bound = plan.clone().with_param_values(values.to_vec())?;
+                Ok(Some(Arc::clone(bound.schema().inner())))
+            }
+            _ => Ok(self.schema.clone()),
+        }
+    }
+
     /// The types of its parameters `$1`…`$n` in order (`None` where the plan leaves one
     /// untyped, as in `SELECT $1`). Statements the engine runs itself take none.
     pub fn parameter_types(&self) -> Result<Vec<Option<DataType>>> {

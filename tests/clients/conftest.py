@@ -36,6 +36,8 @@ class Weir:
     log_path: Path | None
     dbname: str = "weir"
     user: str = "tester"
+    # The Arrow Flight SQL port; None against an external PostgreSQL server (WEIR_TEST_PG).
+    flight_port: int | None = None
 
     def psycopg_kwargs(self, **extra) -> dict:
         kw = dict(host=self.host, port=self.port, user=self.user, dbname=self.dbname, connect_timeout=10)
@@ -56,6 +58,16 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = _free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 def _healthz(http_port: int) -> bool:
@@ -99,15 +111,14 @@ def weir(tmp_path_factory) -> Weir:
 
     data_dir = tmp_path_factory.mktemp("weir-data")
     log_path = data_dir.parent / "weir-server.log"
-    pg_port, http_port = _free_port(), _free_port()
-    while http_port == pg_port:
-        http_port = _free_port()
+    pg_port, http_port, flight_port = _free_ports(3)
     cmd = [
         str(binary),
         "serve",
         "--sql-dir", str(ROOT / "tests/fixtures/sql"),
         "--pg-listen", f"127.0.0.1:{pg_port}",
         "--http-listen", f"127.0.0.1:{http_port}",
+        "--flight-listen", f"127.0.0.1:{flight_port}",
         "--data-dir", str(data_dir),
     ]
     log = open(log_path, "wb")
@@ -115,7 +126,8 @@ def weir(tmp_path_factory) -> Weir:
         cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         preexec_fn=_die_with_parent if os.name == "posix" else None,
     )
-    server = Weir(host="127.0.0.1", port=pg_port, http_port=http_port, log_path=log_path)
+    server = Weir(host="127.0.0.1", port=pg_port, http_port=http_port, log_path=log_path,
+                  flight_port=flight_port)
 
     deadline = time.monotonic() + READY_TIMEOUT_S
     try:

@@ -34,15 +34,17 @@ WRONG = 'password authentication failed for user "alice"'
 
 
 @contextlib.contextmanager
-def weir_server(tmp_path, *extra):
+def weir_server(tmp_path, *extra, flight_port=None):
     """A `weir serve` on free loopback ports with extra flags; stopped with SIGTERM."""
     pg_port, http_port = _free_port(), _free_port()
+    flight_port = flight_port or _free_port()
     log_path = tmp_path / f"weir-{pg_port}.log"
     cmd = [
         str(weir_binary()), "serve",
         "--sql-dir", str(ROOT / "tests/fixtures/sql"),
         "--pg-listen", f"127.0.0.1:{pg_port}",
         "--http-listen", f"127.0.0.1:{http_port}",
+        "--flight-listen", f"127.0.0.1:{flight_port}",
         "--data-dir", str(tmp_path / f"data-{pg_port}"),
         *extra,
     ]

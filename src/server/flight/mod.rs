@@ -61,7 +61,8 @@ pub struct FlightSql {
     auth: Option<Arc<Auth>>,
 }
 
-/// Rows to send: their schema and a stream of batches.
+/// Rows to send: the schema they go out in (batches are cast to it) and a stream of
+/// batches.
 pub struct Rows {
     pub schema: SchemaRef,
     pub batches: BoxStream<'static, Result<RecordBatch>>,
@@ -129,7 +130,8 @@ impl FlightSql {
     }
 
     /// Run a statement and hand back its rows as a stream (a command runs to its end and
-    /// answers none). The one path from a statement to batches for every ticket.
+    /// answers none), in the schema its FlightInfo announced. The one path from a
+    /// statement to batches for every ticket.
     pub async fn rows(
         &self,
         prepared: &Prepared,
@@ -137,11 +139,12 @@ impl FlightSql {
     ) -> Result<Rows> {
         let timer = self.metrics.query_started();
         let result: Result<Rows> = async {
+            let announced = prepared.schema_with(parameters.as_deref())?;
             match self.engine.execute_prepared(prepared, parameters).await? {
                 Outcome::Rows(df) => {
                     let stream = df.execute_stream().await?;
                     Ok(Rows {
-                        schema: stream.schema(),
+                        schema: flight_schema(&announced.unwrap_or_else(|| stream.schema())),
                         batches: stream.map_err(WeirError::from).boxed(),
                     })
                 }
@@ -198,7 +201,7 @@ impl FlightSql {
         result
     }
 
-    /// The FlightInfo of a result: its schema as it will be sent, and one endpoint whose
+    /// The FlightInfo of a result: the schema it will be sent in, and one endpoint whose
     /// ticket is `ticket`.
     fn info(
         &self,
@@ -207,7 +210,7 @@ impl FlightSql {
         descriptor: FlightDescriptor,
     ) -> Result<Response<FlightInfo>, Status> {
         let info = FlightInfo::new()
-            .try_with_schema(&flight_schema(schema))
+            .try_with_schema(schema)
             .map_err(|e| status(&WeirError::from(e)))?
             .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
             .with_descriptor(descriptor);
@@ -231,7 +234,7 @@ impl FlightSql {
         }
         match prepared.schema() {
             Some(schema) => self.info(
-                schema,
+                &flight_schema(schema),
                 statement_ticket(statements::Ticket::Query(sql.to_string())),
                 descriptor,
             ),
@@ -345,13 +348,16 @@ fn flight_field(f: &Field) -> Field {
     f.clone().with_data_type(flight_type(f.data_type()))
 }
 
-/// A schema as Flight sends it (see [`flight_type`]).
+/// A schema as Flight sends it (see [`flight_type`]), every column nullable: a
+/// FlightInfo's schema comes from the plan before it runs (before its parameters are
+/// bound), and clients check that the stream's schema is the same, while binding a value
+/// can make a column non-null.
 pub fn flight_schema(schema: &Schema) -> SchemaRef {
     Arc::new(Schema::new_with_metadata(
         schema
             .fields()
             .iter()
-            .map(|f| Arc::new(flight_field(f)))
+            .map(|f| Arc::new(flight_field(f).with_nullable(true)))
             .collect::<Vec<_>>(),
         schema.metadata().clone(),
     ))
@@ -384,7 +390,7 @@ fn to_flight(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
 /// Encode rows as Flight data, batch by batch as they are produced; the statement counts
 /// as running (for graceful shutdown) until the last batch is sent.
 pub fn flight_data(rows: Rows, metrics: &Arc<Metrics>) -> FlightDataStream {
-    let schema = flight_schema(&rows.schema);
+    let schema = rows.schema;
     let running = metrics.running();
     let target = Arc::clone(&schema);
     let batches = rows.batches.map(move |batch| {
@@ -467,8 +473,16 @@ impl FlightSqlService for FlightSql {
             .get(&cmd.prepared_statement_handle)
             .map_err(|e| status(&e))?;
         let parameters = open.bound().map_err(|e| status(&e))?;
-        match open.prepared.schema() {
-            Some(schema) => self.info(schema, cmd.as_any().encode_to_vec(), request.into_inner()),
+        let schema = open
+            .prepared
+            .schema_with(parameters.as_deref())
+            .map_err(|e| self.failed(e))?;
+        match schema {
+            Some(schema) => self.info(
+                &flight_schema(&schema),
+                cmd.as_any().encode_to_vec(),
+                request.into_inner(),
+            ),
             None => {
                 self.run_command(&open.prepared, parameters)
                     .await

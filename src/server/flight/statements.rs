@@ -57,6 +57,7 @@ impl Ticket {
 }
 
 /// One open prepared statement.
+#[derive(Debug)]
 pub struct Open {
     pub prepared: Prepared,
     /// `$1`…`$n`'s planned types (`None`: untyped).
