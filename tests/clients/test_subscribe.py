@@ -1,14 +1,18 @@
 """SUBSCRIBE: a view's changes arrive while its source produces events, in order and each
 once, and replaying them gives the view's rows. A datagen source paced at RATE events per
 second with COUNT events in all produces for a few seconds, then ends; the subscription
-ends with it. Over the PostgreSQL port with psycopg 3's row streaming."""
+ends with it. Over the PostgreSQL port with psycopg 3's row streaming, and over Arrow
+Flight SQL with pyarrow.flight (the SUBSCRIBE statement's ticket streams Arrow batches)."""
 
 import collections
 import uuid
 
 import psycopg
 import psycopg.errors
+import pyarrow.flight as flight
 import pytest
+
+from test_flightsql import statement_query, uri
 
 RATE, COUNT = 1000, 3000
 
@@ -149,3 +153,47 @@ def test_dropping_the_view_ends_its_subscriptions(weir, conn):
             with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="was dropped"):
                 for _ in stream:
                     pass
+
+
+def flight_changes(weir, sql):
+    """The changes of a subscription over Flight SQL, as (timestamp, op, *row) tuples, read
+    to its end; and how many batches they came in."""
+    if weir.flight_port is None:
+        pytest.skip("no Flight SQL port on an external server")
+    client = flight.FlightClient(uri(weir.flight_port))
+    try:
+        info = client.get_flight_info(flight.FlightDescriptor.for_command(statement_query(sql)))
+        assert info.schema.names[:2] == ["weir_timestamp", "weir_op"]
+        assert len(info.endpoints) == 1
+        changes, batches = [], 0
+        for chunk in client.do_get(info.endpoints[0].ticket):
+            batches += 1
+            columns = chunk.data.to_pydict()
+            changes.extend(zip(*columns.values()))
+        return changes, batches
+    finally:
+        client.close()
+
+
+def test_flight_running_totals_replay_to_the_view(weir, conn, orders):
+    changes, batches = flight_changes(weir, f"SUBSCRIBE TO {orders}_cities")
+    replayed = replay(changes)
+    now = collections.Counter(tuple(r) for r in conn.execute(f"SELECT city, n, q FROM {orders}_cities"))
+    assert replayed == now
+    assert sum(n for _city, n, _q in replayed) == COUNT
+    # The changes came as the events did, batch after batch.
+    assert batches >= 3 and len({ts for ts, *_ in changes}) >= 3
+
+
+def test_flight_closed_windows_arrive_once_in_order(weir, conn, orders):
+    changes, _ = flight_changes(weir, f"SUBSCRIBE {orders}_secs")
+    assert {op for _ts, op, *_ in changes} == {"insert"}
+    windows = [(start.replace(tzinfo=None) if start.tzinfo else start, n) for _ts, _op, start, n in changes]
+    expected = conn.execute(f"SELECT window_start, n FROM {orders}_secs ORDER BY 1").fetchall()
+    assert windows == expected
+    assert sum(n for _s, n in windows) == COUNT
+
+
+def test_flight_subscription_of_a_missing_view_is_refused(weir):
+    with pytest.raises(Exception, match='relation "sub_nope" does not exist'):
+        flight_changes(weir, "SUBSCRIBE TO sub_nope")

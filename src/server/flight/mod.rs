@@ -59,6 +59,8 @@ pub struct FlightSql {
     metrics: Arc<Metrics>,
     statements: PreparedStatements,
     auth: Option<Arc<Auth>>,
+    /// Ends the subscriptions still streaming when the server stops ([`serve`] sets it).
+    shutdown: CancellationToken,
 }
 
 /// Rows to send: the schema they go out in (batches are cast to it) and a stream of
@@ -93,6 +95,7 @@ impl FlightSql {
             metrics,
             statements: PreparedStatements::new(MAX_PREPARED),
             auth,
+            shutdown: CancellationToken::new(),
         }
     }
 
@@ -151,7 +154,7 @@ impl FlightSql {
                 Outcome::Done(_) => Ok(Rows::none()),
                 Outcome::Changes(changes) => Ok(Rows {
                     schema: changes.schema,
-                    batches: changes.stream,
+                    batches: until_shutdown(changes.stream, self.shutdown.clone()),
                 }),
             }
         }
@@ -854,13 +857,35 @@ fn schema_ipc(schema: &Schema) -> Result<bytes::Bytes, Status> {
     Ok(bytes)
 }
 
+/// A subscription's batches until `shutdown`, which ends it with an error (a
+/// subscription does not end by itself, and the server waits for running calls).
+fn until_shutdown(
+    batches: BoxStream<'static, Result<RecordBatch>>,
+    shutdown: CancellationToken,
+) -> BoxStream<'static, Result<RecordBatch>> {
+    stream::unfold(
+        (batches, shutdown, false),
+        |(mut batches, shutdown, done)| async move {
+            if done {
+                return None;
+            }
+            tokio::select! {
+                item = batches.next() => item.map(|item| (item, (batches, shutdown, false))),
+                _ = shutdown.cancelled() => Some((Err(WeirError::ShuttingDown), (batches, shutdown, true))),
+            }
+        },
+    )
+    .boxed()
+}
+
 /// Serve Flight SQL on `listener` until `shutdown`; then stop accepting, refuse new calls
 /// (Unavailable) and let running ones finish.
 pub async fn serve(
     listener: TcpListener,
-    flight: FlightSql,
+    mut flight: FlightSql,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    flight.shutdown = shutdown.clone();
     let gate = Gate {
         shutdown: shutdown.clone(),
         auth: flight.auth.clone(),
