@@ -298,7 +298,9 @@ impl Engine {
         parameters: Option<Vec<ScalarValue>>,
     ) -> Result<Outcome> {
         match (&prepared.plan, parameters) {
-            (Some(plan), Some(values)) => self.run_plan(plan.clone().with_param_values(values)?).await,
+            (Some(plan), Some(values)) => {
+                self.run_plan(plan.clone().with_param_values(values)?).await
+            }
             (Some(plan), None) => self.run_plan(plan.clone()).await,
             (None, _) => self.execute(&prepared.statement, None).await,
         }

@@ -128,7 +128,10 @@ pub fn numbered_placeholders(text: &str) -> Result<std::borrow::Cow<'_, str>> {
     let index = LineIndex::new(text);
     let marks: Vec<usize> = tokens
         .iter()
-        .filter(|t| matches!(&t.token, Token::Question) || matches!(&t.token, Token::Placeholder(p) if p == "?"))
+        .filter(|t| {
+            matches!(&t.token, Token::Question)
+                || matches!(&t.token, Token::Placeholder(p) if p == "?")
+        })
         .map(|t| index.offset(t.span.start.line, t.span.start.column))
         .collect();
     if marks.is_empty() {

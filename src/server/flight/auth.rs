@@ -1,7 +1,6 @@
-//! Who may call the Flight SQL port: every call passes the [`Gate`] (an interceptor) that
-//! refuses new calls once shutdown began and, when users are configured, checks
-//! `Authorization: Basic` against the same users as the PostgreSQL port or a bearer token
-//! that a Handshake handed out (kept in memory, expiring when unused).
+//! Who may call the Flight SQL port: the [`Gate`] every call passes refuses calls once
+//! shutdown began and, with users configured, checks `Authorization: Basic` against the
+//! PostgreSQL port's users or a bearer token a Handshake gave out (in memory, expiring).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::alphabet;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
 use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataMap;
 use tonic::service::Interceptor;
@@ -164,7 +163,10 @@ impl Interceptor for Gate {
                     .remote_addr()
                     .map(|a| a.to_string())
                     .unwrap_or_else(|| "?".into());
-                warn!("Flight SQL authentication from {peer} failed: {}", e.message());
+                warn!(
+                    "Flight SQL authentication from {peer} failed: {}",
+                    e.message()
+                );
             })?,
         };
         request.extensions_mut().insert(caller);
@@ -204,7 +206,11 @@ mod tests {
         assert!(a.check(&header(&format!("basic {padded}"))).is_ok());
         let wrong = a.check(&basic("alice:nope")).unwrap_err();
         assert_eq!(wrong.code(), tonic::Code::Unauthenticated);
-        assert!(wrong.message().contains("password authentication failed for user \"alice\""));
+        assert!(
+            wrong
+                .message()
+                .contains("password authentication failed for user \"alice\"")
+        );
         assert!(a.check(&basic("bob:Al1ce pw")).is_err());
         assert!(a.check(&MetadataMap::new()).is_err());
         assert!(a.check(&header("Basic !!!")).is_err());

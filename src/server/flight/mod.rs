@@ -1,7 +1,6 @@
-//! The Arrow Flight SQL front: a tonic gRPC server implementing arrow-flight's
-//! [`FlightSqlService`] over the same engine as the PostgreSQL port — statements, prepared
-//! statements with parameters, DDL and the metadata calls — with every error carrying
-//! Weir's message and SQLSTATE.
+//! The Arrow Flight SQL front: arrow-flight's [`FlightSqlService`] on tonic over the same
+//! engine as the PostgreSQL port (statements, prepared statements with parameters, DDL,
+//! metadata calls), every error carrying Weir's message and SQLSTATE.
 
 pub mod auth;
 pub mod metadata;
@@ -49,7 +48,8 @@ use statements::{MAX_PREPARED, PreparedStatements, parameter_rows};
 /// Parameter rows one DoPut may bind (each row of an update runs it once).
 const MAX_PARAMETER_ROWS: usize = 10_000;
 
-type FlightDataStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send>>;
+type FlightDataStream =
+    Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send>>;
 
 /// The Flight SQL service: the engine, the open prepared statements and the users'
 /// tokens.
@@ -435,7 +435,8 @@ impl FlightSqlService for FlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.statement_info(&query.query, request.into_inner()).await
+        self.statement_info(&query.query, request.into_inner())
+            .await
     }
 
     async fn do_get_statement(
@@ -443,15 +444,14 @@ impl FlightSqlService for FlightSql {
         ticket: TicketStatementQuery,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let rows = match statements::Ticket::decode(&ticket.statement_handle)
-            .map_err(|e| status(&e))?
-        {
-            statements::Ticket::Query(sql) => {
-                let prepared = self.prepare(&sql).await.map_err(|e| self.failed(e))?;
-                self.rows(&prepared, None).await.map_err(|e| status(&e))?
-            }
-            statements::Ticket::Done => Rows::none(),
-        };
+        let rows =
+            match statements::Ticket::decode(&ticket.statement_handle).map_err(|e| status(&e))? {
+                statements::Ticket::Query(sql) => {
+                    let prepared = self.prepare(&sql).await.map_err(|e| self.failed(e))?;
+                    self.rows(&prepared, None).await.map_err(|e| status(&e))?
+                }
+                statements::Ticket::Done => Rows::none(),
+            };
         Ok(Response::new(flight_data(rows, &self.metrics)))
     }
 
@@ -608,7 +608,10 @@ impl FlightSqlService for FlightSql {
         query: ActionCreatePreparedStatementRequest,
         _request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let prepared = self.prepare(&query.query).await.map_err(|e| self.failed(e))?;
+        let prepared = self
+            .prepare(&query.query)
+            .await
+            .map_err(|e| self.failed(e))?;
         let dataset = prepared
             .schema()
             .map(|s| flight_schema(s))
@@ -639,7 +642,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         self.metadata_info(query, &schema, request.into_inner())
     }
 
@@ -695,7 +698,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         self.metadata_info(query, &schema, request.into_inner())
     }
 
@@ -734,7 +737,11 @@ impl FlightSqlService for FlightSql {
         query: CommandGetPrimaryKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.metadata_info(query, &metadata::primary_keys_schema(), request.into_inner())
+        self.metadata_info(
+            query,
+            &metadata::primary_keys_schema(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_primary_keys(
@@ -742,7 +749,10 @@ impl FlightSqlService for FlightSql {
         _query: CommandGetPrimaryKeys,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        Ok(Response::new(empty(metadata::primary_keys_schema(), &self.metrics)))
+        Ok(Response::new(empty(
+            metadata::primary_keys_schema(),
+            &self.metrics,
+        )))
     }
 
     async fn get_flight_info_exported_keys(
@@ -750,7 +760,11 @@ impl FlightSqlService for FlightSql {
         query: CommandGetExportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.metadata_info(query, &metadata::foreign_keys_schema(), request.into_inner())
+        self.metadata_info(
+            query,
+            &metadata::foreign_keys_schema(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_exported_keys(
@@ -758,7 +772,10 @@ impl FlightSqlService for FlightSql {
         _query: CommandGetExportedKeys,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        Ok(Response::new(empty(metadata::foreign_keys_schema(), &self.metrics)))
+        Ok(Response::new(empty(
+            metadata::foreign_keys_schema(),
+            &self.metrics,
+        )))
     }
 
     async fn get_flight_info_imported_keys(
@@ -766,7 +783,11 @@ impl FlightSqlService for FlightSql {
         query: CommandGetImportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.metadata_info(query, &metadata::foreign_keys_schema(), request.into_inner())
+        self.metadata_info(
+            query,
+            &metadata::foreign_keys_schema(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_imported_keys(
@@ -774,7 +795,10 @@ impl FlightSqlService for FlightSql {
         _query: CommandGetImportedKeys,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        Ok(Response::new(empty(metadata::foreign_keys_schema(), &self.metrics)))
+        Ok(Response::new(empty(
+            metadata::foreign_keys_schema(),
+            &self.metrics,
+        )))
     }
 
     async fn get_flight_info_cross_reference(
@@ -782,7 +806,11 @@ impl FlightSqlService for FlightSql {
         query: CommandGetCrossReference,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.metadata_info(query, &metadata::foreign_keys_schema(), request.into_inner())
+        self.metadata_info(
+            query,
+            &metadata::foreign_keys_schema(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_cross_reference(
@@ -790,7 +818,10 @@ impl FlightSqlService for FlightSql {
         _query: CommandGetCrossReference,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        Ok(Response::new(empty(metadata::foreign_keys_schema(), &self.metrics)))
+        Ok(Response::new(empty(
+            metadata::foreign_keys_schema(),
+            &self.metrics,
+        )))
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

@@ -88,7 +88,11 @@ impl Open {
                 .iter()
                 .enumerate()
                 .map(|(i, t)| {
-                    Field::new(format!("${}", i + 1), t.clone().unwrap_or(DataType::Null), true)
+                    Field::new(
+                        format!("${}", i + 1),
+                        t.clone().unwrap_or(DataType::Null),
+                        true,
+                    )
                 })
                 .collect::<Vec<_>>(),
         ))
@@ -282,7 +286,10 @@ mod tests {
 
         statements.insert(prepare("SELECT 1").await).unwrap();
         let full = statements.insert(prepare("SELECT 2").await).unwrap_err();
-        assert!(full.to_string().contains("too many open prepared statements"));
+        assert!(
+            full.to_string()
+                .contains("too many open prepared statements")
+        );
         statements.remove(&handle).unwrap();
         assert!(statements.get(&handle).is_err());
         assert!(statements.remove(&handle).is_err());
