@@ -1,7 +1,6 @@
-//! Who may call the Flight SQL port: every call passes the [`Gate`] (an interceptor) that
-//! refuses new calls once shutdown began and, when users are configured, checks
-//! `Authorization: Basic` against the same users as the PostgreSQL port or a bearer token
-//! that a Handshake handed out (kept in memory, expiring when unused).
+//! Who may call the Flight SQL port: the [`Gate`] every call passes refuses calls once
+//! shutdown began and, with users configured, checks `Authorization: Basic` against the
+//! PostgreSQL port's users or a bearer token a Handshake gave out (in memory, expiring).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,6 @@
-//! The Arrow Flight SQL front: a tonic gRPC server implementing arrow-flight's
-//! [`FlightSqlService`] over the same engine as the PostgreSQL port — statements, prepared
-//! statements with parameters, DDL and the metadata calls — with every error carrying
-//! Weir's message and SQLSTATE.
+//! The Arrow Flight SQL front: arrow-flight's [`FlightSqlService`] on tonic over the same
+//! engine as the PostgreSQL port (statements, prepared statements with parameters, DDL,
+//! metadata calls), every error carrying Weir's message and SQLSTATE.
 
 pub mod auth;
 pub mod metadata;
@@ -653,7 +652,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         self.metadata_info(query, &schema, request.into_inner())
     }
 
@@ -709,7 +708,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         self.metadata_info(query, &schema, request.into_inner())
     }
 
