@@ -122,7 +122,6 @@ impl Feed {
         current: Option<Vec<RecordBatch>>,
         ended: bool,
     ) -> Result<Subscription> {
-        let receiver = self.sender.subscribe();
         let first = match current {
             Some(rows) => {
                 let at = self.stamp();
@@ -131,34 +130,34 @@ impl Feed {
             None => None,
         };
         let first = futures::stream::iter(first.map(Ok));
-        let name = name.to_string();
-        let rest = futures::stream::unfold(
-            (receiver, ended, false),
-            move |(mut receiver, ended, done)| {
-                let name = name.clone();
-                async move {
-                    if done || ended {
-                        return None;
+        if ended {
+            return Ok(Subscription {
+                schema: Arc::clone(&self.schema),
+                stream: first.boxed(),
+            });
+        }
+        let receiver = self.sender.subscribe();
+        let rest =
+            futures::stream::unfold(Some((receiver, name.to_string())), |state| async move {
+                let (mut receiver, name) = state?;
+                let item = match receiver.recv().await {
+                    Ok(Change::Rows(batch)) => Ok(batch),
+                    Ok(Change::End) => return None,
+                    Ok(Change::Stopped(why)) => Err(WeirError::Stopped(why)),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        Err(WeirError::Stopped(format!(
+                            "the subscription to \"{name}\" fell {n} changes behind the view \
+                         (at most {CAPACITY} are kept for a subscriber); subscribe again"
+                        )))
                     }
-                    let item = match receiver.recv().await {
-                        Ok(Change::Rows(batch)) => Ok(batch),
-                        Ok(Change::End) => return None,
-                        Ok(Change::Stopped(why)) => Err(WeirError::Stopped(why)),
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            Err(WeirError::Stopped(format!(
-                                "the subscription to \"{name}\" fell {n} changes behind the view \
-                                 (at most {CAPACITY} are kept for a subscriber); subscribe again"
-                            )))
-                        }
-                        Err(broadcast::error::RecvError::Closed) => Err(WeirError::Stopped(
-                            format!("materialized view \"{name}\" was dropped"),
-                        )),
-                    };
-                    let done = item.is_err();
-                    Some((item, (receiver, ended, done)))
-                }
-            },
-        );
+                    Err(broadcast::error::RecvError::Closed) => Err(WeirError::Stopped(format!(
+                        "materialized view \"{name}\" was dropped"
+                    ))),
+                };
+                // An error ends the subscription.
+                let next = item.is_ok().then_some((receiver, name));
+                Some((item, next))
+            });
         Ok(Subscription {
             schema: Arc::clone(&self.schema),
             stream: first.chain(rest).boxed(),

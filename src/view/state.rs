@@ -526,8 +526,7 @@ impl View {
         for (end, rows) in closed {
             let shown = state.open.remove(&end);
             let out = self.finish(rows)?;
-            let kept = (out.num_rows() > 0).then_some(&out);
-            state.feed.publish_diff(shown.as_ref(), kept)?;
+            state.feed.publish_diff(shown.as_ref(), Some(&out))?;
             if out.num_rows() > 0 {
                 self.emit_rows(state, &out);
                 state.closed.push_back((end, out));
@@ -593,14 +592,20 @@ impl View {
         })
     }
 
-    /// The rows a query sees now.
-    pub fn snapshot(&self) -> Result<Vec<RecordBatch>> {
-        if let Some(f) = self.failure() {
-            return Err(WeirError::Stopped(format!(
+    /// An error once the view stopped on one.
+    fn check_running(&self) -> Result<()> {
+        match self.failure() {
+            Some(f) => Err(WeirError::Stopped(format!(
                 "materialized view \"{}\" stopped: {f}",
                 self.name
-            )));
+            ))),
+            None => Ok(()),
         }
+    }
+
+    /// The rows a query sees now.
+    pub fn snapshot(&self) -> Result<Vec<RecordBatch>> {
+        self.check_running()?;
         self.with_state(|state| self.current_rows(state))
     }
 
@@ -623,11 +628,9 @@ impl View {
         for (end, rows) in state.operator.refresh()? {
             let rows = self.finish(rows)?;
             let shown = state.open.insert(end, rows);
-            if state.feed.active() {
-                let now = state.open.get(&end).filter(|b| b.num_rows() > 0);
-                let before = shown.as_ref().filter(|b| b.num_rows() > 0);
-                state.feed.publish_diff(before, now)?;
-            }
+            state
+                .feed
+                .publish_diff(shown.as_ref(), state.open.get(&end))?;
         }
         Ok(())
     }
@@ -644,12 +647,7 @@ impl View {
     /// Follow the view's changes: its rows now as inserts (`snapshot`), then every
     /// change as it happens, until the view's source ends.
     pub fn subscribe_changes(&self, snapshot: bool) -> Result<Subscription> {
-        if let Some(f) = self.failure() {
-            return Err(WeirError::Stopped(format!(
-                "materialized view \"{}\" stopped: {f}",
-                self.name
-            )));
-        }
+        self.check_running()?;
         self.with_state(|state| {
             // Brought up to date either way: later changes are told against it.
             let rows = self.current_rows(state)?;

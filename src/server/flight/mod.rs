@@ -141,12 +141,13 @@ impl FlightSql {
     ) -> Result<Rows> {
         let timer = self.metrics.query_started();
         let result: Result<Rows> = async {
-            let announced = prepared.schema_with(parameters.as_deref())?;
             match self.engine.execute_prepared(prepared, parameters).await? {
                 Outcome::Rows(df) => {
+                    // The plan's schema with the parameters bound: what FlightInfo announced.
+                    let schema = flight_schema(df.schema().as_arrow());
                     let stream = df.execute_stream().await?;
                     Ok(Rows {
-                        schema: flight_schema(&announced.unwrap_or_else(|| stream.schema())),
+                        schema,
                         batches: stream.map_err(WeirError::from).boxed(),
                     })
                 }
@@ -227,13 +228,8 @@ impl FlightSql {
         descriptor: FlightDescriptor,
     ) -> Result<Response<FlightInfo>, Status> {
         let prepared = self.prepare(sql).await.map_err(|e| self.failed(e))?;
-        let parameters = prepared.parameter_types().map_err(|e| self.failed(e))?;
-        if !parameters.is_empty() {
-            return Err(self.failed(WeirError::InvalidParameter(format!(
-                "the statement takes {} parameter(s): prepare it and bind them (CreatePreparedStatement, then DoPut)",
-                parameters.len()
-            ))));
-        }
+        no_parameters(&prepared, " (CreatePreparedStatement, then DoPut)")
+            .map_err(|e| self.failed(e))?;
         match prepared.schema() {
             Some(schema) => self.info(
                 &flight_schema(schema),
@@ -287,6 +283,23 @@ impl FlightSql {
         }
         Ok(rows)
     }
+}
+
+/// Refuse a statement with parameters where none can be bound; `how` tells how to bind.
+fn no_parameters(prepared: &Prepared, how: &str) -> Result<()> {
+    let types = prepared.parameter_types()?;
+    if types.is_empty() {
+        return Ok(());
+    }
+    Err(WeirError::InvalidParameter(format!(
+        "the statement takes {} parameter(s): prepare it and bind them{how}",
+        types.len()
+    )))
+}
+
+/// Rows changed by two statements together (-1: unknown, once either is).
+fn add_count(total: i64, n: i64) -> i64 {
+    if n < 0 || total < 0 { -1 } else { total + n }
 }
 
 /// Weir's error as a gRPC status: the message with its SQLSTATE (also in the
@@ -532,18 +545,12 @@ impl FlightSqlService for FlightSql {
                 .prepare_one(&piece.text)
                 .await
                 .map_err(|e| self.failed(e))?;
-            let types = prepared.parameter_types().map_err(|e| self.failed(e))?;
-            if !types.is_empty() {
-                return Err(self.failed(WeirError::InvalidParameter(format!(
-                    "the statement takes {} parameter(s): prepare it and bind them",
-                    types.len()
-                ))));
-            }
+            no_parameters(&prepared, "").map_err(|e| self.failed(e))?;
             let n = self
                 .run_command(&prepared, None)
                 .await
                 .map_err(|e| status(&e))?;
-            total = if n < 0 || total < 0 { -1 } else { total + n };
+            total = add_count(total, n);
         }
         Ok(total)
     }
@@ -600,7 +607,7 @@ impl FlightSqlService for FlightSql {
                         .run_command(&open.prepared, Some(row))
                         .await
                         .map_err(|e| status(&e))?;
-                    total = if n < 0 || total < 0 { -1 } else { total + n };
+                    total = add_count(total, n);
                 }
                 Ok(total)
             }

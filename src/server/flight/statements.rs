@@ -160,14 +160,6 @@ impl PreparedStatements {
             .map(|_| ())
             .ok_or_else(unknown_handle)
     }
-
-    pub fn len(&self) -> usize {
-        self.open.lock().expect("prepared statements lock").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 fn unknown_handle() -> WeirError {

@@ -151,14 +151,12 @@ impl QueryHandler {
             };
             futures::stream::iter(rows)
         });
-        let Response::Query(mut response) = map_response(
+        let mut response = map_query(
             client,
             &self.metrics,
             None,
-            Response::Query(QueryResponse::new(fields, rows)),
-        ) else {
-            unreachable!("map_response keeps a query a query");
-        };
+            QueryResponse::new(fields, rows),
+        );
         if describe {
             let description =
                 RowDescription::new(response.row_schema().iter().map(Into::into).collect());
@@ -303,37 +301,45 @@ fn map_response<C: ClientInfo>(
     response: Response,
 ) -> Response {
     match response {
-        Response::Query(q) => {
-            let tag = q.command_tag().to_string();
-            let schema = match sql {
-                Some(sql) => pg_names(sql, q.row_schema()),
-                None => q.row_schema(),
-            };
-            let fixes = pgtext::plan(&schema);
-            let running = metrics.running();
-            let busy = busy(client);
-            let rows = q.data_rows.map(move |row| {
-                let _running = (&running, &busy);
-                match (row, &fixes) {
-                    (Ok(row), Some(fixes)) => Ok(pgtext::rewrite(row, fixes)),
-                    (row, _) => row.map_err(map_error),
-                }
-            });
-            let mut mapped = match client.session_extensions().get::<Arc<CancelFlag>>() {
-                Some(flag) => {
-                    let flag: Arc<CancelFlag> = Arc::clone(&*flag);
-                    let epoch = flag.epoch();
-                    let deadline = statement_timeout(client.metadata())
-                        .map(|t| tokio::time::Instant::now() + t);
-                    QueryResponse::new(schema, cancellable(rows, flag, epoch, deadline))
-                }
-                None => QueryResponse::new(schema, rows),
-            };
-            mapped.set_command_tag(&tag);
-            Response::Query(mapped)
-        }
+        Response::Query(q) => Response::Query(map_query(client, metrics, sql, q)),
         other => other,
     }
+}
+
+/// [`map_response`] of a query's rows.
+fn map_query<C: ClientInfo>(
+    client: &C,
+    metrics: &Arc<Metrics>,
+    sql: Option<&str>,
+    q: QueryResponse,
+) -> QueryResponse {
+    let tag = q.command_tag().to_string();
+    let schema = match sql {
+        Some(sql) => pg_names(sql, q.row_schema()),
+        None => q.row_schema(),
+    };
+    let fixes = pgtext::plan(&schema);
+    let running = metrics.running();
+    let busy = busy(client);
+    let rows = q.data_rows.map(move |row| {
+        let _running = (&running, &busy);
+        match (row, &fixes) {
+            (Ok(row), Some(fixes)) => Ok(pgtext::rewrite(row, fixes)),
+            (row, _) => row.map_err(map_error),
+        }
+    });
+    let mut mapped = match client.session_extensions().get::<Arc<CancelFlag>>() {
+        Some(flag) => {
+            let flag: Arc<CancelFlag> = Arc::clone(&*flag);
+            let epoch = flag.epoch();
+            let deadline =
+                statement_timeout(client.metadata()).map(|t| tokio::time::Instant::now() + t);
+            QueryResponse::new(schema, cancellable(rows, flag, epoch, deadline))
+        }
+        None => QueryResponse::new(schema, rows),
+    };
+    mapped.set_command_tag(&tag);
+    mapped
 }
 
 /// A statement running on the client's connection, for the idle timeout.
