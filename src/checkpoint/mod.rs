@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::RecordBatch;
@@ -91,15 +91,13 @@ struct Manifest {
 }
 
 /// A checkpoint that was written.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Taken {
     pub sequence: u64,
     pub views: usize,
     pub rows: u64,
     pub bytes: u64,
     pub took: Duration,
-    /// Microseconds since the Unix epoch.
-    pub at: i64,
 }
 
 impl Taken {
@@ -118,7 +116,6 @@ pub struct Checkpoints {
     sequence: AtomicU64,
     /// One checkpoint at a time.
     writing: tokio::sync::Mutex<()>,
-    last: Mutex<Option<Taken>>,
 }
 
 /// The last complete checkpoint, read at start.
@@ -183,15 +180,9 @@ impl Checkpoints {
                 root,
                 sequence: AtomicU64::new(sequence),
                 writing: tokio::sync::Mutex::new(()),
-                last: Mutex::new(None),
             }),
             restored,
         ))
-    }
-
-    /// The last checkpoint this server wrote.
-    pub fn last(&self) -> Option<Taken> {
-        self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Take a checkpoint of every view that reads sources now, and write it.
@@ -232,12 +223,10 @@ impl Checkpoints {
         }
         let sequence = self.sequence.load(Ordering::SeqCst) + 1;
         let root = self.root.clone();
-        let mut taken = tokio::task::spawn_blocking(move || write(&root, sequence, snapshots))
+        let taken = tokio::task::spawn_blocking(move || write(&root, sequence, snapshots, started))
             .await
             .map_err(|e| WeirError::Internal(format!("checkpoint writer: {e}")))??;
         self.sequence.store(sequence, Ordering::SeqCst);
-        taken.took = started.elapsed();
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(taken.clone());
         Ok(taken)
     }
 }
@@ -258,7 +247,13 @@ pub fn checkpointed(view: &View) -> bool {
 /// Write `snapshots` as checkpoint `sequence`: the state files into a new folder, each
 /// synced, then the manifest naming it, synced and renamed over the last one; then the
 /// older folders go.
-fn write(root: &Path, sequence: u64, snapshots: Vec<ViewSnapshot>) -> Result<Taken> {
+/// `started`: when the checkpoint began (views handing over their state included).
+fn write(
+    root: &Path,
+    sequence: u64,
+    snapshots: Vec<ViewSnapshot>,
+    started: Instant,
+) -> Result<Taken> {
     let name = format!("ckpt-{sequence:010}");
     let folder = root.join(&name);
     if folder.exists() {
@@ -270,7 +265,6 @@ fn write(root: &Path, sequence: u64, snapshots: Vec<ViewSnapshot>) -> Result<Tak
     let mut rows = 0u64;
     for (i, snapshot) in snapshots.into_iter().enumerate() {
         let mut meta = snapshot.meta;
-        meta.files.clear();
         for (section, batches) in snapshot.sections {
             let Some(first) = batches.first() else {
                 continue;
@@ -292,11 +286,10 @@ fn write(root: &Path, sequence: u64, snapshots: Vec<ViewSnapshot>) -> Result<Tak
         views.push(meta);
     }
     sync_dir(&folder)?;
-    let at = now_micros();
     let manifest = Manifest {
         version: VERSION,
         sequence,
-        taken_at: at,
+        taken_at: now_micros(),
         folder: name,
         views,
     };
@@ -317,8 +310,7 @@ fn write(root: &Path, sequence: u64, snapshots: Vec<ViewSnapshot>) -> Result<Tak
         views: manifest.views.len(),
         rows,
         bytes,
-        took: Duration::ZERO,
-        at,
+        took: started.elapsed(),
     })
 }
 

@@ -27,6 +27,17 @@ pub fn of_side(partitions: impl IntoIterator<Item = i32>, side: usize) -> Vec<i3
         .collect()
 }
 
+/// The positions of `side` among joined `positions`, renumbered as that side numbers
+/// its partitions.
+pub fn split(positions: &Positions, side: usize) -> Positions {
+    positions
+        .iter()
+        .map(|(p, offset)| (side_of(*p), *offset))
+        .filter(|((s, _), _)| *s == side)
+        .map(|((_, p), offset)| (p, offset))
+        .collect()
+}
+
 pub struct JoinedReader {
     sides: [Box<dyn SourceReader>; 2],
     ended: [bool; 2],

@@ -104,9 +104,11 @@ pub async fn run(config: Config) -> Result<()> {
             config.sql_dir.display()
         );
     }
-    engine.streams().restored();
-    // Where each view begins is on disk before the first record is read.
-    if let Err(e) = checkpoints.take(engine.streams()).await {
+    // Where each view begins is on disk before it reads far, unless the checkpoint just
+    // restored says it already.
+    if engine.streams().restored()
+        && let Err(e) = checkpoints.take(engine.streams()).await
+    {
         warn!("the first checkpoint failed: {e}");
     }
 

@@ -12,6 +12,7 @@ pub mod source;
 pub mod state;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
@@ -46,6 +47,8 @@ pub struct Streams {
     restored: Mutex<Option<Arc<Restored>>>,
     /// Where checkpoints go (a server with a data directory).
     checkpoints: OnceLock<Arc<Checkpoints>>,
+    /// Views that started from the checkpoint read at start.
+    resumed: AtomicUsize,
 }
 
 /// The materialized views by name, shared with the table functions (a view can be windowed).
@@ -120,15 +123,17 @@ impl Streams {
     }
 
     /// The views are defined: say which views of the checkpoint nothing defines any more,
-    /// and start every view created from now on afresh.
-    pub fn restored(&self) {
+    /// and start every view created from now on afresh. `true` when the views do not all
+    /// start from the checkpoint on disk (there is none, or some view starts afresh or
+    /// is rebuilt, or one went): a checkpoint is then due before they read far.
+    pub fn restored(&self) -> bool {
         let Some(restored) = self
             .restored
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
         else {
-            return;
+            return true;
         };
         for meta in restored.views() {
             if !self.is_view(&meta.name) {
@@ -140,6 +145,9 @@ impl Streams {
                 );
             }
         }
+        let resumed = self.resumed.load(Ordering::Relaxed);
+        let checkpointed_now = self.views().iter().filter(|v| checkpointed(v)).count();
+        resumed != restored.views().count() || resumed != checkpointed_now
     }
 
     /// `CHECKPOINT`: write a checkpoint now; returns once it is on disk.
@@ -361,6 +369,9 @@ impl Streams {
             tx,
         ));
         let begin = self.begin(&view);
+        if matches!(begin, Start::Restore(..)) {
+            self.resumed.fetch_add(1, Ordering::Relaxed);
+        }
         pipeline::start(Arc::clone(&view), rx, begin).await?;
         if let Err(e) = ctx.register_table(
             create.name.as_str(),

@@ -14,8 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::checkpoint::{Counters, MarkState, Restored, ViewMeta, ViewSnapshot};
-use crate::connector::joined::{JoinedReader, of_side, side_of};
-use crate::connector::retry::Backoff;
+use crate::connector::joined::{JoinedReader, of_side, side_of, split};
 use crate::connector::{Poll, Positions, SourceReader, reached};
 use crate::error::{Result, WeirError};
 use crate::view::plan::{Input, JoinBy, JoinSpec, Operator, Side, ViewPlan};
@@ -92,12 +91,7 @@ pub async fn start(
 async fn open_reader(view: &View, resume: Option<&Positions>) -> Result<Box<dyn SourceReader>> {
     let mut readers = Vec::new();
     for (i, side) in view.plan.sides().into_iter().enumerate() {
-        let own: Option<Positions> = resume.map(|r| {
-            r.iter()
-                .filter(|(p, _)| side_of(**p).0 == i)
-                .map(|(p, o)| (side_of(*p).1, *o))
-                .collect()
-        });
+        let own = resume.map(|r| split(r, i));
         readers.push(side.source.open(&side.columns, own.as_ref()).await?);
     }
     let left = readers.remove(0);
@@ -511,9 +505,8 @@ struct Pipeline {
     driver: Driver,
     reader: Box<dyn SourceReader>,
     pending: Vec<Waiting>,
-    /// When to look the end positions up again after a failed look-up, and the last error.
-    lookup: Backoff,
-    next_lookup: Instant,
+    /// The last failed look-up of the end positions (the reader retries on its own
+    /// back-off and answers at once while its source cannot be reached).
     lookup_error: Option<String>,
     /// Where the view began reading (kept across checkpoints).
     origin: Positions,
@@ -522,7 +515,8 @@ struct Pipeline {
 
 /// A view read again from its origin: how far it has to go, for the log.
 struct Rebuild {
-    from: Positions,
+    /// Records to read again in all.
+    total: i64,
     to: Positions,
     started: Instant,
     logged: Instant,
@@ -562,14 +556,14 @@ impl Pipeline {
         let rebuild = if rebuilding {
             let to = reader.end_positions().await?;
             let now = Instant::now();
+            let total = between(&origin, &to);
             info!(
                 target: "weir::view",
-                "rebuilding materialized view {} from its sources: {} records to read again",
+                "rebuilding materialized view {} from its sources: {total} records to read again",
                 view.name,
-                between(&origin, &to)
             );
             Some(Rebuild {
-                from: origin.clone(),
+                total: total.max(1),
                 to,
                 started: now,
                 logged: now,
@@ -581,8 +575,6 @@ impl Pipeline {
             driver,
             reader,
             pending: Vec::new(),
-            lookup: Backoff::default(),
-            next_lookup: Instant::now(),
             lookup_error: None,
             origin,
             rebuild,
@@ -620,16 +612,18 @@ impl Pipeline {
         };
         let positions = self.reader.positions();
         let name = &self.driver.view.name;
-        let total = between(&r.from, &r.to).max(1);
-        let done = total - between(positions, &r.to);
+        let total = r.total;
+        let done = || total - between(positions, &r.to);
         if reached(positions, &r.to) || self.driver.ended() {
             info!(
                 target: "weir::view",
-                "materialized view {name} rebuilt: {done} records read again in {:.1?}",
+                "materialized view {name} rebuilt: {} records read again in {:.1?}",
+                done(),
                 r.started.elapsed()
             );
             self.rebuild = None;
         } else if r.logged.elapsed() >= Duration::from_secs(2) {
+            let done = done();
             r.logged = Instant::now();
             info!(
                 target: "weir::view",
@@ -645,21 +639,21 @@ impl Pipeline {
         loop {
             loop {
                 match commands.try_recv() {
-                    Ok(Command::Flush(reply)) => self.flush(reply).await,
-                    Ok(Command::Checkpoint(reply)) => {
-                        let _ = reply.send(self.snapshot());
+                    Ok(command) => {
+                        if !self.command(command).await {
+                            return;
+                        }
                     }
-                    Ok(Command::Stop) | Err(mpsc::error::TryRecvError::Disconnected) => return,
+                    Err(mpsc::error::TryRecvError::Disconnected) => return,
                     Err(mpsc::error::TryRecvError::Empty) => break,
                 }
             }
             if self.driver.ended() || view.failure().is_some() {
-                match commands.recv().await {
-                    Some(Command::Flush(reply)) => self.flush(reply).await,
-                    Some(Command::Checkpoint(reply)) => {
-                        let _ = reply.send(self.snapshot());
-                    }
-                    Some(Command::Stop) | None => return,
+                let Some(command) = commands.recv().await else {
+                    return;
+                };
+                if !self.command(command).await {
+                    return;
                 }
                 continue;
             }
@@ -675,6 +669,18 @@ impl Pipeline {
                 }
             }
         }
+    }
+
+    /// Carry out a command; `false` once the pipeline is to stop.
+    async fn command(&mut self, command: Command) -> bool {
+        match command {
+            Command::Flush(reply) => self.flush(reply).await,
+            Command::Checkpoint(reply) => {
+                let _ = reply.send(self.snapshot());
+            }
+            Command::Stop => return false,
+        }
+        true
     }
 
     async fn flush(&mut self, reply: oneshot::Sender<Result<()>>) {
@@ -695,7 +701,6 @@ impl Pipeline {
             target: None,
             reply,
         });
-        self.next_lookup = Instant::now();
         self.answer().await;
     }
 
@@ -715,10 +720,9 @@ impl Pipeline {
             return;
         }
         let now = Instant::now();
-        if self.pending.iter().any(|w| w.target.is_none()) && now >= self.next_lookup {
+        if self.pending.iter().any(|w| w.target.is_none()) {
             match self.reader.end_positions().await {
                 Ok(target) => {
-                    self.lookup.reset();
                     self.lookup_error = None;
                     for w in self.pending.iter_mut().filter(|w| w.target.is_none()) {
                         w.target = Some(target.clone());
@@ -726,7 +730,6 @@ impl Pipeline {
                 }
                 Err(e @ WeirError::Io(_)) => {
                     self.lookup_error = Some(e.to_string());
-                    self.next_lookup = Instant::now() + self.lookup.delay();
                 }
                 Err(e) => {
                     let message = e.to_string();

@@ -206,27 +206,39 @@ async fn setup(topic: &str) -> Setup {
     }
 }
 
-fn flags() -> Vec<&'static str> {
-    vec!["--checkpoint-interval-ms", "1000"]
+/// Checkpoints only on `CHECKPOINT`, at start and at shutdown.
+const NO_TIMER: &[&str] = &["--checkpoint-interval-ms", "0"];
+/// A checkpoint every second too.
+const EVERY_SECOND: &[&str] = &["--checkpoint-interval-ms", "1000"];
+
+/// A server without the checkpoint timer that has read `records` events of `topic` and
+/// checkpointed them.
+async fn checkpointed(
+    setup: &Setup,
+    topic: &str,
+    records: u64,
+    rng: &mut ChaCha8Rng,
+) -> (Server, tokio_postgres::Client) {
+    let server = Server::start_on(&setup.sql, &setup.data, NO_TIMER);
+    produce(&setup.broker, topic, 0, records, rng, &setup.file).await;
+    let client = connect(&server).await;
+    client.batch_execute("FLUSH").await.unwrap();
+    client.batch_execute("CHECKPOINT").await.unwrap();
+    (server, client)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_boundary_counts_an_event_after_the_checkpoint_once() {
+    let setup = setup("boundary").await;
     let Setup {
         broker,
         sql,
         data,
         file,
-        _dir,
-    } = setup("boundary").await;
+        ..
+    } = &setup;
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-
-    let no_timer = ["--checkpoint-interval-ms", "0"];
-    let mut server = Server::start_on(&sql, &data, &no_timer);
-    produce(&broker, "boundary", 0, 5_000, &mut rng, &file).await;
-    let client = connect(&server).await;
-    client.batch_execute("FLUSH").await.unwrap();
-    client.batch_execute("CHECKPOINT").await.unwrap();
+    let (mut server, client) = checkpointed(&setup, "boundary", 5_000, &mut rng).await;
     // One event after the checkpoint, read and counted before the kill.
     produce(&broker, "boundary", 5_000, 5_001, &mut rng, &file).await;
     client.batch_execute("FLUSH").await.unwrap();
@@ -236,7 +248,7 @@ async fn restore_boundary_counts_an_event_after_the_checkpoint_once() {
     );
     server.kill();
 
-    let server = Server::start_on(&sql, &data, &no_timer);
+    let server = Server::start_on(&sql, &data, NO_TIMER);
     let client = connect(&server).await;
     // Restored at the checkpoint: the event is not there yet, and not twice.
     let restored = value(&client, "SELECT sum(n) FROM per_category").await;
@@ -256,7 +268,7 @@ async fn restore_boundary_counts_an_event_after_the_checkpoint_once() {
     .await;
     drop(client);
     server.stop();
-    let server = Server::start_on(&sql, &data, &no_timer);
+    let server = Server::start_on(&sql, &data, NO_TIMER);
     let client = connect(&server).await;
     client.batch_execute("FLUSH").await.unwrap();
     assert_eq!(
@@ -272,21 +284,16 @@ async fn restore_boundary_counts_an_event_after_the_checkpoint_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_rebuilds_a_changed_view_and_keeps_the_others() {
+    let setup = setup("changed").await;
     let Setup {
         broker,
         sql,
         data,
         file,
-        _dir,
-    } = setup("changed").await;
+        ..
+    } = &setup;
     let mut rng = ChaCha8Rng::seed_from_u64(11);
-    let no_timer = ["--checkpoint-interval-ms", "0"];
-
-    let mut server = Server::start_on(&sql, &data, &no_timer);
-    produce(&broker, "changed", 0, 3_000, &mut rng, &file).await;
-    let client = connect(&server).await;
-    client.batch_execute("FLUSH").await.unwrap();
-    client.batch_execute("CHECKPOINT").await.unwrap();
+    let (mut server, _client) = checkpointed(&setup, "changed", 3_000, &mut rng).await;
     server.kill();
 
     // big_orders now keeps more rows: it is read again from the start of the topic.
@@ -296,7 +303,7 @@ async fn restore_rebuilds_a_changed_view_and_keeps_the_others() {
         views.replace("WHERE amount > 9900", "WHERE amount > 9000"),
     )
     .unwrap();
-    let server = Server::start_on(&sql, &data, &no_timer);
+    let server = Server::start_on(&sql, &data, NO_TIMER);
     let client = connect(&server).await;
     // The unchanged views hold their state before any record is read again.
     assert_eq!(
@@ -382,7 +389,7 @@ async fn crash_test_five_kills_lose_and_repeat_nothing() {
     } = setup("crash").await;
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
 
-    let mut server = Server::start_on(&sql, &data, &flags());
+    let mut server = Server::start_on(&sql, &data, EVERY_SECOND);
     let chunk = (events / 50).max(1_000);
     let mut produced = 0;
     let mut next_kill = 0;
@@ -404,7 +411,7 @@ async fn crash_test_five_kills_lose_and_repeat_nothing() {
             };
             server.kill();
             let t = Instant::now();
-            server = Server::start_on(&sql, &data, &flags());
+            server = Server::start_on(&sql, &data, EVERY_SECOND);
             let ready = t.elapsed();
             let client = connect(&server).await;
             let restored = value(
@@ -480,8 +487,7 @@ async fn restore_keeps_join_sides_buffers_and_groups_of_generated_streams() {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let no_timer = ["--checkpoint-interval-ms", "0"];
-    let mut server = Server::start_on(&sql, &data, &no_timer);
+    let mut server = Server::start_on(&sql, &data, NO_TIMER);
     let client = connect(&server).await;
     // Mid-stream: the sources are paced at 4,000 events/s for 5 s.
     loop {
@@ -503,7 +509,7 @@ async fn restore_keeps_join_sides_buffers_and_groups_of_generated_streams() {
     .await;
     server.kill();
 
-    let server = Server::start_on(&sql, &data, &no_timer);
+    let server = Server::start_on(&sql, &data, NO_TIMER);
     let client = connect(&server).await;
     let restored = value(
         &client,

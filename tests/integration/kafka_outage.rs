@@ -372,6 +372,13 @@ mod mock {
     }
 
     impl Read {
+        /// Polls until every partition's next offset is `n`, or `limit`.
+        async fn reach(&mut self, reader: &mut Box<dyn SourceReader>, n: i64, limit: Duration) {
+            let target = everywhere(n);
+            self.poll_until(reader, limit, |_, r| reached(r.positions(), &target))
+                .await;
+        }
+
         /// Polls until `done` (checked after each poll) or `limit`.
         async fn poll_until(
             &mut self,
@@ -444,11 +451,7 @@ mod mock {
         produce_all(cluster, 0..100).await;
         let mut reader = open(cluster).await;
         let mut read = Read::default();
-        let first = everywhere(100);
-        read.poll_until(&mut reader, Duration::from_secs(30), |_, r| {
-            reached(r.positions(), &first)
-        })
-        .await;
+        read.reach(&mut reader, 100, Duration::from_secs(30)).await;
 
         // Partition 1's leader goes down: the reader says so, and keeps reading the other
         // partitions.
@@ -487,11 +490,7 @@ mod mock {
             &[RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT; 8],
         );
         let mut read = Read::default();
-        let half = everywhere(50);
-        read.poll_until(&mut reader, Duration::from_secs(60), |_, r| {
-            reached(r.positions(), &half)
-        })
-        .await;
+        read.reach(&mut reader, 50, Duration::from_secs(60)).await;
         // A FLUSH's look-up fails while offsets cannot be listed, and succeeds once they can.
         let started = Instant::now();
         let ends = loop {
@@ -503,7 +502,7 @@ mod mock {
                 }
             }
         };
-        assert_eq!(ends, half);
+        assert_eq!(ends, everywhere(50));
         cluster.clear_request_errors(RDKafkaApiKey::Fetch);
         cluster.clear_request_errors(RDKafkaApiKey::ListOffsets);
         produce_all(cluster, 50..100).await;
@@ -516,11 +515,7 @@ mod mock {
         produce_all(cluster, 0..100).await;
         let mut reader = open(cluster).await;
         let mut read = Read::default();
-        let first = everywhere(100);
-        read.poll_until(&mut reader, Duration::from_secs(30), |_, r| {
-            reached(r.positions(), &first)
-        })
-        .await;
+        read.reach(&mut reader, 100, Duration::from_secs(30)).await;
 
         cluster.broker_down(1).unwrap();
         read.poll_until(&mut reader, Duration::from_secs(30), |_, r| {
