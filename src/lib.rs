@@ -13,6 +13,7 @@
 //! - [`storage`]: object stores (`file://`, `hdfs://`) behind bounded tables.
 //! - [`server`]: the listeners — PostgreSQL wire ([`server::pgwire`]), Arrow Flight SQL
 //!   ([`server::flight`]), HTTP health and metrics — and graceful shutdown.
+//! - [`sink`]: where rows go — Parquet files, PostgreSQL upserts, Kafka records.
 //! - [`error`]: the one error type and its SQLSTATE mapping.
 //! - [`bench`]: `weir bench`, the throughput, latency and memory benchmarks.
 
@@ -25,6 +26,7 @@ pub mod engine;
 pub mod error;
 pub mod gen_topics;
 pub mod server;
+pub mod sink;
 pub mod sql;
 pub mod storage;
 pub mod view;
