@@ -22,6 +22,12 @@ pub enum WeirError {
     /// Creating an object whose name is taken.
     #[error("relation \"{0}\" already exists")]
     DuplicateTable(String),
+    /// A sink (or other object that is not a relation) that does not exist.
+    #[error("{0}")]
+    UndefinedObject(String),
+    /// Creating a sink whose name is taken.
+    #[error("{0}")]
+    DuplicateObject(String),
     /// Valid SQL that Weir does not do.
     #[error("not supported: {0}")]
     NotSupported(String),
@@ -63,6 +69,12 @@ impl From<ArrowError> for WeirError {
     }
 }
 
+impl From<datafusion::parquet::errors::ParquetError> for WeirError {
+    fn from(e: datafusion::parquet::errors::ParquetError) -> Self {
+        WeirError::DataFusion(DataFusionError::from(e))
+    }
+}
+
 /// Raise a [`WeirError`] variant with `format!` arguments.
 #[macro_export]
 macro_rules! weir_err {
@@ -78,6 +90,8 @@ impl WeirError {
             WeirError::Syntax(_) => "42601",
             WeirError::UndefinedTable(_) => "42P01",
             WeirError::DuplicateTable(_) => "42P07",
+            WeirError::UndefinedObject(_) => "42704",
+            WeirError::DuplicateObject(_) => "42710",
             WeirError::NotSupported(_) => "0A000",
             WeirError::InvalidParameter(_) => "22023",
             WeirError::Definition(_) => "42000",

@@ -1,7 +1,9 @@
 //! Checkpoints: every view's state and the offsets its reader had reached, taken between
 //! two polls of each view and written together into the data directory (Arrow IPC files,
 //! then a manifest renamed into place), and read back at start so that each view resumes
-//! exactly where its checkpoint left it: no event lost, none counted twice.
+//! exactly where its checkpoint left it: no event lost, none counted twice. Sinks take
+//! part in two phases: they stage files before the manifest is written and make them
+//! visible once it is.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -21,6 +23,8 @@ use tracing::{info, warn};
 
 use crate::connector::{Positions, now_micros};
 use crate::error::{Result, WeirError};
+use crate::sink::runner::Command as SinkCommand;
+use crate::sink::{Sink, Staged};
 use crate::view::Streams;
 use crate::view::pipeline::Command;
 use crate::view::state::{Section, View};
@@ -32,6 +36,8 @@ const MANIFEST: &str = "MANIFEST.json";
 const VERSION: u32 = 1;
 /// How long a checkpoint waits for a view's pipeline to hand over its state.
 const ANSWER: Duration = Duration::from_secs(60);
+/// How long a checkpoint waits for a sink to finish its open files.
+const SINK_ANSWER: Duration = Duration::from_secs(30);
 
 /// One view in a checkpoint: what it was, where its reader stood, and its counters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,6 +79,22 @@ pub struct Counters {
     pub emitted: u64,
 }
 
+/// One sink in a checkpoint: where its reader stood and what it had staged (made
+/// visible once the checkpoint is durable, or at the next start).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SinkMeta {
+    pub name: String,
+    /// The `CREATE SINK` text; another text means another sink.
+    pub definition: String,
+    /// The `CREATE` text of the source or view it reads.
+    pub input: String,
+    /// The next offset to read per partition (a view's: rows it emitted).
+    pub positions: Positions,
+    pub staged: Vec<Staged>,
+    pub rows_written: u64,
+    pub commits: u64,
+}
+
 /// What a view's pipeline hands over for a checkpoint.
 pub struct ViewSnapshot {
     pub meta: ViewMeta,
@@ -88,6 +110,8 @@ struct Manifest {
     /// The folder, next to the manifest, holding the state files.
     folder: String,
     views: Vec<ViewMeta>,
+    #[serde(default)]
+    sinks: Vec<SinkMeta>,
 }
 
 /// A checkpoint that was written.
@@ -95,6 +119,7 @@ struct Manifest {
 pub struct Taken {
     pub sequence: u64,
     pub views: usize,
+    pub sinks: usize,
     pub rows: u64,
     pub bytes: u64,
     pub took: Duration,
@@ -104,8 +129,8 @@ impl Taken {
     /// One line for the log.
     pub fn describe(&self) -> String {
         format!(
-            "checkpoint {} written: {} views, {} rows of state, {} bytes in {:.0?}",
-            self.sequence, self.views, self.rows, self.bytes, self.took
+            "checkpoint {} written: {} views, {} sinks, {} rows of state, {} bytes in {:.0?}",
+            self.sequence, self.views, self.sinks, self.rows, self.bytes, self.took
         )
     }
 }
@@ -116,6 +141,9 @@ pub struct Checkpoints {
     sequence: AtomicU64,
     /// One checkpoint at a time.
     writing: tokio::sync::Mutex<()>,
+    /// Each sink's last meta, kept for a checkpoint the sink cannot answer (it is
+    /// retrying a write): it then resumes from there.
+    sinks: std::sync::Mutex<BTreeMap<String, SinkMeta>>,
 }
 
 /// The last complete checkpoint, read at start.
@@ -125,6 +153,7 @@ pub struct Restored {
     /// Microseconds since the Unix epoch.
     pub taken_at: i64,
     views: BTreeMap<String, ViewMeta>,
+    sinks: BTreeMap<String, SinkMeta>,
 }
 
 fn io(what: &str, path: &Path, e: impl std::fmt::Display) -> WeirError {
@@ -166,6 +195,7 @@ impl Checkpoints {
                     sequence: m.sequence,
                     taken_at: m.taken_at,
                     views: m.views.into_iter().map(|v| (v.name.clone(), v)).collect(),
+                    sinks: m.sinks.into_iter().map(|s| (s.name.clone(), s)).collect(),
                 })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -180,6 +210,12 @@ impl Checkpoints {
                 root,
                 sequence: AtomicU64::new(sequence),
                 writing: tokio::sync::Mutex::new(()),
+                sinks: std::sync::Mutex::new(
+                    restored
+                        .as_ref()
+                        .map(|r| r.sinks.clone())
+                        .unwrap_or_default(),
+                ),
             }),
             restored,
         ))
@@ -221,13 +257,73 @@ impl Checkpoints {
                 }
             }
         }
+        let sinks = self.prepare_sinks(streams).await;
         let sequence = self.sequence.load(Ordering::SeqCst) + 1;
         let root = self.root.clone();
-        let taken = tokio::task::spawn_blocking(move || write(&root, sequence, snapshots, started))
-            .await
-            .map_err(|e| WeirError::Internal(format!("checkpoint writer: {e}")))??;
+        let metas: Vec<SinkMeta> = sinks.iter().map(|(_, m)| m.clone()).collect();
+        let taken =
+            tokio::task::spawn_blocking(move || write(&root, sequence, snapshots, metas, started))
+                .await
+                .map_err(|e| WeirError::Internal(format!("checkpoint writer: {e}")))??;
         self.sequence.store(sequence, Ordering::SeqCst);
+        // Durable: what the sinks staged becomes visible.
+        for (sink, meta) in sinks {
+            if let Some(sink) = sink
+                && !meta.staged.is_empty()
+            {
+                let _ = sink.commands.send(SinkCommand::Commit(meta.staged));
+            }
+        }
         Ok(taken)
+    }
+
+    /// Every sink's meta for a checkpoint (a sink that cannot answer keeps its last one),
+    /// with the sinks that answered.
+    async fn prepare_sinks(&self, streams: &Streams) -> Vec<(Option<Arc<Sink>>, SinkMeta)> {
+        let mut waits = Vec::new();
+        for sink in streams.all_sinks() {
+            let (tx, rx) = oneshot::channel();
+            if sink.commands.send(SinkCommand::Prepare(tx)).is_ok() {
+                waits.push((sink, rx));
+            }
+        }
+        let mut answers = Vec::new();
+        for (sink, rx) in waits {
+            let answer = match tokio::time::timeout(SINK_ANSWER, rx).await {
+                Ok(Ok(Ok(meta))) => Ok(meta),
+                Ok(Ok(Err(e))) => Err(e.to_string()),
+                Ok(Err(_)) => Err("it stopped".into()),
+                Err(_) => Err(format!("no answer within {}s", SINK_ANSWER.as_secs())),
+            };
+            answers.push((sink, answer));
+        }
+        let mut out = Vec::new();
+        let mut last = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
+        for (sink, answer) in answers {
+            match answer {
+                Ok(meta) => {
+                    last.insert(meta.name.clone(), meta.clone());
+                    out.push((Some(sink), meta));
+                }
+                Err(why) => match last
+                    .get(&sink.name)
+                    .filter(|m| m.definition == sink.definition)
+                {
+                    Some(meta) => {
+                        warn!(
+                            "checkpoint: sink {} keeps its previous position ({why})",
+                            sink.name
+                        );
+                        out.push((None, meta.clone()));
+                    }
+                    None => warn!("checkpoint: sink {} is left out ({why})", sink.name),
+                },
+            }
+        }
+        let names: std::collections::BTreeSet<String> =
+            streams.all_sinks().iter().map(|s| s.name.clone()).collect();
+        last.retain(|name, _| names.contains(name));
+        out
     }
 }
 
@@ -252,6 +348,7 @@ fn write(
     root: &Path,
     sequence: u64,
     snapshots: Vec<ViewSnapshot>,
+    sinks: Vec<SinkMeta>,
     started: Instant,
 ) -> Result<Taken> {
     let name = format!("ckpt-{sequence:010}");
@@ -292,6 +389,7 @@ fn write(
         taken_at: now_micros(),
         folder: name,
         views,
+        sinks,
     };
     let text = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| WeirError::Internal(format!("checkpoint manifest: {e}")))?;
@@ -308,6 +406,7 @@ fn write(
     Ok(Taken {
         sequence,
         views: manifest.views.len(),
+        sinks: manifest.sinks.len(),
         rows,
         bytes,
         took: started.elapsed(),
@@ -350,6 +449,11 @@ impl Restored {
 
     pub fn views(&self) -> impl Iterator<Item = &ViewMeta> {
         self.views.values()
+    }
+
+    /// The checkpointed sink `name`.
+    pub fn sink(&self, name: &str) -> Option<&SinkMeta> {
+        self.sinks.get(name)
     }
 
     /// The state of `meta`, by section.

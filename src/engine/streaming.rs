@@ -8,7 +8,7 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use super::{Engine, Outcome};
-use crate::engine::system::{ViewRow, source_rows};
+use crate::engine::system::{SinkRow, ViewRow, source_rows};
 use crate::error::{Result, WeirError};
 use crate::sql::streaming::{ObjectKind, StreamingStatement};
 
@@ -42,7 +42,17 @@ const VIEW_COLUMNS: &[&str] = &[
     "late_rows",
     "watermark",
 ];
-const SINK_COLUMNS: &[&str] = &["name", "connector"];
+const SINK_COLUMNS: &[&str] = &[
+    "name",
+    "connector",
+    "from",
+    "delivery",
+    "status",
+    "definition",
+    "rows_written",
+    "last_commit",
+    "errors",
+];
 
 /// The columns `SHOW …` returns; `None` for statements without rows.
 pub(super) fn result_schema(statement: &StreamingStatement) -> Option<SchemaRef> {
@@ -93,6 +103,10 @@ impl Engine {
                     .await?;
                 Ok(Outcome::Done("CREATE MATERIALIZED VIEW".into()))
             }
+            StreamingStatement::CreateSink(create) => {
+                streams.create_sink(ctx, create, text).await?;
+                Ok(Outcome::Done("CREATE SINK".into()))
+            }
             StreamingStatement::Flush => {
                 streams.flush().await?;
                 Ok(Outcome::Done("FLUSH".into()))
@@ -102,7 +116,7 @@ impl Engine {
                 Ok(Outcome::Done("CHECKPOINT".into()))
             }
             StreamingStatement::Subscribe { name, snapshot } => match streams.view(name) {
-                Some(view) => Ok(Outcome::Changes(view.subscribe_changes(*snapshot)?)),
+                Some(view) => Ok(Outcome::Changes(view.subscribe_changes(*snapshot, true)?)),
                 None if self.exists(name) => Err(WeirError::NotSupported(format!(
                     "SUBSCRIBE follows materialized views, and \"{name}\" is not one; \
                      create a materialized view over it and subscribe to that"
@@ -155,7 +169,30 @@ impl Engine {
                             })
                             .collect(),
                     )?,
-                    ObjectKind::Sink => rows(SINK_COLUMNS, vec![])?,
+                    ObjectKind::Sink => rows(
+                        SINK_COLUMNS,
+                        streams
+                            .all_sinks()
+                            .iter()
+                            .map(|s| {
+                                let r = SinkRow::of(s);
+                                vec![
+                                    Some(r.name),
+                                    Some(r.connector.to_string()),
+                                    Some(r.from),
+                                    Some(r.delivery.to_string()),
+                                    Some(match &r.status_detail {
+                                        Some(d) => format!("{}: {d}", r.status),
+                                        None => r.status.to_string(),
+                                    }),
+                                    Some(s.definition.clone()),
+                                    Some(r.rows_written.to_string()),
+                                    micros_text(r.last_commit),
+                                    Some(r.errors.to_string()),
+                                ]
+                            })
+                            .collect(),
+                    )?,
                 };
                 Ok(Outcome::Rows(ctx.read_batch(batch)?))
             }
@@ -175,9 +212,7 @@ impl Engine {
                         "DROP MATERIALIZED VIEW"
                     }
                     ObjectKind::Sink => {
-                        if !*if_exists {
-                            return Err(WeirError::UndefinedTable(name.clone()));
-                        }
+                        streams.drop_sink(name, *if_exists)?;
                         "DROP SINK"
                     }
                 };

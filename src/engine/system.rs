@@ -1,6 +1,6 @@
 //! The `weir_catalog` schema: system tables over the running sources and materialized
 //! views (status, rows read, late rows, decode errors, watermarks, state size, offsets and
-//! lag per partition), computed from the views' counters each time they are read.
+//! lag per partition, sinks' rows written and commits), computed from the views' counters each time they are read.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Weak};
@@ -18,6 +18,7 @@ use std::sync::atomic::Ordering;
 
 use crate::connector::Positions;
 use crate::connector::joined::side_of;
+use crate::sink::Sink;
 use crate::sql::streaming::Emit;
 use crate::view::Streams;
 use crate::view::pipeline::time_unit;
@@ -34,11 +35,12 @@ pub struct SystemSchema {
     pub streams: Weak<Streams>,
 }
 
-const TABLES: [&str; 4] = [
+const TABLES: [&str; 5] = [
     "materialized_views",
     "sources",
     "source_partitions",
     "decode_errors",
+    "sinks",
 ];
 
 #[async_trait]
@@ -52,6 +54,7 @@ impl SchemaProvider for SystemSchema {
             "sources" => Kind::Sources,
             "source_partitions" => Kind::Partitions,
             "decode_errors" => Kind::DecodeErrors,
+            "sinks" => Kind::Sinks,
             _ => return Ok(None),
         };
         Ok(Some(Arc::new(SystemTable {
@@ -70,6 +73,7 @@ enum Kind {
     Sources,
     Partitions,
     DecodeErrors,
+    Sinks,
 }
 
 #[derive(Debug)]
@@ -134,6 +138,18 @@ fn schema_of(kind: Kind) -> SchemaRef {
             text("error"),
             text("payload"),
             time("seen_at"),
+        ],
+        Kind::Sinks => vec![
+            text("name"),
+            text("connector"),
+            text("from_name"),
+            text("delivery"),
+            text("status"),
+            text("status_detail"),
+            int("rows_written"),
+            int("commits"),
+            time("last_commit"),
+            int("errors"),
         ],
     }))
 }
@@ -234,6 +250,58 @@ impl ViewRow {
             rows_by_source,
         }
     }
+}
+
+/// One sink's figures, read once.
+pub(crate) struct SinkRow {
+    pub name: String,
+    pub connector: &'static str,
+    pub from: String,
+    pub delivery: &'static str,
+    /// `running`, `retrying` (its destination fails; it retries) or `failed`.
+    pub status: &'static str,
+    pub status_detail: Option<String>,
+    pub rows_written: i64,
+    pub commits: i64,
+    /// Microseconds since the epoch.
+    pub last_commit: Option<i64>,
+    pub errors: i64,
+}
+
+impl SinkRow {
+    pub(crate) fn of(s: &Sink) -> SinkRow {
+        let load = |a: &std::sync::atomic::AtomicU64| count(a.load(Ordering::Relaxed));
+        let (status, status_detail) = s.stats.status();
+        let last_commit = s.stats.last_commit.load(Ordering::Relaxed);
+        SinkRow {
+            name: s.name.clone(),
+            connector: s.connector.name(),
+            from: s.from.name().to_string(),
+            delivery: s.delivery_text(),
+            status,
+            status_detail,
+            rows_written: load(&s.stats.rows_written),
+            commits: load(&s.stats.commits),
+            last_commit: (last_commit != 0).then_some(last_commit),
+            errors: load(&s.stats.errors),
+        }
+    }
+}
+
+fn sinks_batch(rows: &[SinkRow]) -> DfResult<RecordBatch> {
+    let columns = vec![
+        text(rows, |r| &r.name),
+        text(rows, |r| r.connector),
+        text(rows, |r| &r.from),
+        text(rows, |r| r.delivery),
+        text(rows, |r| r.status),
+        opt_text(rows, |r| r.status_detail.as_deref()),
+        int(rows, |r| r.rows_written),
+        int(rows, |r| r.commits),
+        time(rows, |r| r.last_commit),
+        int(rows, |r| r.errors),
+    ];
+    Ok(RecordBatch::try_new(schema_of(Kind::Sinks), columns)?)
 }
 
 fn text<T>(rows: &[T], f: impl Fn(&T) -> &str) -> ArrayRef {
@@ -508,6 +576,11 @@ impl TableProvider for SystemTable {
                 Kind::Sources => sources_batch(&streams)?,
                 Kind::Partitions => partitions_batch(&streams).await?,
                 Kind::DecodeErrors => decode_errors_batch(&streams)?,
+                Kind::Sinks => {
+                    let rows: Vec<SinkRow> =
+                        streams.all_sinks().iter().map(|s| SinkRow::of(s)).collect();
+                    sinks_batch(&rows)?
+                }
             },
             None => RecordBatch::new_empty(self.schema()),
         };

@@ -165,6 +165,7 @@ fn streaming_names(statement: &StreamingStatement) -> (Option<String>, Vec<Strin
             reads.dedup();
             (Some(v.name.clone()), reads)
         }
+        StreamingStatement::CreateSink(s) => (Some(s.name.clone()), vec![s.from.clone()]),
         _ => (None, vec![]),
     }
 }

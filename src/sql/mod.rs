@@ -35,7 +35,7 @@ pub enum Statement {
     /// Session statements that PostgreSQL drivers send and that have nothing to do in
     /// Weir (`UNLISTEN *`, `RESET ALL`, `DISCARD ALL`); answered with their tag.
     Accepted(&'static str),
-    /// Streaming DDL (`CREATE SOURCE`, `CREATE MATERIALIZED VIEW`, `FLUSH`, `SHOW SOURCES`,
+    /// Streaming DDL (`CREATE SOURCE`, `CREATE MATERIALIZED VIEW`, `CREATE SINK`, `FLUSH`, `SHOW SOURCES`,
     /// `DROP SOURCE`…), with the statement's text.
     Streaming(Box<streaming::StreamingStatement>, String),
     /// Everything else: PostgreSQL-dialect SQL (queries, `CREATE VIEW`, `DROP`, `SET`…).
@@ -182,6 +182,7 @@ pub fn classify(text: &str) -> Result<Statement> {
     let streaming_form = matches!(
         w.as_slice(),
         ["CREATE", "SOURCE", ..]
+            | ["CREATE", "SINK", ..]
             | ["CREATE", "MATERIALIZED", ..]
             | ["FLUSH", ..]
             | ["CHECKPOINT", ..]

@@ -1,5 +1,6 @@
 //! Weir's streaming DDL, parsed from text: `CREATE SOURCE` (columns, `WATERMARK FOR`,
-//! `WITH (…)` options), `CREATE MATERIALIZED VIEW … [EMIT ON WINDOW CLOSE]`, `FLUSH`,
+//! `WITH (…)` options), `CREATE MATERIALIZED VIEW … [EMIT ON WINDOW CLOSE]`,
+//! `CREATE SINK … FROM … WITH (…)`, `FLUSH`,
 //! `SHOW SOURCES | MATERIALIZED VIEWS | SINKS`, `DROP SOURCE | MATERIALIZED VIEW |
 //! SINK` and `SUBSCRIBE TO view`. Only syntax lives here; what an option means
 //! belongs to its connector.
@@ -19,6 +20,7 @@ use crate::error::{Result, WeirError};
 pub enum StreamingStatement {
     CreateSource(CreateSource),
     CreateMaterializedView(CreateMaterializedView),
+    CreateSink(CreateSink),
     Flush,
     /// `CHECKPOINT`: write a checkpoint now.
     Checkpoint,
@@ -73,6 +75,16 @@ pub struct CreateMaterializedView {
     /// The defining query as the statement spelled it, for `SHOW` and the catalogs.
     pub written: String,
     pub emit: Emit,
+}
+
+/// `CREATE SINK [IF NOT EXISTS] name FROM source_or_view WITH (connector = …, …)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateSink {
+    pub name: String,
+    pub if_not_exists: bool,
+    /// The source or materialized view whose rows it writes.
+    pub from: String,
+    pub options: Options,
 }
 
 /// When a windowed view shows a window's row.
@@ -172,6 +184,8 @@ fn parse_statement(text: &str) -> Result<Option<StreamingStatement>> {
             StreamingStatement::CreateSource(create_source(&mut p)?)
         } else if p.parse_keywords(&[Keyword::MATERIALIZED, Keyword::VIEW]) {
             StreamingStatement::CreateMaterializedView(create_view(&mut p, text, original)?)
+        } else if parse_word(&mut p, "SINK") {
+            StreamingStatement::CreateSink(create_sink(&mut p)?)
         } else {
             return Ok(None);
         }
@@ -394,6 +408,28 @@ fn create_source(p: &mut Parser) -> Result<CreateSource> {
     })
 }
 
+/// After `CREATE SINK`: `[IF NOT EXISTS] name FROM source_or_view WITH (…)`.
+fn create_sink(p: &mut Parser) -> Result<CreateSink> {
+    let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = name_of(&p.parse_object_name(false).map_err(syntax)?);
+    if p.parse_keyword(Keyword::AS) {
+        return Err(WeirError::NotSupported(format!(
+            "CREATE SINK {name} AS SELECT …: a sink writes a source or a materialized view; \
+             create a materialized view for the query, then CREATE SINK {name} FROM that_view \
+             WITH (…)"
+        )));
+    }
+    p.expect_keyword(Keyword::FROM).map_err(syntax)?;
+    let from = name_of(&p.parse_object_name(false).map_err(syntax)?);
+    let options = with_options(p)?;
+    Ok(CreateSink {
+        name,
+        if_not_exists,
+        from,
+        options,
+    })
+}
+
 /// `col` or `col - <interval>`; anything else is not a watermark Weir can keep.
 fn watermark_expr(column: String, expr: Expr) -> Result<Watermark> {
     let names_column = |e: &Expr| matches!(e, Expr::Identifier(i) if ident(i) == column);
@@ -547,6 +583,23 @@ mod tests {
             Some("127.0.0.1:9092")
         );
         assert_eq!(s.options.get("connector"), Some("kafka"));
+    }
+
+    #[test]
+    fn create_sink_names_its_input_and_options() {
+        let Some(StreamingStatement::CreateSink(s)) = parse(
+            "CREATE SINK IF NOT EXISTS Raw FROM page_views WITH (connector = 'parquet', \
+             path = 'file:///tmp/raw/', 'partition.by' = 'dt');",
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!((s.name.as_str(), s.from.as_str()), ("raw", "page_views"));
+        assert!(s.if_not_exists);
+        assert_eq!(s.options.get("partition.by"), Some("dt"));
+        let e = parse("CREATE SINK s AS SELECT 1").unwrap_err().to_string();
+        assert!(e.contains("CREATE SINK s FROM that_view"), "{e}");
+        assert!(parse("CREATE SINK s WITH (connector = 'kafka')").is_err());
     }
 
     #[test]

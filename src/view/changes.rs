@@ -29,6 +29,9 @@ pub const CAPACITY: usize = 4096;
 pub enum Change {
     /// Rows of the change schema: deleted rows first, then inserted ones.
     Rows(RecordBatch),
+    /// Rows the view let go because they passed its retention (all deletes): subscribers
+    /// see them as deletes, sinks keep what they wrote.
+    Expired(RecordBatch),
     /// The view's source ended: nothing more will change.
     End,
     /// The view stopped, or was dropped: why.
@@ -90,6 +93,18 @@ impl Feed {
         Ok(())
     }
 
+    /// Tell the subscribers that `gone` rows passed the view's retention.
+    pub fn publish_expired(&mut self, gone: &[RecordBatch]) -> Result<()> {
+        if !self.active() {
+            return Ok(());
+        }
+        let at = self.stamp();
+        if let Some(batch) = self.changes(at, gone, &[])? {
+            let _ = self.sender.send(Change::Expired(batch));
+        }
+        Ok(())
+    }
+
     /// Tell the subscribers what changed between a window's (or the whole view's) rows
     /// `old` and `new`: only the rows that differ.
     pub fn publish_diff(
@@ -115,12 +130,14 @@ impl Feed {
     }
 
     /// A new subscriber that first reads `current` (the view's rows now, as inserts),
-    /// then every change after this call. `ended`: the view will not change any more.
+    /// then every change after this call (with the rows that expire when `expired`).
+    /// `ended`: the view will not change any more.
     pub fn subscribe(
         &mut self,
         name: &str,
         current: Option<Vec<RecordBatch>>,
         ended: bool,
+        expired: bool,
     ) -> Result<Subscription> {
         let first = match current {
             Some(rows) => {
@@ -137,27 +154,34 @@ impl Feed {
             });
         }
         let receiver = self.sender.subscribe();
-        let rest =
-            futures::stream::unfold(Some((receiver, name.to_string())), |state| async move {
+        let rest = futures::stream::unfold(
+            Some((receiver, name.to_string())),
+            move |state| async move {
                 let (mut receiver, name) = state?;
-                let item = match receiver.recv().await {
-                    Ok(Change::Rows(batch)) => Ok(batch),
-                    Ok(Change::End) => return None,
-                    Ok(Change::Stopped(why)) => Err(WeirError::Stopped(why)),
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        Err(WeirError::Stopped(format!(
-                            "the subscription to \"{name}\" fell {n} changes behind the view \
-                         (at most {CAPACITY} are kept for a subscriber); subscribe again"
-                        )))
-                    }
-                    Err(broadcast::error::RecvError::Closed) => Err(WeirError::Stopped(format!(
-                        "materialized view \"{name}\" was dropped"
-                    ))),
+                let item = loop {
+                    break match receiver.recv().await {
+                        Ok(Change::Rows(batch)) => Ok(batch),
+                        Ok(Change::Expired(batch)) if expired => Ok(batch),
+                        Ok(Change::Expired(_)) => continue,
+                        Ok(Change::End) => return None,
+                        Ok(Change::Stopped(why)) => Err(WeirError::Stopped(why)),
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            Err(WeirError::Stopped(format!(
+                                "the subscription to \"{name}\" fell {n} changes behind the \
+                                 view (at most {CAPACITY} are kept for a subscriber); \
+                                 subscribe again"
+                            )))
+                        }
+                        Err(broadcast::error::RecvError::Closed) => Err(WeirError::Stopped(
+                            format!("materialized view \"{name}\" was dropped"),
+                        )),
+                    };
                 };
                 // An error ends the subscription.
                 let next = item.is_ok().then_some((receiver, name));
                 Some((item, next))
-            });
+            },
+        );
         Ok(Subscription {
             schema: Arc::clone(&self.schema),
             stream: first.chain(rest).boxed(),
@@ -339,7 +363,7 @@ mod tests {
     async fn a_subscriber_that_falls_behind_is_told() {
         let view = batch(&[], &[]).schema();
         let mut feed = Feed::new(view);
-        let mut sub = feed.subscribe("v", None, false).unwrap();
+        let mut sub = feed.subscribe("v", None, false, true).unwrap();
         for i in 0..(CAPACITY as i64 + 10) {
             feed.publish(&[], &[batch(&["x"], &[i])]).unwrap();
         }

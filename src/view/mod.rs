@@ -12,7 +12,7 @@ pub mod source;
 pub mod state;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
@@ -49,6 +49,10 @@ pub struct Streams {
     checkpoints: OnceLock<Arc<Checkpoints>>,
     /// Views that started from the checkpoint read at start.
     resumed: AtomicUsize,
+    /// Sinks by name.
+    pub(crate) sinks: crate::sink::Sinks,
+    /// `weir check`: statements are validated, nothing is written anywhere.
+    checking: AtomicBool,
 }
 
 /// The materialized views by name, shared with the table functions (a view can be windowed).
@@ -78,6 +82,37 @@ impl Streams {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// The source `name`.
+    pub fn source(&self, name: &str) -> Option<Arc<SourceDef>> {
+        self.sources
+            .read()
+            .expect("sources lock")
+            .get(name)
+            .cloned()
+    }
+
+    /// Validate statements without writing anywhere (`weir check`): sinks do not start.
+    pub fn set_checking(&self) {
+        self.checking.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn checking(&self) -> bool {
+        self.checking.load(Ordering::Relaxed)
+    }
+
+    /// Whether checkpoints are taken (a server with a data directory).
+    pub(crate) fn checkpointing(&self) -> bool {
+        self.checkpoints.get().is_some()
+    }
+
+    /// The checkpoint read at start, while the `.sql` folder is being applied.
+    pub(crate) fn restored_checkpoint(&self) -> Option<Arc<Restored>> {
+        self.restored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn views(&self) -> Vec<Arc<View>> {
@@ -371,6 +406,7 @@ impl Streams {
         let begin = self.begin(&view);
         if matches!(begin, Start::Restore(..)) {
             self.resumed.fetch_add(1, Ordering::Relaxed);
+            view.resumed.store(true, Ordering::Relaxed);
         }
         pipeline::start(Arc::clone(&view), rx, begin).await?;
         if let Err(e) = ctx.register_table(
@@ -390,7 +426,8 @@ impl Streams {
     }
 
     /// `FLUSH`: every view reflects everything that was in its source when it began.
-    /// Views that read views wait for those first, so that their rows are there.
+    /// Views that read views wait for those first, so that their rows are there; then
+    /// every sink has written what it reads.
     pub async fn flush(&self) -> Result<()> {
         let views = self.views();
         let mut errors = Vec::new();
@@ -407,6 +444,7 @@ impl Streams {
             errors.extend(flush_all(at).await);
             level += 1;
         }
+        errors.extend(self.flush_sinks().await);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -451,16 +489,30 @@ impl Streams {
             .filter(|v| v.reads(name))
             .map(|v| v.name.clone())
             .collect();
-        if !dependents.is_empty() && !cascade {
-            return Err(WeirError::DependentObjects(format!(
-                "cannot drop {kind} \"{name}\" because materialized view {} depends on it; \
-                 use DROP {keyword} {name} CASCADE to drop the views too",
-                dependents
+        let sinks = self.sinks_reading(name);
+        if (!dependents.is_empty() || !sinks.is_empty()) && !cascade {
+            let quoted = |names: &[String]| {
+                names
                     .iter()
                     .map(|d| format!("\"{d}\""))
                     .collect::<Vec<_>>()
                     .join(", ")
+            };
+            let mut what = Vec::new();
+            if !dependents.is_empty() {
+                what.push(format!("materialized view {}", quoted(&dependents)));
+            }
+            if !sinks.is_empty() {
+                what.push(format!("sink {}", quoted(&sinks)));
+            }
+            return Err(WeirError::DependentObjects(format!(
+                "cannot drop {kind} \"{name}\" because {} depends on it; \
+                 use DROP {keyword} {name} CASCADE to drop them too",
+                what.join(" and ")
             )));
+        }
+        for sink in &sinks {
+            self.drop_sink(sink, true)?;
         }
         for view in &dependents {
             self.drop_view(ctx, view, true, true)?;
@@ -576,7 +628,7 @@ fn name_taken(name: &str, if_not_exists: bool) -> Result<bool> {
 }
 
 /// A definition on one line, for `SHOW` and the catalogs.
-fn one_line(text: &str) -> String {
+pub(crate) fn one_line(text: &str) -> String {
     text.trim()
         .trim_end_matches(';')
         .split_whitespace()

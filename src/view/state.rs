@@ -419,6 +419,8 @@ pub struct View {
     pub stats: ViewStats,
     /// Final rows sent to reading views so far.
     pub emitted: AtomicU64,
+    /// Whether it started from the checkpoint read at start.
+    pub resumed: std::sync::atomic::AtomicBool,
     state: Mutex<ViewState>,
     failure: Mutex<Option<String>>,
     pub(crate) commands: mpsc::UnboundedSender<Command>,
@@ -458,6 +460,7 @@ impl View {
             retention,
             stats,
             emitted: AtomicU64::new(0),
+            resumed: Default::default(),
             state: Mutex::new(ViewState {
                 operator,
                 closed: VecDeque::new(),
@@ -550,7 +553,7 @@ impl View {
             if let Some(log) = state.operator.appended() {
                 gone.extend(log.evict(cutoff)?);
             }
-            state.feed.publish(&gone, &[])?;
+            state.feed.publish_expired(&gone)?;
         }
         Ok(())
     }
@@ -645,15 +648,16 @@ impl View {
     }
 
     /// Follow the view's changes: its rows now as inserts (`snapshot`), then every
-    /// change as it happens, until the view's source ends.
-    pub fn subscribe_changes(&self, snapshot: bool) -> Result<Subscription> {
+    /// change as it happens, until the view's source ends. `expired`: rows that pass the
+    /// view's retention come as deletes (subscribers mirror the view; sinks keep them).
+    pub fn subscribe_changes(&self, snapshot: bool, expired: bool) -> Result<Subscription> {
         self.check_running()?;
         self.with_state(|state| {
             // Brought up to date either way: later changes are told against it.
             let rows = self.current_rows(state)?;
             let current = snapshot.then_some(rows);
             let ended = state.ended;
-            state.feed.subscribe(&self.name, current, ended)
+            state.feed.subscribe(&self.name, current, ended, expired)
         })
     }
 

@@ -1,7 +1,7 @@
 //! Runs every `tests/sqllogictest/*.slt` file over the wire, once with the simple query
 //! protocol and once with the extended protocol, against one server on the fixtures; and
 //! the `tests/sqllogictest/streaming/*.slt` files once, simple protocol, against their own
-//! server and a tansu Kafka broker (`$BROKER`).
+//! server and a tansu Kafka broker (`$BROKER`), with a folder of their own (`$TMP`).
 
 use std::path::{Path, PathBuf};
 
@@ -180,7 +180,14 @@ async fn streaming_sqllogictest() {
         return;
     }
     let broker = Broker::start();
-    run_simple(&files, "tests/fixtures/sql", &[("BROKER", &broker.addr())]).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tmp.path().to_str().unwrap();
+    run_simple(
+        &files,
+        "tests/fixtures/sql",
+        &[("BROKER", &broker.addr()), ("TMP", tmp)],
+    )
+    .await;
 }
 
 /// `files` over the simple protocol against a server on `sql_dir`, which must then stop

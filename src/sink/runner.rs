@@ -1,0 +1,536 @@
+//! A sink's runner: one thread per sink reads its input (a source's records, a view's
+//! final rows, or a view's changes), hands every batch to the connector's writer —
+//! retrying with back-off while the destination fails — and answers `FLUSH` and the two
+//! phases of a checkpoint between reads.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::RecordBatch;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use super::{Delivery, From, Sink, SinkWriter, Staged};
+use crate::checkpoint::SinkMeta;
+use crate::connector::{Poll, Positions, SourceReader, now_micros, reached};
+use crate::error::{Result, WeirError};
+use crate::view::pipeline::FLUSH_OUTAGE_WAIT;
+
+/// What the catalog asks of a running sink.
+pub enum Command {
+    /// Answer once everything its input holds now was handed to the destination.
+    Flush(oneshot::Sender<Result<()>>),
+    /// A checkpoint's first phase: finish what is open, and say where the sink stands.
+    Prepare(oneshot::Sender<Result<SinkMeta>>),
+    /// The checkpoint holding these is durable: make them visible.
+    Commit(Vec<Staged>),
+    Stop,
+}
+
+/// How a sink begins.
+pub enum Begin {
+    /// From its input's start (a source's startup mode, the rows a view keeps, or a
+    /// view's rows now followed by its changes).
+    Fresh,
+    /// From a checkpoint: what it had staged is committed, what it staged after is
+    /// removed, and reading resumes where the checkpoint says.
+    Restore(SinkMeta),
+}
+
+/// Longest wait between two tries of a failing write.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Without checkpoints, how often files are finished and made visible.
+const COMMIT_EVERY: Duration = Duration::from_secs(10);
+
+/// Start the runner of `sink` on its own thread; returns once its input is open.
+/// `checkpointing`: staged files wait for a checkpoint's commit (else they are made
+/// visible at once, every `COMMIT_EVERY` and at `FLUSH`).
+pub async fn start(
+    sink: Arc<Sink>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    begin: Begin,
+    checkpointing: bool,
+) -> Result<()> {
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let name = sink.name.clone();
+    std::thread::Builder::new()
+        .name(format!("sink-{name}"))
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(WeirError::Io(e)));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                match Runner::open(sink, begin, checkpointing).await {
+                    Ok(runner) => {
+                        let _ = ready_tx.send(Ok(()));
+                        runner.run(commands).await;
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            });
+        })
+        .map_err(WeirError::Io)?;
+    ready_rx
+        .await
+        .map_err(|_| WeirError::Internal(format!("sink {name} ended while starting")))?
+}
+
+/// Where a sink's rows come from.
+enum Input {
+    /// Append-only rows, with positions; `skip` rows a view's reader gives again after a
+    /// restart (written before it) are left out.
+    Reader {
+        reader: Box<dyn SourceReader>,
+        skip: u64,
+    },
+    /// A view's changes.
+    Changes(BoxStream<'static, Result<RecordBatch>>),
+}
+
+struct Runner {
+    sink: Arc<Sink>,
+    writer: Box<dyn SinkWriter>,
+    input: Input,
+    ended: bool,
+    checkpointing: bool,
+    /// Without checkpoints: when files were last made visible.
+    committed: Instant,
+    /// `FLUSH`es that came while a write was failing, with when they came.
+    deferred: Vec<(Instant, oneshot::Sender<Result<()>>)>,
+}
+
+/// Open a change stream of `view`: its rows now, then its changes (not the rows that
+/// pass its retention: what was written stays).
+fn changes(view: &crate::view::state::View) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+    Ok(view.subscribe_changes(true, false)?.stream)
+}
+
+impl Runner {
+    async fn open(sink: Arc<Sink>, begin: Begin, checkpointing: bool) -> Result<Self> {
+        let mut writer = sink.connector.open(&sink.input).await?;
+        let resume = match &begin {
+            Begin::Restore(meta) => {
+                sink.stats
+                    .rows_written
+                    .store(meta.rows_written, Ordering::Relaxed);
+                sink.stats.commits.store(meta.commits, Ordering::Relaxed);
+                writer.commit(&meta.staged).await?;
+                Some(meta.positions.clone())
+            }
+            Begin::Fresh => None,
+        };
+        writer.discard_uncommitted().await?;
+        let input = match (&sink.from, sink.input.delivery) {
+            (From::View(v), Delivery::Changes) => Input::Changes(changes(v)?),
+            (From::Source(s), _) => {
+                let columns: Vec<usize> = (0..s.schema.fields().len()).collect();
+                Input::Reader {
+                    reader: s.open(&columns, resume.as_ref()).await?,
+                    skip: 0,
+                }
+            }
+            (From::View(v), Delivery::Append) => {
+                let source = v.as_source()?;
+                let columns: Vec<usize> = (0..source.schema.fields().len()).collect();
+                let reader = source.open(&columns, None).await?;
+                let from = reader.positions().get(&0).copied().unwrap_or(0);
+                let at = resume.as_ref().and_then(|r| r.get(&0)).copied();
+                let skip = match at {
+                    Some(at) if at < from => {
+                        warn!(
+                            target: "weir::sink",
+                            "sink {}: materialized view {} let {} rows go (retention) before \
+                             the sink wrote them",
+                            sink.name,
+                            v.name,
+                            from - at
+                        );
+                        0
+                    }
+                    Some(at) => (at - from) as u64,
+                    None => 0,
+                };
+                Input::Reader { reader, skip }
+            }
+        };
+        info!(
+            target: "weir::sink",
+            "sink {} started: {} of {} to {}{}",
+            sink.name,
+            sink.delivery_text(),
+            sink.from.name(),
+            sink.connector.name(),
+            match &resume {
+                Some(p) => format!(", resuming at {p:?}"),
+                None => String::new(),
+            }
+        );
+        Ok(Runner {
+            sink,
+            writer,
+            input,
+            ended: false,
+            checkpointing,
+            committed: Instant::now(),
+            deferred: Vec::new(),
+        })
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        loop {
+            loop {
+                match commands.try_recv() {
+                    Ok(command) => {
+                        if !self.command(command).await {
+                            return;
+                        }
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => return,
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                }
+            }
+            for (_, reply) in std::mem::take(&mut self.deferred) {
+                self.flush(reply).await;
+            }
+            if self.ended
+                || self
+                    .sink
+                    .stats
+                    .failed
+                    .lock()
+                    .map(|f| f.is_some())
+                    .unwrap_or(true)
+            {
+                let Some(command) = commands.recv().await else {
+                    return;
+                };
+                if !self.command(command).await {
+                    return;
+                }
+                continue;
+            }
+            let step = self.step(&mut commands).await;
+            if let Err(e) = step.and(self.auto_commit(false).await) {
+                self.fail(e);
+            }
+        }
+    }
+
+    fn fail(&mut self, e: WeirError) {
+        let message = e.to_string();
+        warn!(target: "weir::sink", "sink {} stopped: {message}", self.sink.name);
+        *self
+            .sink
+            .stats
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(message);
+        for (_, reply) in self.deferred.drain(..) {
+            let _ = reply.send(Err(e_stopped(&self.sink.name, &self.sink.stats)));
+        }
+    }
+
+    /// Carry out a command; `false` once the runner is to stop.
+    async fn command(&mut self, command: Command) -> bool {
+        match command {
+            Command::Flush(reply) => self.flush(reply).await,
+            Command::Prepare(reply) => {
+                let _ = reply.send(self.prepare().await);
+            }
+            Command::Commit(staged) => {
+                if let Err(e) = self.commit(&staged).await {
+                    warn!(
+                        target: "weir::sink",
+                        "sink {}: committing {} files failed (retried at the next \
+                         checkpoint or restart): {e}",
+                        self.sink.name,
+                        staged.len()
+                    );
+                }
+            }
+            Command::Stop => {
+                info!(target: "weir::sink", "sink {} stopped", self.sink.name);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// One read of the input, written out.
+    async fn step(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> Result<()> {
+        for batch in self.read().await? {
+            self.write(batch, commands).await?;
+        }
+        Ok(())
+    }
+
+    /// What the input has now (waiting up to about 100 ms).
+    async fn read(&mut self) -> Result<Vec<RecordBatch>> {
+        match &mut self.input {
+            Input::Reader { reader, skip } => match reader.poll().await? {
+                Poll::Records(batches) => Ok(batches
+                    .into_iter()
+                    .filter_map(|b| {
+                        let batch = b.batch;
+                        let cut = (*skip).min(batch.num_rows() as u64) as usize;
+                        *skip -= cut as u64;
+                        (cut < batch.num_rows()).then(|| batch.slice(cut, batch.num_rows() - cut))
+                    })
+                    .collect()),
+                Poll::Idle => Ok(Vec::new()),
+                Poll::End => {
+                    self.ended = true;
+                    Ok(Vec::new())
+                }
+            },
+            Input::Changes(stream) => {
+                match tokio::time::timeout(Duration::from_millis(100), stream.next()).await {
+                    Err(_) => Ok(Vec::new()),
+                    Ok(next) => self.change(next),
+                }
+            }
+        }
+    }
+
+    /// One item of a change stream.
+    fn change(&mut self, next: Option<Result<RecordBatch>>) -> Result<Vec<RecordBatch>> {
+        match next {
+            Some(Ok(batch)) => Ok(vec![batch]),
+            None => {
+                self.ended = true;
+                Ok(Vec::new())
+            }
+            Some(Err(e)) => {
+                // Behind the view: its rows now again (upserts make that harmless).
+                let From::View(view) = &self.sink.from else {
+                    return Err(e);
+                };
+                if view.failure().is_some() || !e.to_string().contains("behind") {
+                    return Err(e);
+                }
+                warn!(target: "weir::sink", "sink {}: {e}; reading the view's rows again", self.sink.name);
+                self.input = Input::Changes(changes(view)?);
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Hand `batch` to the writer, retrying with back-off while it fails; commands that
+    /// come meanwhile are answered (a `FLUSH` waits up to `FLUSH_OUTAGE_WAIT`).
+    async fn write(
+        &mut self,
+        batch: RecordBatch,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let rows = batch.num_rows() as u64;
+        let mut backoff = Duration::from_millis(200);
+        let mut logged: Option<Instant> = None;
+        loop {
+            match self.writer.write(batch.clone()).await {
+                Ok(()) => {
+                    self.sink
+                        .stats
+                        .rows_written
+                        .fetch_add(rows, Ordering::Relaxed);
+                    if logged.is_some() {
+                        info!(target: "weir::sink", "sink {} writes again", self.sink.name);
+                    }
+                    *self
+                        .sink
+                        .stats
+                        .retrying
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = None;
+                    return Ok(());
+                }
+                Err(e) => {
+                    let stats = &self.sink.stats;
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    let message = e.to_string();
+                    if logged.is_none_or(|l| l.elapsed() >= MAX_BACKOFF) {
+                        warn!(target: "weir::sink", "sink {}: writing failed, retrying: {message}", self.sink.name);
+                        logged = Some(Instant::now());
+                    }
+                    *stats.retrying.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(message.clone());
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    while let Ok(command) = commands.try_recv() {
+                        match command {
+                            Command::Stop => {
+                                return Err(WeirError::Stopped("stopped while retrying".into()));
+                            }
+                            Command::Flush(reply) => self.deferred.push((Instant::now(), reply)),
+                            Command::Prepare(reply) => {
+                                let _ = reply.send(Err(WeirError::Stopped(format!(
+                                    "sink \"{}\" is retrying a write: {message}",
+                                    self.sink.name
+                                ))));
+                            }
+                            Command::Commit(staged) => {
+                                if let Err(e) = self.commit(&staged).await {
+                                    warn!(target: "weir::sink", "sink {}: commit failed: {e}", self.sink.name);
+                                }
+                            }
+                        }
+                    }
+                    let now = Instant::now();
+                    let (late, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred)
+                        .into_iter()
+                        .partition(|(since, _)| now.duration_since(*since) >= FLUSH_OUTAGE_WAIT);
+                    self.deferred = waiting;
+                    for (_, reply) in late {
+                        let _ = reply.send(Err(WeirError::Stopped(format!(
+                            "FLUSH gave up on sink \"{}\" after {} s: {message}",
+                            self.sink.name,
+                            FLUSH_OUTAGE_WAIT.as_secs()
+                        ))));
+                    }
+                }
+            }
+        }
+    }
+
+    /// `FLUSH`: read the input up to what it holds now, write it, and flush the writer
+    /// (and, without checkpoints, make staged files visible).
+    async fn flush(&mut self, reply: oneshot::Sender<Result<()>>) {
+        if self
+            .sink
+            .stats
+            .failed
+            .lock()
+            .map(|f| f.is_some())
+            .unwrap_or(true)
+        {
+            let _ = reply.send(Err(e_stopped(&self.sink.name, &self.sink.stats)));
+            return;
+        }
+        let outcome = self.catch_up().await;
+        let outcome = match outcome {
+            Ok(()) => self.writer.flush().await.and(self.auto_commit(true).await),
+            Err(e) => Err(e),
+        };
+        let _ = reply.send(outcome);
+    }
+
+    /// Read and write until the input's positions reach what it held when this began.
+    async fn catch_up(&mut self) -> Result<()> {
+        let (_, mut commands) = mpsc::unbounded_channel();
+        match &mut self.input {
+            Input::Reader { reader, .. } => {
+                let target: Positions = reader.end_positions().await?;
+                let started = Instant::now();
+                loop {
+                    let Input::Reader { reader, .. } = &self.input else {
+                        unreachable!()
+                    };
+                    if self.ended || reached(reader.positions(), &target) {
+                        return Ok(());
+                    }
+                    if let Some(outage) = reader.outage()
+                        && started.elapsed() >= FLUSH_OUTAGE_WAIT
+                    {
+                        return Err(WeirError::Stopped(format!(
+                            "FLUSH gave up on sink \"{}\" after {} s: {}",
+                            self.sink.name,
+                            FLUSH_OUTAGE_WAIT.as_secs(),
+                            outage.describe()
+                        )));
+                    }
+                    self.step(&mut commands).await?;
+                }
+            }
+            Input::Changes(stream) => {
+                let mut ready = Vec::new();
+                while let Some(next) = stream.next().now_or_never() {
+                    let done = next.is_none();
+                    ready.push(next);
+                    if done {
+                        break;
+                    }
+                }
+                for next in ready {
+                    for batch in self.change(next)? {
+                        self.write(batch, &mut commands).await?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Without checkpoints, finish and publish staged files now (`now`) or every
+    /// `COMMIT_EVERY`.
+    async fn auto_commit(&mut self, now: bool) -> Result<()> {
+        if self.checkpointing
+            || !self.sink.connector.two_phase()
+            || (!now && self.committed.elapsed() < COMMIT_EVERY)
+        {
+            return Ok(());
+        }
+        self.committed = Instant::now();
+        let staged = self.writer.prepare().await?;
+        self.commit(&staged).await
+    }
+
+    async fn commit(&mut self, staged: &[Staged]) -> Result<()> {
+        self.writer.commit(staged).await?;
+        let stats = &self.sink.stats;
+        if !staged.is_empty() || !self.sink.connector.two_phase() {
+            stats
+                .commits
+                .fetch_add(staged.len() as u64, Ordering::Relaxed);
+            stats.last_commit.store(now_micros(), Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// A checkpoint's first phase.
+    async fn prepare(&mut self) -> Result<SinkMeta> {
+        let staged = self.writer.prepare().await?;
+        if !self.sink.connector.two_phase() {
+            self.sink
+                .stats
+                .last_commit
+                .store(now_micros(), Ordering::Relaxed);
+        }
+        let stats = &self.sink.stats;
+        Ok(SinkMeta {
+            name: self.sink.name.clone(),
+            definition: self.sink.definition.clone(),
+            input: self.sink.from.definition().to_string(),
+            positions: match &self.input {
+                Input::Reader { reader, .. } => reader.positions().clone(),
+                Input::Changes(_) => Positions::new(),
+            },
+            staged,
+            rows_written: stats.rows_written.load(Ordering::Relaxed),
+            commits: stats.commits.load(Ordering::Relaxed),
+        })
+    }
+}
+
+fn e_stopped(name: &str, stats: &super::SinkStats) -> WeirError {
+    let why = stats
+        .failed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .unwrap_or_else(|| "stopped".into());
+    WeirError::Stopped(format!("sink \"{name}\" stopped: {why}"))
+}
