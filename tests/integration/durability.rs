@@ -34,7 +34,8 @@ fn record(i: u64, rng: &mut ChaCha8Rng) -> String {
     )
 }
 
-/// The `.sql` folder of the tests: a source on `topic` and one view of each kind. The
+/// The `.sql` folder of the tests: a source on `topic`, one view of each kind, and a sink
+/// archiving the records as Parquet by category into `archive/` beside the folder. The
 /// source starts at the end of the topic, so a view that did not resume from its
 /// checkpoint would miss every record produced before its restart.
 fn write_sql(dir: &Path, broker: &str, topic: &str) {
@@ -64,6 +65,20 @@ fn write_sql(dir: &Path, broker: &str, topic: &str) {
          SELECT id, user_id, amount FROM events WHERE amount > 9900;\n",
     )
     .unwrap();
+    std::fs::write(
+        dir.join("20_sinks.sql"),
+        format!(
+            "CREATE SINK archive FROM events WITH (connector = 'parquet', path = '{}', \
+             'partition.by' = 'category', 'rollover.size' = '256KB');\n",
+            archive(dir).display()
+        ),
+    )
+    .unwrap();
+}
+
+/// Where the sink of the `.sql` folder `sql` writes.
+fn archive(sql: &Path) -> std::path::PathBuf {
+    sql.parent().unwrap().join("archive")
 }
 
 /// Each view and the batch query over `events_file` it must equal.
@@ -103,7 +118,8 @@ async fn connect(server: &Server) -> tokio_postgres::Client {
     crate::harness::connect(server).await
 }
 
-/// Every view equals its batch query over the records in `events_file`, both ways.
+/// Every view equals its batch query over the records in `events_file`, both ways, and
+/// the Parquet files of the sink hold each record once.
 async fn check_views(client: &tokio_postgres::Client, file: &Path, expected_rows: u64) {
     client
         .batch_execute(&format!(
@@ -149,6 +165,43 @@ async fn check_views(client: &tokio_postgres::Client, file: &Path, expected_rows
         expected_rows.to_string(),
         "records read, counted once"
     );
+    client
+        .batch_execute(&format!(
+            "CREATE EXTERNAL TABLE IF NOT EXISTS archived STORED AS PARQUET LOCATION '{}/'",
+            archive(&file.parent().unwrap().join("sql")).display()
+        ))
+        .await
+        .unwrap();
+    let columns = "id, user_id, category, amount, ts";
+    let differ = value(
+        client,
+        &format!(
+            "SELECT count(*) FROM ((SELECT {columns} FROM archived EXCEPT ALL \
+             SELECT {columns} FROM events_file) UNION ALL (SELECT {columns} FROM events_file \
+             EXCEPT ALL SELECT {columns} FROM archived))"
+        ),
+    )
+    .await;
+    assert_eq!(differ, "0", "the sink's files differ from the records");
+    let staged = walk(&archive(&file.parent().unwrap().join("sql")))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".inprogress"))
+        .count();
+    assert_eq!(staged, 0, "staged files left after FLUSH");
+}
+
+/// Every file below `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }
 
 /// Produce records `from..to` of the stream (record i to partition i % PARTITIONS), and
