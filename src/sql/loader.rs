@@ -95,7 +95,9 @@ pub fn substitute(
                 continue;
             }
             (None, b'/') if bytes.get(i + 1) == Some(&b'*') => {
-                let end = script[i + 2..].find("*/").map_or(bytes.len(), |e| i + 2 + e + 2);
+                let end = script[i + 2..]
+                    .find("*/")
+                    .map_or(bytes.len(), |e| i + 2 + e + 2);
                 line += script[i..end].matches('\n').count();
                 i = end;
                 continue;
@@ -409,7 +411,9 @@ mod tests {
             "-- ${WEIR_TEST_SURELY_UNSET}\nCREATE VIEW v AS SELECT '${WEIR_TEST_SURELY_UNSET}';",
         )
         .unwrap();
-        let err = load_dir(dir.path(), &no_known_names).unwrap_err().to_string();
+        let err = load_dir(dir.path(), &no_known_names)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("a.sql:2: environment variable WEIR_TEST_SURELY_UNSET is not set"),
             "{err}"
