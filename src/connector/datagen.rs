@@ -275,7 +275,8 @@ const PRODUCT_KINDS: [[&str; 6]; 6] = [
 ];
 
 /// Product `n`'s id, category, name and unit price: the same in every profile, so views
-/// over different streams agree (`P00001` is the "Laptop 1", an Electronics product).
+/// over different streams agree (`P00001` is the "Laptop 1", an Electronics product,
+/// `P00007` the "Smartphone 1", `P00037` the "Laptop 2").
 pub fn product_info(n: u32) -> (String, &'static str, String, f64) {
     let i = n as usize - 1;
     let category = CATEGORIES[i % CATEGORIES.len()];
@@ -301,9 +302,9 @@ pub const CAMPAIGNS: [(&str, &str); 8] = [
     ("CMP-07", "google_ads"),
     ("CMP-08", "instagram"),
 ];
-/// Share of web sessions each campaign brings (the rest, 35%, is organic).
+/// Share of web sessions each campaign brings (organic traffic weighs 54 against their 100: 35%).
 const CAMPAIGN_TRAFFIC: [u32; 8] = [30, 20, 15, 10, 8, 7, 6, 4];
-/// Share of CRM orders attributed to each campaign (the rest, 40%, is organic): email
+/// Share of CRM orders attributed to each campaign (organic orders weigh 67 against their 100: 40%): email
 /// and Instagram convert well, TikTok poorly.
 const CAMPAIGN_ORDERS: [u32; 8] = [20, 10, 18, 4, 25, 12, 6, 5];
 /// Mean spend of one report of each campaign, in euros: with as many reports as orders,
@@ -345,7 +346,8 @@ fn weighted(weights: impl IntoIterator<Item = u32>, u: u32) -> usize {
     0
 }
 
-/// A campaign index from `shares` (percent each), or `None` (organic) for the rest.
+/// A campaign index drawn from `shares`, or `None` (organic) with weight `organic`
+/// against their sum; `u` is uniform below `organic + 100`.
 fn pick_campaign(shares: &[u32; 8], organic: u32, u: u32) -> Option<usize> {
     let i = weighted(std::iter::once(organic).chain(shares.iter().copied()), u);
     i.checked_sub(1)
@@ -568,7 +570,7 @@ impl Generator {
                     // Session, user, campaign and device are fixed per session of six lines.
                     let session = index / SESSION_EVENTS;
                     let h = mix(self.options.seed ^ mix(session));
-                    let campaign = pick_campaign(&CAMPAIGN_TRAFFIC, 35, (h % 135) as u32);
+                    let campaign = pick_campaign(&CAMPAIGN_TRAFFIC, 54, (h % 154) as u32);
                     let device =
                         DEVICES[weighted(DEVICES.map(|d| d.1), ((h >> 16) % 100) as u32)].0;
                     let kind = WEB_EVENTS
@@ -594,7 +596,7 @@ impl Generator {
                 }
                 Profile::CrmOrders => {
                     let campaign =
-                        pick_campaign(&CAMPAIGN_ORDERS, 40, self.rng.random_range(0..140));
+                        pick_campaign(&CAMPAIGN_ORDERS, 67, self.rng.random_range(0..167));
                     let items = self.rng.random_range(1..=4);
                     text[0].append_value(format!("crm-{}-{index}", self.options.seed));
                     text[1].append_value(format!("CUST_{:05}", self.rng.random_range(1..=5000)));
@@ -808,9 +810,10 @@ mod tests {
         let stock = batch(Profile::Products, 3, 5_000);
         assert_eq!(
             product_info(1),
-            ("P00001".into(), "Electronics", "Laptop 1".into(), 12.919)
+            ("P00001".into(), "Electronics", "Laptop 1".into(), 84.19)
         );
-        assert_eq!(product_info(38).2, "Smartphone 2");
+        assert_eq!(product_info(7).2, "Smartphone 1");
+        assert_eq!(product_info(37).2, "Laptop 2");
         // Name, category and price follow the product in both streams.
         for b in [&sales, &stock] {
             let ids = b.column_by_name("product_id").unwrap().as_string::<i32>();

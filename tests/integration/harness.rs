@@ -116,7 +116,14 @@ impl Server {
     /// Start on `sql_dir` with the data directory `data`, which outlives the server (for
     /// restarts on it).
     pub fn start_on(sql_dir: &Path, data: &Path, extra: &[&str]) -> Server {
-        Self::launch("127.0.0.1", sql_dir.to_str().unwrap(), data, None, extra, &[])
+        Self::launch(
+            "127.0.0.1",
+            sql_dir.to_str().unwrap(),
+            data,
+            None,
+            extra,
+            &[],
+        )
     }
 
     fn launch(
