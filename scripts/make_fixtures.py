@@ -1,4 +1,4 @@
-"""Writes the small Parquet files that the default `sql/` folder and the tests read.
+"""Writes the small Parquet files that the default `sql/` folder, the examples and the tests read.
 
 The files are committed; run this only to change them:  python3 scripts/make_fixtures.py [name…]
 """
@@ -98,9 +98,70 @@ def catalog():
     write(t, os.path.join(ROOT, "tests/fixtures/data/catalog/catalog.parquet"))
 
 
+def shopsphere_history():
+    # ShopSphere's history in HDFS: what the shop sold per day, city and category in
+    # 2024 and 2025, one Parquet file per year (`year=` folders become a column). Seeded
+    # and seasonal: November and December sell most, London most of all.
+    import random
+
+    rng = random.Random(2024)
+    cities = [("London", 35), ("Manchester", 18), ("Birmingham", 15), ("Leeds", 12), ("Glasgow", 10), ("Bristol", 10)]
+    categories = [("Electronics", 180.0), ("Fashion", 70.0), ("Home", 90.0), ("Sports", 60.0), ("Books", 20.0), ("Beauty", 35.0)]
+    season = [0.8, 0.75, 0.9, 0.95, 1.0, 1.0, 0.95, 0.9, 1.0, 1.1, 1.5, 1.8]
+    for year, growth in [(2024, 1.0), (2025, 1.25)]:
+        rows = []
+        day = dt.date(year, 1, 1)
+        while day.year == year:
+            for city, share in cities:
+                for category, basket in categories:
+                    mean = share * 0.4 * season[day.month - 1] * growth
+                    orders = max(0, int(rng.gauss(mean, mean ** 0.5)))
+                    units = sum(rng.randint(1, 4) for _ in range(orders))
+                    revenue = round(units * basket * rng.uniform(0.85, 1.15), 2)
+                    rows.append((day, city, category, orders, units, revenue))
+            day += dt.timedelta(days=1)
+        t = pa.table(
+            {
+                "day": pa.array([r[0] for r in rows], pa.date32()),
+                "city": pa.array([r[1] for r in rows], pa.string()),
+                "category": pa.array([r[2] for r in rows], pa.string()),
+                "orders": pa.array([r[3] for r in rows], pa.int64()),
+                "units": pa.array([r[4] for r in rows], pa.int64()),
+                "revenue": pa.array([r[5] for r in rows], pa.float64()),
+            }
+        )
+        write(t, os.path.join(ROOT, f"examples/shopsphere/data/history/year={year}/part-0.parquet"))
+
+
+def campaigns():
+    # The marketing pipeline's campaign dimension, as the ad platforms export it: the
+    # campaigns of the datagen `web_logs`, `crm_orders` and `ad_spend` profiles.
+    rows = [
+        ("CMP-01", "Spring skincare search", "google_ads", "conversions", dt.date(2026, 1, 1), 400.0),
+        ("CMP-02", "Organic beauty awareness", "facebook", "awareness", dt.date(2026, 1, 1), 350.0),
+        ("CMP-03", "Glow serum reels", "instagram", "conversions", dt.date(2026, 1, 1), 250.0),
+        ("CMP-04", "Makeup challenge", "tiktok", "awareness", dt.date(2026, 1, 1), 300.0),
+        ("CMP-05", "Loyalty newsletter", "email", "retention", dt.date(2026, 1, 1), 30.0),
+        ("CMP-06", "Influencer haircare box", "influencer", "awareness", dt.date(2026, 1, 1), 280.0),
+        ("CMP-07", "Brand keywords", "google_ads", "conversions", dt.date(2026, 1, 1), 200.0),
+        ("CMP-08", "Fragrance stories", "instagram", "consideration", dt.date(2026, 1, 1), 120.0),
+    ]
+    t = pa.table(
+        {
+            "campaign_id": pa.array([r[0] for r in rows], pa.string()),
+            "campaign_name": pa.array([r[1] for r in rows], pa.string()),
+            "platform": pa.array([r[2] for r in rows], pa.string()),
+            "objective": pa.array([r[3] for r in rows], pa.string()),
+            "start_date": pa.array([r[4] for r in rows], pa.date32()),
+            "daily_budget": pa.array([r[5] for r in rows], pa.float64()),
+        }
+    )
+    write(t, os.path.join(ROOT, "examples/marketing-roi/data/campaigns/campaigns.parquet"))
+
+
 if __name__ == "__main__":
     import sys
 
-    wanted = sys.argv[1:] or ["products", "typed", "sales", "catalog"]
+    wanted = sys.argv[1:] or ["products", "typed", "sales", "catalog", "shopsphere_history", "campaigns"]
     for name in wanted:
         globals()[name]()

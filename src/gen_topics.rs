@@ -1,6 +1,7 @@
 //! `weir gen`: writes the in-process generators' events into Kafka topics as JSON, one
-//! record per event — the ShopNow+ topics, the transactions topic of the report, or
-//! Nexmark's three — at a steady rate per topic, with a progress line on stderr.
+//! record per event — the topics of each example pipeline (ShopNow+, the transactions
+//! report, ShopSphere, realtime sales, marketing ROI) or Nexmark's three — at a steady
+//! rate per topic, with a progress line on stderr.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -21,6 +22,12 @@ pub enum GenProfile {
     Shop,
     /// transactions
     Transactions,
+    /// shopsphere.transactions, shopsphere.products
+    Shopsphere,
+    /// product_sold
+    Sales,
+    /// web_logs, crm_orders, ad_spend
+    Marketing,
     /// person, auction, bid
     Nexmark,
 }
@@ -37,6 +44,15 @@ pub struct GenOptions {
     pub count: Option<u64>,
     /// Partitions of the topics it creates (existing topics are left as they are).
     pub partitions: i32,
+    /// Event time of the first event, in microseconds since the Unix epoch; `None`: now.
+    pub start_micros: Option<i64>,
+}
+
+/// A `--start` timestamp (`2026-01-01 00:00:00`, RFC 3339 too) in microseconds.
+pub fn parse_start(text: &str) -> std::result::Result<i64, String> {
+    datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos(text.trim())
+        .map(|n| n / 1000)
+        .map_err(|_| format!("expected a timestamp such as '2026-01-01 00:00:00', got '{text}'"))
 }
 
 /// Events per second, or `None` for 'unlimited'.
@@ -65,9 +81,14 @@ struct Stream {
 
 /// The topics of `profile` with their generators; event times start now.
 fn streams(options: &GenOptions) -> Result<Vec<Stream>> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_err(|e| WeirError::Internal(e.to_string()))?;
+    let now = match options.start_micros {
+        Some(us) => Duration::from_micros(u64::try_from(us).map_err(|_| {
+            WeirError::InvalidParameter("weir gen --start must be after 1970".into())
+        })?),
+        None => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_err(|e| WeirError::Internal(e.to_string()))?,
+    };
     let datagen = |topic: &'static str, profile: Profile| -> Result<Stream> {
         let mut o = DatagenOptions::new(profile);
         o.seed = options.seed;
@@ -95,6 +116,16 @@ fn streams(options: &GenOptions) -> Result<Vec<Stream>> {
             datagen("stock_updates", Profile::StockUpdates)?,
         ],
         GenProfile::Transactions => vec![datagen("transactions", Profile::Transactions)?],
+        GenProfile::Shopsphere => vec![
+            datagen("shopsphere.transactions", Profile::ShopTransactions)?,
+            datagen("shopsphere.products", Profile::Products)?,
+        ],
+        GenProfile::Sales => vec![datagen("product_sold", Profile::Orders)?],
+        GenProfile::Marketing => vec![
+            datagen("web_logs", Profile::WebLogs)?,
+            datagen("crm_orders", Profile::CrmOrders)?,
+            datagen("ad_spend", Profile::AdSpend)?,
+        ],
         GenProfile::Nexmark => vec![
             nexmark("person", Table::Person),
             nexmark("auction", Table::Auction),
@@ -236,4 +267,69 @@ pub async fn run(options: GenOptions) -> Result<()> {
             .join(", ")
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(profile: GenProfile) -> GenOptions {
+        GenOptions {
+            brokers: String::new(),
+            profile,
+            rate: Some(100.0),
+            seed: 9,
+            count: Some(50),
+            partitions: 1,
+            start_micros: Some(parse_start("2026-03-01 12:00:00").unwrap()),
+        }
+    }
+
+    #[test]
+    fn every_profile_writes_its_topics_from_a_fixed_start() {
+        let topics = |p| -> Vec<&str> {
+            streams(&options(p))
+                .unwrap()
+                .iter()
+                .map(|s| s.topic)
+                .collect()
+        };
+        assert_eq!(
+            topics(GenProfile::Shopsphere),
+            ["shopsphere.transactions", "shopsphere.products"]
+        );
+        assert_eq!(topics(GenProfile::Sales), ["product_sold"]);
+        assert_eq!(
+            topics(GenProfile::Marketing),
+            ["web_logs", "crm_orders", "ad_spend"]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        write_files(&options(GenProfile::Marketing), dir.path()).unwrap();
+        let again = tempfile::tempdir().unwrap();
+        write_files(&options(GenProfile::Marketing), again.path()).unwrap();
+        for topic in ["web_logs", "crm_orders", "ad_spend"] {
+            let text = std::fs::read_to_string(dir.path().join(format!("{topic}.json"))).unwrap();
+            assert_eq!(text.lines().count(), 50);
+            assert_eq!(
+                text,
+                std::fs::read_to_string(again.path().join(format!("{topic}.json"))).unwrap()
+            );
+            // 100 events per second from the start: the first at noon, the last 0.49 s later.
+            assert!(
+                text.lines()
+                    .next()
+                    .unwrap()
+                    .contains("\"ts\":\"2026-03-01T12:00:00\""),
+                "{text}"
+            );
+            assert!(
+                text.lines()
+                    .last()
+                    .unwrap()
+                    .contains("\"ts\":\"2026-03-01T12:00:00.490\""),
+                "{text}"
+            );
+        }
+        assert!(parse_start("yesterday").is_err());
+    }
 }

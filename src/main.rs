@@ -60,6 +60,9 @@ enum Command {
         /// Partitions of the topics it creates
         #[arg(long, value_name = "N", default_value_t = 3)]
         partitions: i32,
+        /// Event time of the first event, e.g. '2026-01-01 00:00:00' [default: now]
+        #[arg(long, value_parser = weir::gen_topics::parse_start)]
+        start: Option<i64>,
     },
     /// Produce stdin to a Kafka topic, one record per line; `@P payload` goes to partition P.
     Produce {
@@ -108,6 +111,7 @@ fn main() -> ExitCode {
                 seed,
                 count,
                 partitions,
+                start,
             } => {
                 let options = weir::gen_topics::GenOptions {
                     brokers: brokers.unwrap_or_default(),
@@ -116,6 +120,7 @@ fn main() -> ExitCode {
                     seed,
                     count,
                     partitions,
+                    start_micros: start,
                 };
                 match out {
                     Some(dir) => weir::gen_topics::write_files(&options, &dir),

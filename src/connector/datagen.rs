@@ -1,6 +1,7 @@
 //! The built-in `datagen` connector: the e-commerce events of the seed pipelines
-//! (page views, cart additions, orders, payments, stock updates, and the transactions
-//! of the sales report) as Arrow batches, with no broker needed.
+//! (page views, cart additions, orders, payments, stock updates, the transactions of the
+//! sales report, ShopSphere's sales and product stock, and the marketing pipeline's web
+//! logs, CRM orders and ad spend reports) as Arrow batches, with no broker needed.
 //!
 //! Output is a pure function of (profile, seed, event index): event `i` happens at
 //! `start + i / rate` (minus a bounded, seeded delay when out-of-order events are
@@ -37,17 +38,32 @@ pub enum Profile {
     StockUpdates,
     /// A sale with city, category, amount and payment method (the transactions report).
     Transactions,
+    /// A ShopSphere sale: product, name, category, quantity, unit price, total, UK city.
+    ShopTransactions,
+    /// A ShopSphere product record: name, category, price and the stock left.
+    Products,
+    /// A web log line of the cosmetics shop: session, page, event type, campaign.
+    WebLogs,
+    /// An order in the CRM, attributed to the campaign that brought the customer.
+    CrmOrders,
+    /// An ad platform's spend report for one campaign: impressions, clicks, spend.
+    AdSpend,
 }
 
 impl Profile {
     /// Every profile with its name in `WITH (profile = '…')`.
-    pub const ALL: [(&'static str, Profile); 6] = [
+    pub const ALL: [(&'static str, Profile); 11] = [
         ("page_views", Profile::PageViews),
         ("cart_additions", Profile::CartAdditions),
         ("orders", Profile::Orders),
         ("payments", Profile::Payments),
         ("stock_updates", Profile::StockUpdates),
         ("transactions", Profile::Transactions),
+        ("shop_transactions", Profile::ShopTransactions),
+        ("products", Profile::Products),
+        ("web_logs", Profile::WebLogs),
+        ("crm_orders", Profile::CrmOrders),
+        ("ad_spend", Profile::AdSpend),
     ];
 
     /// The profile called `name`; the error lists the valid names.
@@ -123,6 +139,55 @@ impl Profile {
                 text("payment_method"),
                 ts,
             ],
+            Profile::ShopTransactions => vec![
+                text("transaction_id"),
+                text("user_id"),
+                text("product_id"),
+                text("product_name"),
+                text("category"),
+                int("quantity"),
+                double("price"),
+                double("total"),
+                text("city"),
+                ts,
+            ],
+            Profile::Products => vec![
+                text("product_id"),
+                text("product_name"),
+                text("category"),
+                double("price"),
+                int("stock"),
+                ts,
+            ],
+            Profile::WebLogs => vec![
+                text("event_id"),
+                text("session_id"),
+                text("user_id"),
+                text("event_type"),
+                text("page"),
+                text("campaign_id"),
+                text("traffic_source"),
+                text("device"),
+                ts,
+            ],
+            Profile::CrmOrders => vec![
+                text("order_id"),
+                text("customer_id"),
+                text("campaign_id"),
+                text("category"),
+                int("items"),
+                double("amount"),
+                ts,
+            ],
+            Profile::AdSpend => vec![
+                text("report_id"),
+                text("campaign_id"),
+                text("platform"),
+                int("impressions"),
+                int("clicks"),
+                double("spend"),
+                ts,
+            ],
         };
         Arc::new(Schema::new(fields))
     }
@@ -146,6 +211,147 @@ pub const CATEGORIES: [&str; 6] = [
     "Beauty",
 ];
 pub const PAYMENT_METHODS: [&str; 4] = ["card", "paypal", "cash_on_delivery", "bank_transfer"];
+
+/// ShopSphere's UK cities with their share of sales (London sells most).
+pub const UK_CITIES: [(&str, u32); 6] = [
+    ("London", 35),
+    ("Manchester", 18),
+    ("Birmingham", 15),
+    ("Leeds", 12),
+    ("Glasgow", 10),
+    ("Bristol", 10),
+];
+
+/// Product kinds per category (in `CATEGORIES` order), for product names.
+const PRODUCT_KINDS: [[&str; 6]; 6] = [
+    [
+        "Laptop",
+        "Smartphone",
+        "Headphones",
+        "Tablet",
+        "Smartwatch",
+        "Camera",
+    ],
+    [
+        "Sneakers",
+        "Jacket",
+        "Jeans",
+        "Dress",
+        "Handbag",
+        "Sunglasses",
+    ],
+    [
+        "Coffee Maker",
+        "Desk Lamp",
+        "Blender",
+        "Vacuum",
+        "Cookware Set",
+        "Duvet",
+    ],
+    [
+        "Running Shoes",
+        "Yoga Mat",
+        "Dumbbells",
+        "Bike Helmet",
+        "Tennis Racket",
+        "Football",
+    ],
+    [
+        "Novel",
+        "Cookbook",
+        "Biography",
+        "Travel Guide",
+        "Comic",
+        "Textbook",
+    ],
+    [
+        "Perfume",
+        "Face Cream",
+        "Lipstick",
+        "Shampoo",
+        "Serum",
+        "Nail Kit",
+    ],
+];
+
+/// Product `n`'s id, category, name and unit price: the same in every profile, so views
+/// over different streams agree (`P00001` is the "Laptop 1", an Electronics product,
+/// `P00007` the "Smartphone 1", `P00037` the "Laptop 2").
+pub fn product_info(n: u32) -> (String, &'static str, String, f64) {
+    let i = n as usize - 1;
+    let category = CATEGORIES[i % CATEGORIES.len()];
+    let kind = PRODUCT_KINDS[i % 6][(i / 6) % 6];
+    let price = 5.0 + ((n as u64 * 7919) % 49_500) as f64 / 100.0;
+    (
+        format!("P{n:05}"),
+        category,
+        format!("{kind} {}", i / 36 + 1),
+        price,
+    )
+}
+
+/// The marketing pipeline's ad campaigns: id and platform. Traffic and orders that no
+/// campaign brought carry `organic`.
+pub const CAMPAIGNS: [(&str, &str); 8] = [
+    ("CMP-01", "google_ads"),
+    ("CMP-02", "facebook"),
+    ("CMP-03", "instagram"),
+    ("CMP-04", "tiktok"),
+    ("CMP-05", "email"),
+    ("CMP-06", "influencer"),
+    ("CMP-07", "google_ads"),
+    ("CMP-08", "instagram"),
+];
+/// Share of web sessions each campaign brings (organic traffic weighs 54 against their 100: 35%).
+const CAMPAIGN_TRAFFIC: [u32; 8] = [30, 20, 15, 10, 8, 7, 6, 4];
+/// Share of CRM orders attributed to each campaign (organic orders weigh 67 against their 100: 40%): email
+/// and Instagram convert well, TikTok poorly.
+const CAMPAIGN_ORDERS: [u32; 8] = [20, 10, 18, 4, 25, 12, 6, 5];
+/// Mean spend of one report of each campaign, in euros: with as many reports as orders,
+/// email pays back many times over, TikTok and Facebook lose money.
+const CAMPAIGN_SPEND: [f64; 8] = [27.0, 51.0, 29.0, 41.0, 4.8, 37.0, 16.0, 29.0];
+/// Cost per thousand impressions by campaign.
+const CAMPAIGN_CPM: [f64; 8] = [9.0, 7.0, 6.5, 5.0, 0.5, 12.0, 9.0, 6.5];
+/// The cosmetics shop's categories (CRM orders).
+pub const COSMETICS: [&str; 5] = ["skincare", "makeup", "haircare", "bodycare", "fragrance"];
+/// Web log event types with their weights: most lines are page views, few purchases.
+const WEB_EVENTS: [(&str, u32); 5] = [
+    ("page_view", 60),
+    ("product_view", 25),
+    ("add_to_cart", 10),
+    ("checkout", 3),
+    ("purchase", 2),
+];
+const DEVICES: [(&str, u32); 3] = [("mobile", 62), ("desktop", 31), ("tablet", 7)];
+/// Web log lines per session.
+const SESSION_EVENTS: u64 = 6;
+
+/// SplitMix64: a well-mixed hash for attributes fixed per session.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// The index of `weights` that `u` (uniform in 0..sum) falls into.
+fn weighted(weights: impl IntoIterator<Item = u32>, u: u32) -> usize {
+    let mut left = u;
+    for (i, w) in weights.into_iter().enumerate() {
+        if left < w {
+            return i;
+        }
+        left -= w;
+    }
+    0
+}
+
+/// A campaign index drawn from `shares`, or `None` (organic) with weight `organic`
+/// against their sum; `u` is uniform below `organic + 100`.
+fn pick_campaign(shares: &[u32; 8], organic: u32, u: u32) -> Option<usize> {
+    let i = weighted(std::iter::once(organic).chain(shares.iter().copied()), u);
+    i.checked_sub(1)
+}
 
 /// What a generator produces; every field has the default a `CREATE SOURCE` gets.
 #[derive(Debug, Clone, PartialEq)]
@@ -253,11 +459,23 @@ impl Generator {
     /// The next `n` events.
     pub fn next_batch(&mut self, n: usize) -> Result<RecordBatch> {
         let profile = self.options.profile;
-        let mut text: Vec<StringBuilder> = (0..5)
+        // One builder per column of each kind, filled in the schema's order.
+        let of = |t: DataType| {
+            self.schema
+                .fields()
+                .iter()
+                .filter(|f| *f.data_type() == t)
+                .count()
+        };
+        let mut text: Vec<StringBuilder> = (0..of(DataType::Utf8))
             .map(|_| StringBuilder::with_capacity(n, n * 12))
             .collect();
-        let mut ints = Int32Builder::with_capacity(n);
-        let mut doubles = Float64Builder::with_capacity(n);
+        let mut ints: Vec<Int32Builder> = (0..of(DataType::Int32))
+            .map(|_| Int32Builder::with_capacity(n))
+            .collect();
+        let mut doubles: Vec<Float64Builder> = (0..of(DataType::Float64))
+            .map(|_| Float64Builder::with_capacity(n))
+            .collect();
         let mut ts = TimestampMicrosecondBuilder::with_capacity(n);
         let max_delay = (self.options.max_out_of_order_ms * 1000) as i64;
         for _ in 0..n {
@@ -280,14 +498,14 @@ impl Generator {
                     text[1].append_value(user);
                     text[2].append_value(format!("P{product:05}"));
                     text[3].append_value(category);
-                    doubles.append_value(base_price);
+                    doubles[0].append_value(base_price);
                 }
                 Profile::CartAdditions => {
                     text[0].append_value(format!("ca-{}-{index}", self.options.seed));
                     text[1].append_value(user);
                     text[2].append_value(format!("P{product:05}"));
-                    ints.append_value(self.rng.random_range(1..=5));
-                    doubles.append_value(base_price);
+                    ints[0].append_value(self.rng.random_range(1..=5));
+                    doubles[0].append_value(base_price);
                 }
                 Profile::Orders => {
                     let quantity = self.rng.random_range(1..=5);
@@ -297,21 +515,21 @@ impl Generator {
                     text[3].append_value(category);
                     let city = self.pick(&CITIES);
                     text[4].append_value(city);
-                    ints.append_value(quantity);
-                    doubles.append_value((base_price * quantity as f64 * 100.0).round() / 100.0);
+                    ints[0].append_value(quantity);
+                    doubles[0].append_value((base_price * quantity as f64 * 100.0).round() / 100.0);
                 }
                 Profile::Payments => {
                     text[0].append_value(format!("pay-{}-{index}", self.options.seed));
                     text[1].append_value(format!("ord-{}-{index}", self.options.seed));
                     text[2].append_value(user);
                     let amount = self.money(10.0, 500.0);
-                    doubles.append_value(amount);
+                    doubles[0].append_value(amount);
                     let method = self.pick(&PAYMENT_METHODS);
                     text[3].append_value(method);
                 }
                 Profile::StockUpdates => {
                     text[0].append_value(format!("P{product:05}"));
-                    ints.append_value(self.rng.random_range(0..200));
+                    ints[0].append_value(self.rng.random_range(0..200));
                 }
                 Profile::Transactions => {
                     text[0].append_value(format!("tx-{}-{index}", self.options.seed));
@@ -321,34 +539,111 @@ impl Generator {
                     let category = self.pick(&CATEGORIES);
                     text[3].append_value(category);
                     let amount = self.money(10.0, 500.0);
-                    doubles.append_value(amount);
-                    ints.append_value(self.rng.random_range(1..=5));
+                    doubles[0].append_value(amount);
+                    ints[0].append_value(self.rng.random_range(1..=5));
                     let method = self.pick(&PAYMENT_METHODS);
                     text[4].append_value(method);
                 }
+                Profile::ShopTransactions => {
+                    let (id, category, name, price) = product_info(product);
+                    let quantity = self.rng.random_range(1..=4);
+                    text[0].append_value(format!("st-{}-{index}", self.options.seed));
+                    text[1].append_value(user);
+                    text[2].append_value(id);
+                    text[3].append_value(name);
+                    text[4].append_value(category);
+                    ints[0].append_value(quantity);
+                    doubles[0].append_value(price);
+                    doubles[1].append_value((price * quantity as f64 * 100.0).round() / 100.0);
+                    let u = self.rng.random_range(0..100);
+                    text[5].append_value(UK_CITIES[weighted(UK_CITIES.map(|c| c.1), u)].0);
+                }
+                Profile::Products => {
+                    let (id, category, name, price) = product_info(product);
+                    text[0].append_value(id);
+                    text[1].append_value(name);
+                    text[2].append_value(category);
+                    doubles[0].append_value(price);
+                    ints[0].append_value(self.rng.random_range(0..150));
+                }
+                Profile::WebLogs => {
+                    // Session, user, campaign and device are fixed per session of six lines.
+                    let session = index / SESSION_EVENTS;
+                    let h = mix(self.options.seed ^ mix(session));
+                    let campaign = pick_campaign(&CAMPAIGN_TRAFFIC, 54, (h % 154) as u32);
+                    let device =
+                        DEVICES[weighted(DEVICES.map(|d| d.1), ((h >> 16) % 100) as u32)].0;
+                    let kind = WEB_EVENTS
+                        [weighted(WEB_EVENTS.map(|e| e.1), self.rng.random_range(0..100))]
+                    .0;
+                    let page = match kind {
+                        "page_view" => ["/", "/new", "/skincare", "/makeup", "/blog", "/about"]
+                            [self.rng.random_range(0..6)]
+                        .to_string(),
+                        "product_view" => format!("/products/P{product:05}"),
+                        "add_to_cart" => "/cart".to_string(),
+                        "checkout" => "/checkout".to_string(),
+                        _ => "/order/confirmed".to_string(),
+                    };
+                    text[0].append_value(format!("wl-{}-{index}", self.options.seed));
+                    text[1].append_value(format!("sess-{}-{session}", self.options.seed));
+                    text[2].append_value(format!("USER_{}", 100 + (h >> 24) % 900));
+                    text[3].append_value(kind);
+                    text[4].append_value(page);
+                    text[5].append_value(campaign.map_or("organic", |c| CAMPAIGNS[c].0));
+                    text[6].append_value(campaign.map_or("organic", |c| CAMPAIGNS[c].1));
+                    text[7].append_value(device);
+                }
+                Profile::CrmOrders => {
+                    let campaign =
+                        pick_campaign(&CAMPAIGN_ORDERS, 67, self.rng.random_range(0..167));
+                    let items = self.rng.random_range(1..=4);
+                    text[0].append_value(format!("crm-{}-{index}", self.options.seed));
+                    text[1].append_value(format!("CUST_{:05}", self.rng.random_range(1..=5000)));
+                    text[2].append_value(campaign.map_or("organic", |c| CAMPAIGNS[c].0));
+                    text[3].append_value(self.pick(&COSMETICS));
+                    ints[0].append_value(items);
+                    let amount = self.money(12.0, 45.0) * items as f64;
+                    doubles[0].append_value((amount * 100.0).round() / 100.0);
+                }
+                Profile::AdSpend => {
+                    // Reports come from the campaigns in turn.
+                    let c = (index % CAMPAIGNS.len() as u64) as usize;
+                    let spend = CAMPAIGN_SPEND[c] * self.rng.random_range(0.8..1.2);
+                    let spend = (spend * 100.0).round() / 100.0;
+                    let impressions = (spend / CAMPAIGN_CPM[c] * 1000.0).round() as i32;
+                    let clicks = (impressions as f64 * self.rng.random_range(0.005..0.03)).round();
+                    text[0].append_value(format!("ad-{}-{index}", self.options.seed));
+                    text[1].append_value(CAMPAIGNS[c].0);
+                    text[2].append_value(CAMPAIGNS[c].1);
+                    ints[0].append_value(impressions);
+                    ints[1].append_value(clicks as i32);
+                    doubles[0].append_value(spend);
+                }
             }
         }
-        let mut t = text
+        let mut text = text
             .into_iter()
             .map(|mut b| Arc::new(b.finish()) as ArrayRef);
-        let mut s = || t.next().expect("five text columns");
-        let int: ArrayRef = Arc::new(ints.finish());
-        let double: ArrayRef = Arc::new(doubles.finish());
-        let time: ArrayRef = Arc::new(ts.finish());
-        let columns = match profile {
-            Profile::PageViews => vec![s(), s(), s(), s(), double, time],
-            Profile::CartAdditions => vec![s(), s(), s(), int, double, time],
-            Profile::Orders => vec![s(), s(), s(), s(), s(), int, double, time],
-            Profile::Payments => {
-                let (id, order, user, method) = (s(), s(), s(), s());
-                vec![id, order, user, double, method, time]
-            }
-            Profile::StockUpdates => vec![s(), int, time],
-            Profile::Transactions => {
-                let (id, user, city, category, method) = (s(), s(), s(), s(), s());
-                vec![id, user, city, category, double, int, method, time]
-            }
-        };
+        let mut ints = ints
+            .into_iter()
+            .map(|mut b| Arc::new(b.finish()) as ArrayRef);
+        let mut doubles = doubles
+            .into_iter()
+            .map(|mut b| Arc::new(b.finish()) as ArrayRef);
+        let mut time = Some(Arc::new(ts.finish()) as ArrayRef);
+        let columns: Vec<ArrayRef> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Utf8 => text.next(),
+                DataType::Int32 => ints.next(),
+                DataType::Float64 => doubles.next(),
+                _ => time.take(),
+            })
+            .collect::<Option<_>>()
+            .ok_or_else(|| WeirError::Internal("datagen built too few columns".into()))?;
         RecordBatch::try_new(self.schema.clone(), columns)
             .map_err(|e| WeirError::Internal(e.to_string()))
     }
@@ -501,6 +796,131 @@ mod tests {
         }
         assert!(out_of_order > 1000, "expected disorder, saw {out_of_order}");
         assert_eq!(ts.null_count(), 0);
+    }
+
+    /// Rows of `column` (a text column) equal to `value` in `b`.
+    fn count(b: &RecordBatch, column: &str, value: &str) -> usize {
+        let c = b.column_by_name(column).unwrap().as_string::<i32>();
+        c.iter().filter(|v| *v == Some(value)).count()
+    }
+
+    #[test]
+    fn shopsphere_sales_and_stock_share_the_product_catalogue() {
+        let sales = batch(Profile::ShopTransactions, 3, 20_000);
+        let stock = batch(Profile::Products, 3, 5_000);
+        assert_eq!(
+            product_info(1),
+            ("P00001".into(), "Electronics", "Laptop 1".into(), 84.19)
+        );
+        assert_eq!(product_info(7).2, "Smartphone 1");
+        assert_eq!(product_info(37).2, "Laptop 2");
+        // Name, category and price follow the product in both streams.
+        for b in [&sales, &stock] {
+            let ids = b.column_by_name("product_id").unwrap().as_string::<i32>();
+            let names = b.column_by_name("product_name").unwrap().as_string::<i32>();
+            let categories = b.column_by_name("category").unwrap().as_string::<i32>();
+            let prices = b
+                .column_by_name("price")
+                .unwrap()
+                .as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+            for i in 0..b.num_rows() {
+                let n: u32 = ids.value(i)[1..].parse().unwrap();
+                let (_, category, name, price) = product_info(n);
+                assert_eq!(
+                    (names.value(i), categories.value(i), prices.value(i)),
+                    (name.as_str(), category, price)
+                );
+            }
+        }
+        let totals = sales
+            .column_by_name("total")
+            .unwrap()
+            .as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+        let prices = sales
+            .column_by_name("price")
+            .unwrap()
+            .as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+        let quantities = sales
+            .column_by_name("quantity")
+            .unwrap()
+            .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        for i in 0..sales.num_rows() {
+            let expected = (prices.value(i) * quantities.value(i) as f64 * 100.0).round() / 100.0;
+            assert_eq!(totals.value(i), expected);
+        }
+        // London sells about twice what Manchester does, Bristol least.
+        let (london, manchester, bristol) = (
+            count(&sales, "city", "London"),
+            count(&sales, "city", "Manchester"),
+            count(&sales, "city", "Bristol"),
+        );
+        assert!(london > 6500 && london < 7500, "London {london}");
+        assert!(
+            manchester > 3200 && manchester < 4000,
+            "Manchester {manchester}"
+        );
+        assert!(bristol < manchester, "Bristol {bristol}");
+        // Some products run low: the ShopSphere alerts have something to show.
+        let stocks = stock
+            .column_by_name("stock")
+            .unwrap()
+            .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        let low = stocks.values().iter().filter(|&&s| s < 10).count();
+        assert!(low > 200 && low < 500, "{low} low-stock records");
+    }
+
+    #[test]
+    fn marketing_streams_share_campaigns_with_their_skew() {
+        let logs = batch(Profile::WebLogs, 5, 27_000);
+        let orders = batch(Profile::CrmOrders, 5, 14_000);
+        let spend = batch(Profile::AdSpend, 5, 800);
+        // About 35% of sessions are organic, CMP-01 brings the most, CMP-08 the fewest.
+        let organic = count(&logs, "campaign_id", "organic");
+        assert!(organic > 8500 && organic < 10_500, "organic {organic}");
+        assert!(count(&logs, "campaign_id", "CMP-01") > 3 * count(&logs, "campaign_id", "CMP-08"));
+        // A session's six lines share user, campaign and device.
+        let sessions = logs
+            .column_by_name("session_id")
+            .unwrap()
+            .as_string::<i32>();
+        for column in ["user_id", "campaign_id", "device"] {
+            let c = logs.column_by_name(column).unwrap().as_string::<i32>();
+            for i in 1..logs.num_rows() {
+                if sessions.value(i) == sessions.value(i - 1) {
+                    assert_eq!(c.value(i), c.value(i - 1), "{column} within a session");
+                }
+            }
+        }
+        assert_eq!(sessions.value(5), "sess-5-0");
+        assert_eq!(sessions.value(6), "sess-5-1");
+        // Purchases are rare, page views common.
+        let purchases = count(&logs, "event_type", "purchase");
+        assert!(purchases > 300 && purchases < 800, "{purchases} purchases");
+        // Email brings a quarter of the attributed orders, TikTok few.
+        let email = count(&orders, "campaign_id", "CMP-05");
+        let tiktok = count(&orders, "campaign_id", "CMP-04");
+        assert!(
+            email > 1800 && email < 2400 && tiktok < 500,
+            "email {email}, tiktok {tiktok}"
+        );
+        // Every campaign reports in turn, with its platform.
+        for c in 0..CAMPAIGNS.len() {
+            assert_eq!(count(&spend, "campaign_id", CAMPAIGNS[c].0), 100);
+        }
+        let platforms = spend.column_by_name("platform").unwrap().as_string::<i32>();
+        assert_eq!(platforms.value(4), "email");
+        let clicks = spend
+            .column_by_name("clicks")
+            .unwrap()
+            .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        let impressions = spend
+            .column_by_name("impressions")
+            .unwrap()
+            .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        assert!(
+            (0..spend.num_rows())
+                .all(|i| clicks.value(i) <= impressions.value(i) && impressions.value(i) > 0)
+        );
     }
 
     #[test]

@@ -60,9 +60,98 @@ pub fn load_dir(dir: &Path, known: &dyn Fn(&str) -> bool) -> Result<Vec<Definiti
     for file in sql_files(dir)? {
         let text = std::fs::read_to_string(&file)
             .map_err(|e| WeirError::Definition(format!("cannot read {}: {e}", file.display())))?;
+        let text = substitute(&text, &|name| std::env::var(name).ok()).map_err(|(line, e)| {
+            WeirError::Definition(format!("{}:{line}: {e}", file.display()))
+        })?;
         defs.extend(read_script(&file, &text)?);
     }
     order(defs, known)
+}
+
+/// `${NAME}` and `${NAME:-default}` in `script` replaced by `lookup(NAME)` (the
+/// environment, for files): the default when the variable is unset or empty, and an
+/// error with the 1-based line when it is unset and has no default. Only that form is
+/// expanded — `$1`, `$$`, `$tag$` and a `${` not followed by a name and `}` or `:-` stay
+/// as written — and nothing inside `--` or `/* */` comments.
+pub fn substitute(
+    script: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> std::result::Result<String, (usize, String)> {
+    let bytes = script.as_bytes();
+    let mut out = String::with_capacity(script.len());
+    let (mut i, mut copied, mut line) = (0, 0, 1);
+    // Inside a '…' string, a "…" identifier, or neither.
+    let mut quote: Option<u8> = None;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match (quote, b) {
+            (_, b'\n') => line += 1,
+            (Some(q), _) if b == q => quote = None,
+            (None, b'\'' | b'"') => quote = Some(b),
+            (None, b'-') if bytes.get(i + 1) == Some(&b'-') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            (None, b'/') if bytes.get(i + 1) == Some(&b'*') => {
+                let end = script[i + 2..]
+                    .find("*/")
+                    .map_or(bytes.len(), |e| i + 2 + e + 2);
+                line += script[i..end].matches('\n').count();
+                i = end;
+                continue;
+            }
+            (_, b'$') if bytes.get(i + 1) == Some(&b'{') => {
+                if let Some((len, name, default)) = reference(&script[i + 2..]) {
+                    let value = match (lookup(name).filter(|v| !v.is_empty()), default) {
+                        (Some(v), _) => v,
+                        (None, Some(d)) => d.to_string(),
+                        (None, None) => {
+                            return Err((
+                                line,
+                                format!(
+                                    "environment variable {name} is not set (write ${{{name}:-default}} to give it a default)"
+                                ),
+                            ));
+                        }
+                    };
+                    out.push_str(&script[copied..i]);
+                    out.push_str(&value);
+                    i += 2 + len;
+                    copied = i;
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out.push_str(&script[copied..]);
+    Ok(out)
+}
+
+/// After `${`: `NAME}` or `NAME:-default}` — its length through the `}`, the name and
+/// the default.
+fn reference(rest: &str) -> Option<(usize, &str, Option<&str>)> {
+    let name_len = rest
+        .char_indices()
+        .take_while(|&(k, c)| c == '_' || c.is_ascii_alphabetic() || (k > 0 && c.is_ascii_digit()))
+        .count();
+    if name_len == 0 {
+        return None;
+    }
+    let name = &rest[..name_len];
+    let after = &rest[name_len..];
+    if after.starts_with('}') {
+        return Some((name_len + 1, name, None));
+    }
+    let default = after.strip_prefix(":-")?;
+    let end = default.find(['}', '\n'])?;
+    if default.as_bytes()[end] != b'}' {
+        return None;
+    }
+    Some((name_len + 2 + end + 1, name, Some(&default[..end])))
 }
 
 /// The statements of one script, classified, with what each creates and reads.
@@ -276,6 +365,60 @@ mod tests {
             all.extend(read_script(Path::new(name), text)?);
         }
         order(all, &no_known_names)
+    }
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "BROKERS" => Some("kafka:9092".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn variables_are_replaced_with_their_value_or_default() {
+        let sql = "CREATE SOURCE s WITH ('properties.bootstrap.servers' = '${BROKERS}',\n\
+                   path = '${DATA:-file:///tmp/x}/y/', other = '${EMPTY:-d}', none = '${UNSET:-}');";
+        assert_eq!(
+            substitute(sql, &env).unwrap(),
+            "CREATE SOURCE s WITH ('properties.bootstrap.servers' = 'kafka:9092',\n\
+             path = 'file:///tmp/x/y/', other = 'd', none = '');"
+        );
+        assert_eq!(
+            substitute("${BROKERS:-127.0.0.1:9092}", &env).unwrap(),
+            "kafka:9092"
+        );
+    }
+
+    #[test]
+    fn other_dollar_uses_and_comments_are_left_alone() {
+        for sql in [
+            "SELECT $1, $$a ${b$$, $tag$x$tag$, '${', '${ X}', '${1}', '${X:}' FROM t",
+            "-- ${UNSET} in a comment\nSELECT 1 /* and ${UNSET} here */",
+            "SELECT '${X:-never closed",
+        ] {
+            assert_eq!(substitute(sql, &env).unwrap(), sql);
+        }
+    }
+
+    #[test]
+    fn an_unset_variable_without_default_names_the_variable_and_line() {
+        let (line, e) = substitute("SELECT 1;\n\nSELECT '${KAFKA_BROKERS}';", &env).unwrap_err();
+        assert_eq!(line, 3);
+        assert!(e.contains("KAFKA_BROKERS is not set"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.sql"),
+            "-- ${WEIR_TEST_SURELY_UNSET}\nCREATE VIEW v AS SELECT '${WEIR_TEST_SURELY_UNSET}';",
+        )
+        .unwrap();
+        let err = load_dir(dir.path(), &no_known_names)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a.sql:2: environment variable WEIR_TEST_SURELY_UNSET is not set"),
+            "{err}"
+        );
     }
 
     #[test]

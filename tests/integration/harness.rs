@@ -103,13 +103,27 @@ impl Server {
     pub fn start_on_host(host: &str, sql_dir: &str, extra: &[&str]) -> Server {
         let data = tempfile::tempdir().unwrap();
         let path = data.path().to_path_buf();
-        Self::launch(host, sql_dir, &path, Some(data), extra)
+        Self::launch(host, sql_dir, &path, Some(data), extra, &[])
+    }
+
+    /// [`Server::start`] with environment variables (the `${NAME}` of `.sql` files).
+    pub fn start_with_env(sql_dir: &str, env: &[(&str, &str)]) -> Server {
+        let data = tempfile::tempdir().unwrap();
+        let path = data.path().to_path_buf();
+        Self::launch("127.0.0.1", sql_dir, &path, Some(data), &[], env)
     }
 
     /// Start on `sql_dir` with the data directory `data`, which outlives the server (for
     /// restarts on it).
     pub fn start_on(sql_dir: &Path, data: &Path, extra: &[&str]) -> Server {
-        Self::launch("127.0.0.1", sql_dir.to_str().unwrap(), data, None, extra)
+        Self::launch(
+            "127.0.0.1",
+            sql_dir.to_str().unwrap(),
+            data,
+            None,
+            extra,
+            &[],
+        )
     }
 
     fn launch(
@@ -118,6 +132,7 @@ impl Server {
         data_dir: &Path,
         data: Option<tempfile::TempDir>,
         extra: &[&str],
+        env: &[(&str, &str)],
     ) -> Server {
         let pg_port = free_port();
         let flight_port = free_port();
@@ -133,6 +148,7 @@ impl Server {
             .arg(data_dir)
             .args(extra)
             .env("WEIR_LOG", "error")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn weir");

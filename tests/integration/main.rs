@@ -1,10 +1,11 @@
 //! End-to-end tests against a real `weir serve` process over TCP: the sqllogictest
 //! suites (simple and extended protocol), hostile bytes on the PostgreSQL port, password
-//! authentication and TLS, the `weir` command line, and the Kafka source against a tansu
-//! broker. One binary, so the server is built and linked once.
+//! authentication and TLS, the `weir` command line, the Kafka source against a tansu
+//! broker, and the pipelines of `examples/`. One binary, so the server is built and linked once.
 
 mod auth;
 mod durability;
+mod examples;
 mod harness;
 mod hostile;
 mod kafka;
