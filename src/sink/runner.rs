@@ -70,14 +70,33 @@ pub async fn start(
                 }
             };
             runtime.block_on(async move {
-                match Runner::open(sink, begin, checkpointing).await {
-                    Ok(runner) => {
-                        let _ = ready_tx.send(Ok(()));
+                let mut ready = Some(ready_tx);
+                let mut commands = commands;
+                let Some((writer, deferred)) = connect(&sink, &mut commands, &mut ready).await
+                else {
+                    return;
+                };
+                match Runner::open(Arc::clone(&sink), writer, begin, checkpointing).await {
+                    Ok(mut runner) => {
+                        runner.deferred = deferred;
+                        if let Some(tx) = ready.take() {
+                            let _ = tx.send(Ok(()));
+                        }
                         runner.run(commands).await;
                     }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                    }
+                    Err(e) => match ready.take() {
+                        Some(tx) => {
+                            let _ = tx.send(Err(e));
+                        }
+                        None => {
+                            warn!(target: "weir::sink", "sink {} stopped: {e}", sink.name);
+                            *sink.stats.failed.lock().unwrap_or_else(|p| p.into_inner()) =
+                                Some(e.to_string());
+                            for (_, reply) in deferred {
+                                let _ = reply.send(Err(e_stopped(&sink.name, &sink.stats)));
+                            }
+                        }
+                    },
                 }
             });
         })
@@ -85,6 +104,81 @@ pub async fn start(
     ready_rx
         .await
         .map_err(|_| WeirError::Internal(format!("sink {name} ended while starting")))?
+}
+
+/// `FLUSH`es waiting for a sink, with when they came.
+type Deferred = Vec<(Instant, oneshot::Sender<Result<()>>)>;
+
+/// Open the sink's writer, retrying with back-off while its destination cannot be
+/// reached: `CREATE SINK` returns after the first failure (`ready`), the sink shows
+/// `retrying`, a `FLUSH` waits up to `FLUSH_OUTAGE_WAIT`. `None` once told to stop.
+async fn connect(
+    sink: &Arc<Sink>,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    ready: &mut Option<oneshot::Sender<Result<()>>>,
+) -> Option<(Box<dyn SinkWriter>, Deferred)> {
+    let mut backoff = Duration::from_millis(200);
+    let mut deferred: Deferred = Vec::new();
+    let mut logged: Option<Instant> = None;
+    loop {
+        let message = match sink.connector.open(&sink.input).await {
+            Ok(writer) => {
+                *sink
+                    .stats
+                    .retrying
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = None;
+                return Some((writer, deferred));
+            }
+            Err(e) => e.to_string(),
+        };
+        if let Some(tx) = ready.take() {
+            let _ = tx.send(Ok(()));
+        }
+        sink.stats.errors.fetch_add(1, Ordering::Relaxed);
+        if logged.is_none_or(|l| l.elapsed() >= MAX_BACKOFF) {
+            warn!(target: "weir::sink", "sink {}: cannot open its destination, retrying: {message}", sink.name);
+            logged = Some(Instant::now());
+        }
+        *sink
+            .stats
+            .retrying
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(message.clone());
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+        loop {
+            match commands.try_recv() {
+                Ok(Command::Stop) | Err(mpsc::error::TryRecvError::Disconnected) => return None,
+                Ok(Command::Flush(reply)) => deferred.push((Instant::now(), reply)),
+                Ok(Command::Prepare(reply)) => {
+                    let _ = reply.send(Err(WeirError::Stopped(format!(
+                        "sink \"{}\" cannot open its destination: {message}",
+                        sink.name
+                    ))));
+                }
+                // Committed at start once the destination is reached.
+                Ok(Command::Commit(_)) => {}
+                Err(mpsc::error::TryRecvError::Empty) => break,
+            }
+        }
+        give_up_late(&mut deferred, &sink.name, &message);
+    }
+}
+
+/// Fail the `FLUSH`es that waited `FLUSH_OUTAGE_WAIT` on a failing destination.
+fn give_up_late(deferred: &mut Deferred, name: &str, message: &str) {
+    let now = Instant::now();
+    let (late, waiting): (Vec<_>, Vec<_>) = std::mem::take(deferred)
+        .into_iter()
+        .partition(|(since, _)| now.duration_since(*since) >= FLUSH_OUTAGE_WAIT);
+    *deferred = waiting;
+    for (_, reply) in late {
+        let _ = reply.send(Err(WeirError::Stopped(format!(
+            "FLUSH gave up on sink \"{name}\" after {} s: {message}",
+            FLUSH_OUTAGE_WAIT.as_secs()
+        ))));
+    }
 }
 
 /// Where a sink's rows come from.
@@ -107,8 +201,8 @@ struct Runner {
     checkpointing: bool,
     /// Without checkpoints: when files were last made visible.
     committed: Instant,
-    /// `FLUSH`es that came while a write was failing, with when they came.
-    deferred: Vec<(Instant, oneshot::Sender<Result<()>>)>,
+    /// `FLUSH`es that came while a write was failing.
+    deferred: Deferred,
 }
 
 /// Open a change stream of `view`: its rows now, then its changes (not the rows that
@@ -118,8 +212,12 @@ fn changes(view: &crate::view::state::View) -> Result<BoxStream<'static, Result<
 }
 
 impl Runner {
-    async fn open(sink: Arc<Sink>, begin: Begin, checkpointing: bool) -> Result<Self> {
-        let mut writer = sink.connector.open(&sink.input).await?;
+    async fn open(
+        sink: Arc<Sink>,
+        mut writer: Box<dyn SinkWriter>,
+        begin: Begin,
+        checkpointing: bool,
+    ) -> Result<Self> {
         let resume = match &begin {
             Begin::Restore(meta) => {
                 sink.stats
@@ -389,18 +487,7 @@ impl Runner {
                             }
                         }
                     }
-                    let now = Instant::now();
-                    let (late, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred)
-                        .into_iter()
-                        .partition(|(since, _)| now.duration_since(*since) >= FLUSH_OUTAGE_WAIT);
-                    self.deferred = waiting;
-                    for (_, reply) in late {
-                        let _ = reply.send(Err(WeirError::Stopped(format!(
-                            "FLUSH gave up on sink \"{}\" after {} s: {message}",
-                            self.sink.name,
-                            FLUSH_OUTAGE_WAIT.as_secs()
-                        ))));
-                    }
+                    give_up_late(&mut self.deferred, &self.sink.name, &message);
                 }
             }
         }
