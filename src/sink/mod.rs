@@ -4,6 +4,9 @@
 //! are committed in two phases with the checkpoints, so a crash never leaves a half file
 //! or a duplicate one.
 
+pub mod kafka;
+pub mod postgres;
+
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
