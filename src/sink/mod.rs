@@ -4,7 +4,9 @@
 //! are committed in two phases with the checkpoints, so a crash never leaves a half file
 //! or a duplicate one.
 
+pub mod kafka;
 pub mod parquet;
+pub mod postgres;
 pub mod runner;
 
 use std::collections::BTreeMap;
@@ -123,12 +125,16 @@ impl SinkStats {
 #[derive(Debug)]
 pub enum Connector {
     Parquet(parquet::ParquetSinkSpec),
+    Postgres(postgres::PostgresSinkSpec),
+    Kafka(kafka::KafkaSinkSpec),
 }
 
 impl Connector {
     pub fn name(&self) -> &'static str {
         match self {
             Connector::Parquet(_) => "parquet",
+            Connector::Postgres(_) => "postgres",
+            Connector::Kafka(_) => "kafka",
         }
     }
 
@@ -141,6 +147,8 @@ impl Connector {
     pub async fn open(&self, input: &SinkInput) -> Result<Box<dyn SinkWriter>> {
         match self {
             Connector::Parquet(spec) => spec.open(input),
+            Connector::Postgres(spec) => spec.open(input).await,
+            Connector::Kafka(spec) => spec.open(input).await,
         }
     }
 }
@@ -207,7 +215,7 @@ impl Sink {
 /// Sinks by name.
 pub type Sinks = RwLock<BTreeMap<String, Arc<Sink>>>;
 
-const CONNECTORS: &str = "'parquet'";
+const CONNECTORS: &str = "'parquet', 'postgres', 'kafka'";
 
 /// What rows of `from` a sink receives: the final rows of a view that only appends
 /// (no aggregation, or `EMIT ON WINDOW CLOSE`) and a source's records as they are; a
@@ -288,6 +296,8 @@ impl Streams {
                     ctx, &input, options, event_time,
                 )?)
             }
+            "postgres" => Connector::Postgres(postgres::PostgresSinkSpec::parse(&input, options)?),
+            "kafka" => Connector::Kafka(kafka::KafkaSinkSpec::parse(&input, options)?),
             other => {
                 return Err(WeirError::InvalidParameter(format!(
                     "unknown sink connector '{other}'; valid connectors: {CONNECTORS}"

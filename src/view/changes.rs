@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
-use datafusion::arrow::compute::{concat_batches, take_record_batch};
+use datafusion::arrow::compute::{concat_batches, interleave_record_batch, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::row::{RowConverter, SortField};
 use futures::StreamExt;
@@ -269,6 +269,91 @@ pub fn diff(
     Ok((pick(old, deleted)?, pick(new, inserted)?))
 }
 
+/// A change batch ([`change_schema`]) taken apart: the view's rows, and for each whether
+/// it was deleted (`weir_op` = `delete`) rather than inserted.
+pub fn split_ops(batch: &RecordBatch) -> Result<(RecordBatch, Vec<bool>)> {
+    let schema = batch.schema();
+    if schema.fields().len() < 2
+        || schema.field(0).name() != TIMESTAMP
+        || schema.field(1).name() != OP
+    {
+        return Err(WeirError::Internal(format!(
+            "a change batch starts with {TIMESTAMP} and {OP}, not {:?}",
+            schema
+                .fields()
+                .iter()
+                .take(2)
+                .map(|f| f.name())
+                .collect::<Vec<_>>()
+        )));
+    }
+    let ops = batch
+        .column(1)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| WeirError::Internal(format!("{OP} is not a string column")))?;
+    let deleted = ops.iter().map(|op| op == Some("delete")).collect();
+    Ok((
+        batch.project(&(2..batch.num_columns()).collect::<Vec<_>>())?,
+        deleted,
+    ))
+}
+
+/// What a run of changes leaves behind, key by key: the last change of each key wins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetEffect {
+    /// The rows whose key's last change inserted them (a key deleted and inserted again
+    /// is one row here), in the order of those last changes.
+    pub upserts: Option<RecordBatch>,
+    /// The rows whose key's last change deleted them, in the same order.
+    pub deletes: Option<RecordBatch>,
+}
+
+/// The net effect per key of `changes` — rows of one schema, each with whether it was
+/// deleted (as [`split_ops`] gives them), in the order they happened. `key` holds column
+/// indexes; rows without a key (append-only input) are all inserts.
+pub fn net_effect(changes: &[(RecordBatch, Vec<bool>)], key: &[usize]) -> Result<NetEffect> {
+    let Some((first, _)) = changes.first() else {
+        return Ok(NetEffect {
+            upserts: None,
+            deletes: None,
+        });
+    };
+    let fields = key
+        .iter()
+        .map(|&i| SortField::new(first.schema().field(i).data_type().clone()))
+        .collect();
+    let converter = RowConverter::new(fields)?;
+    // Per key: where its last change is (batch, row) and whether it deleted.
+    let mut last: HashMap<Vec<u8>, (usize, usize, bool)> = HashMap::new();
+    for (b, (rows, deleted)) in changes.iter().enumerate() {
+        let columns: Vec<ArrayRef> = key.iter().map(|&i| Arc::clone(rows.column(i))).collect();
+        let keys = converter.convert_columns(&columns)?;
+        for (r, k) in keys.iter().enumerate() {
+            let gone = deleted.get(r).copied().unwrap_or(false);
+            last.insert(k.as_ref().to_vec(), (b, r, gone));
+        }
+    }
+    let mut chosen: Vec<(usize, usize, bool)> = last.into_values().collect();
+    chosen.sort_unstable();
+    let batches: Vec<&RecordBatch> = changes.iter().map(|(rows, _)| rows).collect();
+    let pick = |gone: bool| -> Result<Option<RecordBatch>> {
+        let indices: Vec<(usize, usize)> = chosen
+            .iter()
+            .filter(|c| c.2 == gone)
+            .map(|&(b, r, _)| (b, r))
+            .collect();
+        if indices.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(interleave_record_batch(&batches, &indices)?))
+    };
+    Ok(NetEffect {
+        upserts: pick(false)?,
+        deletes: pick(true)?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,7 +405,7 @@ mod tests {
         assert!(!feed.active());
         feed.publish(&[], &[batch(&["before"], &[0])]).unwrap();
         let sub = feed
-            .subscribe("v", Some(vec![batch(&["a"], &[1])]), false)
+            .subscribe("v", Some(vec![batch(&["a"], &[1])]), false, true)
             .unwrap();
         assert!(feed.active());
         assert_eq!(sub.schema.field(0).name(), TIMESTAMP);
@@ -370,5 +455,52 @@ mod tests {
         let err = sub.stream.next().await.unwrap().unwrap_err();
         assert!(err.to_string().contains("fell 10 changes behind"), "{err}");
         assert!(sub.stream.next().await.is_none());
+    }
+
+    fn change(ops: &[&str], keys: &[&str], counts: &[i64]) -> (RecordBatch, Vec<bool>) {
+        let rows = batch(keys, counts);
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(TimestampMicrosecondArray::from_value(0, ops.len()).with_timezone("UTC")),
+            Arc::new(StringArray::from(ops.to_vec())),
+        ];
+        columns.extend(rows.columns().iter().cloned());
+        let batch = RecordBatch::try_new(change_schema(&rows.schema()), columns).unwrap();
+        split_ops(&batch).unwrap()
+    }
+
+    #[test]
+    fn net_effect_keeps_the_last_change_of_each_key() {
+        // a changes (delete old, insert new), b goes, c comes, d comes and goes again.
+        let first = change(
+            &["delete", "delete", "insert", "insert", "insert"],
+            &["a", "b", "a", "c", "d"],
+            &[1, 2, 5, 3, 4],
+        );
+        let second = change(&["delete", "insert"], &["d", "c"], &[4, 7]);
+        let net = net_effect(&[first.clone(), second], &[0]).unwrap();
+        assert_eq!(
+            rows(net.upserts.as_slice()),
+            vec![("a".into(), 5), ("c".into(), 7)]
+        );
+        assert_eq!(
+            rows(net.deletes.as_slice()),
+            vec![("b".into(), 2), ("d".into(), 4)]
+        );
+        // Keyed on both columns, a's old and new rows are different keys.
+        let net = net_effect(&[first], &[0, 1]).unwrap();
+        assert_eq!(
+            rows(net.deletes.as_slice()),
+            vec![("a".into(), 1), ("b".into(), 2)]
+        );
+        assert_eq!(rows(net.upserts.as_slice()).len(), 3);
+        // Append-only rows: the last row of a key wins.
+        let appended = (batch(&["x", "y", "x"], &[1, 2, 3]), vec![false; 3]);
+        let net = net_effect(&[appended], &[0]).unwrap();
+        assert_eq!(
+            rows(net.upserts.as_slice()),
+            vec![("y".into(), 2), ("x".into(), 3)]
+        );
+        assert!(net.deletes.is_none());
+        assert_eq!(net_effect(&[], &[0]).unwrap().upserts, None);
     }
 }
