@@ -1,7 +1,7 @@
 //! End-to-end tests against a real `weir serve` process over TCP: the sqllogictest
 //! suites (simple and extended protocol), hostile bytes on the PostgreSQL port, password
 //! authentication and TLS, the `weir` command line, and the Kafka source against a tansu
-//! broker. One binary, so the server is built and linked once.
+//! broker, and the PostgreSQL and Kafka sinks against real servers. One binary, so the server is built and linked once.
 
 mod auth;
 mod durability;
@@ -12,4 +12,5 @@ mod kafka_outage;
 mod limits;
 mod object_store;
 mod protocol;
+mod sinks;
 mod slt;
