@@ -1,7 +1,6 @@
-//! PostgreSQL sink: validates `connector = 'postgres'` options, maps Arrow columns to
-//! PostgreSQL types, and writes rows into a table — upserted on the primary key (deleted
-//! when a view's change leaves a key without a row), one transaction per flush, retried
-//! with back-off while the server is unreachable or a statement fails.
+//! PostgreSQL sink: validates `connector = 'postgres'` options, maps Arrow types to
+//! PostgreSQL ones, and upserts rows on the primary key (deletes keys a view's change left
+//! without a row) in one transaction per flush, retried with back-off on failure.
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -557,7 +556,7 @@ impl SinkWriter for PostgresWriter {
             Delivery::Append => (batch, vec![false; rows]),
         });
         self.pending_rows += rows;
-        if self.pending_rows >= self.spec.batch_size * AUTO_FLUSH_STATEMENTS {
+        if self.pending_rows >= self.spec.batch_size.saturating_mul(AUTO_FLUSH_STATEMENTS) {
             self.flush().await?;
         }
         Ok(())

@@ -1,5 +1,5 @@
-//! Starting and stopping a real `weir serve`, and a tansu Kafka broker, on free loopback
-//! ports.
+//! Starting and stopping a real `weir serve`, a tansu Kafka broker, and a throw-away
+//! PostgreSQL server, on free loopback ports.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
