@@ -6,6 +6,8 @@
 #   - cargo-fuzz 0.13.2 for the fuzz targets (scripts/fuzz.sh), into the same cache folder,
 #   - psql from Debian's postgresql-client, for the client matrix (scripts/test-clients.sh),
 #     and openssl, which makes its TLS tests' certificate,
+#   - Debian's postgresql server binaries (initdb, postgres), for the PostgreSQL sink tests,
+#     which start a throw-away cluster of their own (no service is used),
 #   - a Python venv at .venv/ with the pinned clients of tests/clients/requirements.txt,
 #   - node-postgres in tests/clients/node/ from its committed package-lock.json.
 # Safe to run again: each step is skipped when what it would install is already there.
@@ -40,6 +42,8 @@ for pkg in build-essential cmake pkg-config zlib1g-dev libcurl4-openssl-dev; do
     dpkg -s "$pkg" >/dev/null 2>&1 || apt_pkgs+=("$pkg")
 done
 command -v psql >/dev/null 2>&1 || apt_pkgs+=(postgresql-client)
+# The PostgreSQL sink tests run initdb and postgres from /usr/lib/postgresql/*/bin.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_pkgs+=(postgresql)
 # The client matrix's TLS tests make a self-signed certificate at test time.
 command -v openssl >/dev/null 2>&1 || apt_pkgs+=(openssl)
 command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: installs what they need (scripts/setup.sh), builds weir, runs the
 # Rust unit and integration tests (sqllogictest over the wire, streaming suites and the
-# Kafka source against a tansu broker, hostile input, weir check),
+# Kafka source against a tansu broker, the PostgreSQL and Kafka sinks against a
+# throw-away PostgreSQL cluster and that broker, hostile input, weir check),
 # then the client matrix (psql, psycopg2/3, asyncpg, SQLAlchemy, pandas, node-postgres,
 # Grafana's queries) against a real server, then the wire fuzz targets for a bounded
 # time (scripts/fuzz.sh: 60 s each).
@@ -15,6 +16,10 @@ cargo build --locked --bins --tests
 echo "== cargo test"
 # The Kafka tests start this broker (tests/integration/harness.rs); setup.sh built it.
 export WEIR_TANSU="${WEIR_TANSU:-${WEIR_CACHE:-$HOME/.cache/weir}/tansu-0.6.0/bin/tansu}"
+# The PostgreSQL sink tests start a cluster with these binaries; setup.sh installed them.
+WEIR_POSTGRES_BIN="${WEIR_POSTGRES_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}"
+[ -x "$WEIR_POSTGRES_BIN/initdb" ] || { echo "test: no PostgreSQL server binaries (scripts/setup.sh installs them)" >&2; exit 1; }
+export WEIR_POSTGRES_BIN
 cargo test --locked -- --test-threads=2
 echo "== client matrix"
 WEIR_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/weir" bash scripts/test-clients.sh

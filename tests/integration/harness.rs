@@ -1,5 +1,5 @@
-//! Starting and stopping a real `weir serve`, and a tansu Kafka broker, on free loopback
-//! ports.
+//! Starting and stopping a real `weir serve`, a tansu Kafka broker, and a throw-away
+//! PostgreSQL server, on free loopback ports.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -353,5 +353,192 @@ impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A throw-away PostgreSQL server on a free loopback port, its cluster in a temporary
+/// folder (initdb with trust authentication, no fsync). When the tests run as root (CI),
+/// initdb and postgres run as the `postgres` user, which owns the folder. Stopped on drop;
+/// `stop` and `start_again` make an outage (the same port and data).
+pub struct Postgres {
+    child: Option<Child>,
+    port: u16,
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    /// The user and group the server runs as, when the tests run as root.
+    as_user: Option<(u32, u32)>,
+}
+
+/// The folder of initdb and postgres: `WEIR_POSTGRES_BIN`, else the newest
+/// /usr/lib/postgresql/*/bin (Debian's `postgresql` package; scripts/setup.sh installs it).
+pub fn postgres_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("WEIR_POSTGRES_BIN").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        assert!(
+            p.join("initdb").is_file() && p.join("postgres").is_file(),
+            "WEIR_POSTGRES_BIN={} holds no initdb and postgres",
+            p.display()
+        );
+        return Some(p);
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let version = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin)
+}
+
+/// Output of a command, which must succeed.
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl Postgres {
+    /// Start a server, or `None` (after saying so) when PostgreSQL is not installed and
+    /// `WEIR_POSTGRES_BIN` is not set: the caller skips its test.
+    pub fn start() -> Option<Postgres> {
+        let Some(bin) = postgres_bin() else {
+            eprintln!(
+                "skipped: no PostgreSQL server binaries (install Debian's postgresql package \
+                 with scripts/setup.sh, or set WEIR_POSTGRES_BIN to the folder of initdb)"
+            );
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let root = run(Command::new("id").arg("-u")) == "0";
+        let as_user = root.then(|| {
+            let uid = run(Command::new("id").args(["-u", "postgres"]))
+                .parse()
+                .unwrap();
+            let gid = run(Command::new("id").args(["-g", "postgres"]))
+                .parse()
+                .unwrap();
+            run(Command::new("chown").arg("postgres:").arg(dir.path()));
+            (uid, gid)
+        });
+        let mut pg = Postgres {
+            child: None,
+            port: free_port(),
+            bin,
+            dir,
+            as_user,
+        };
+        let mut initdb = pg.command("initdb");
+        initdb
+            .arg("-D")
+            .arg(pg.data())
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .args(["--locale=C"]);
+        run(&mut initdb);
+        pg.start_again();
+        Some(pg)
+    }
+
+    fn command(&self, program: &str) -> Command {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(self.bin.join(program));
+        cmd.current_dir(self.dir.path()).stdin(Stdio::null());
+        if let Some((uid, gid)) = self.as_user {
+            cmd.uid(uid).gid(gid);
+        }
+        cmd
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
+    }
+
+    /// Start the server (again, after `stop`) on its port and data, and wait until it
+    /// takes connections.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "PostgreSQL is running");
+        let log_path = self.dir.path().join("postgres.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        let before = self.log().matches("ready to accept connections").count();
+        let mut child = self
+            .command("postgres")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-p", &self.port.to_string()])
+            .arg("-k")
+            .arg(self.dir.path())
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .args(["-c", "full_page_writes=off", "-c", "synchronous_commit=off"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn postgres: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.log().matches("ready to accept connections").count() <= before {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "postgres exited before it was ready: {status}\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "postgres not ready after 30 s\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child = Some(child);
+    }
+
+    /// Fast shutdown (SIGINT: open connections are cut) and wait until it is gone.
+    pub fn stop(&mut self) {
+        self.signal("-INT");
+    }
+
+    fn signal(&mut self, signal: &str) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status();
+            child.wait().unwrap();
+        }
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`, for a sink's `url`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// A connected client whose connection task runs in the background.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.url(), tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", self.url()));
+        tokio::spawn(conn);
+        client
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // Immediate shutdown: the cluster is thrown away.
+        self.signal("-QUIT");
     }
 }

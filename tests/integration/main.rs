@@ -1,7 +1,8 @@
 //! End-to-end tests against a real `weir serve` process over TCP: the sqllogictest
 //! suites (simple and extended protocol), hostile bytes on the PostgreSQL port, password
 //! authentication and TLS, the `weir` command line, the Kafka source against a tansu
-//! broker, and the pipelines of `examples/`. One binary, so the server is built and linked once.
+//! broker, the Parquet, PostgreSQL and Kafka sinks against real servers, and the
+//! pipelines of `examples/`. One binary, so the server is built and linked once.
 
 mod auth;
 mod durability;
@@ -13,4 +14,5 @@ mod kafka_outage;
 mod limits;
 mod object_store;
 mod protocol;
+mod sinks;
 mod slt;
