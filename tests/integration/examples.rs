@@ -5,7 +5,8 @@
 //!
 //! `WEIR_EXAMPLES_SINKS=none` leaves the examples' `50_sinks.sql` files out (the servers
 //! then run everything else); by default they are applied like the rest of the folder.
-//! `WEIR_TEST_POSTGRES_URL` names a PostgreSQL database for the realtime-sales sink check.
+//! The PostgreSQL sinks write into the throw-away server the harness starts (else into
+//! `WEIR_TEST_POSTGRES_URL`), and realtime-sales checks a table against its view.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -421,7 +422,7 @@ async fn shopsphere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn realtime_sales() {
-    let pg = std::env::var("WEIR_TEST_POSTGRES_URL").ok();
+    let (_server, pg) = postgres();
     let env: Vec<(&str, &str)> = pg.iter().map(|u| ("POSTGRES_URL", u.as_str())).collect();
     let ex = start("realtime-sales", "sales", 5, &env).await;
     let c = &ex.client;
@@ -475,13 +476,24 @@ async fn realtime_sales() {
     assert!(ex.server.stop().success());
 }
 
+/// A PostgreSQL server for an example's sinks (the harness's throw-away one, else
+/// `WEIR_TEST_POSTGRES_URL`), and its URL.
+fn postgres() -> (Option<crate::harness::Postgres>, Option<String>) {
+    let server = crate::harness::Postgres::start();
+    let url = match &server {
+        Some(s) => Some(s.url()),
+        None => std::env::var("WEIR_TEST_POSTGRES_URL").ok(),
+    };
+    (server, url)
+}
+
 /// The `sales_by_category_day` table the PostgreSQL sink upserts holds the view's rows.
 async fn postgres_sink_matches(weir: &Client, url: &str) {
     let (pg, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
     tokio::spawn(conn);
-    let query = "SELECT CAST(day AS text), category, CAST(round(CAST(revenue AS numeric), 2) AS text), \
+    let query = "SELECT day, category, CAST(round(CAST(revenue AS numeric), 2) AS text), \
                  CAST(units AS text), CAST(sales AS text) FROM sales_by_category_day ORDER BY 1, 2";
     let mut want = rows(weir, query).await;
     let mut got = rows(&pg, query).await;
@@ -492,7 +504,9 @@ async fn postgres_sink_matches(weir: &Client, url: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marketing_roi() {
-    let ex = start("marketing-roi", "marketing", 9, &[]).await;
+    let (_server, pg) = postgres();
+    let env: Vec<(&str, &str)> = pg.iter().map(|u| ("POSTGRES_URL", u.as_str())).collect();
+    let ex = start("marketing-roi", "marketing", 9, &env).await;
     let c = &ex.client;
     let logs = format!("datagen('web_logs', {N}, 9)");
     let orders = format!("datagen('crm_orders', {N}, 9)");
