@@ -44,6 +44,8 @@ pub enum Begin {
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Without checkpoints, how often files are finished and made visible.
 const COMMIT_EVERY: Duration = Duration::from_secs(10);
+/// How often writers whose rows are visible once flushed (upserts, Kafka records) flush.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// Start the runner of `sink` on its own thread; returns once its input is open.
 /// `checkpointing`: staged files wait for a checkpoint's commit (else they are made
@@ -201,6 +203,8 @@ struct Runner {
     checkpointing: bool,
     /// Without checkpoints: when files were last made visible.
     committed: Instant,
+    /// When the writer was last flushed by the timer.
+    flushed: Instant,
     /// `FLUSH`es that came while a write was failing.
     deferred: Deferred,
 }
@@ -282,6 +286,7 @@ impl Runner {
             ended: false,
             checkpointing,
             committed: Instant::now(),
+            flushed: Instant::now(),
             deferred: Vec::new(),
         })
     }
@@ -322,6 +327,12 @@ impl Runner {
             let step = self.step(&mut commands).await;
             if let Err(e) = step.and(self.auto_commit(false).await) {
                 self.fail(e);
+            } else if let Err(e) = self.timed_flush().await {
+                // The rows stay with the writer: the next flush tries them again.
+                let stats = &self.sink.stats;
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                warn!(target: "weir::sink", "sink {}: flushing failed, retrying: {e}", self.sink.name);
+                *stats.retrying.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
             }
         }
     }
@@ -559,6 +570,20 @@ impl Runner {
                 Ok(())
             }
         }
+    }
+
+    /// Every `FLUSH_EVERY`, flush a writer whose rows are visible once flushed, so that
+    /// the destination follows the view within about a second.
+    async fn timed_flush(&mut self) -> Result<()> {
+        if self.sink.connector.two_phase() || self.flushed.elapsed() < FLUSH_EVERY {
+            return Ok(());
+        }
+        self.flushed = Instant::now();
+        self.writer.flush().await?;
+        let stats = &self.sink.stats;
+        stats.last_commit.store(now_micros(), Ordering::Relaxed);
+        *stats.retrying.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(())
     }
 
     /// Without checkpoints, finish and publish staged files now (`now`) or every
