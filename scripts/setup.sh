@@ -8,7 +8,8 @@
 #     and openssl, which makes its TLS tests' certificate,
 #   - Debian's postgresql server binaries (initdb, postgres), for the PostgreSQL sink tests,
 #     which start a throw-away cluster of their own (no service is used),
-#   - a Python venv at .venv/ with the pinned clients of tests/clients/requirements.txt,
+#   - a Python venv at .venv/ with the pinned clients of tests/clients/requirements.txt
+#     and moto_server, the S3-compatible server of the s3:// tests,
 #   - node-postgres in tests/clients/node/ from its committed package-lock.json.
 # Safe to run again: each step is skipped when what it would install is already there.
 set -euo pipefail

@@ -1,6 +1,7 @@
 //! Where bounded data lives: the object-store registry that maps `file://`, `hdfs://`
-//! (native HDFS client) and any later scheme to one `ObjectStore` code path, so every
-//! location kind is read and written the same way. Stores are created on first use.
+//! (native HDFS client) and `s3://` (credentials and endpoint from the `AWS_*`
+//! environment) to one `ObjectStore` code path, so every location kind is read and
+//! written the same way. Stores are created on first use, one per namenode or bucket.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,11 +11,13 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use hdfs_native_object_store::HdfsObjectStoreBuilder;
 use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
 use url::Url;
 
 use crate::error::{Result, WeirError};
 
-/// Object stores by scheme and authority; `hdfs://namenode:port` stores are built lazily.
+/// Object stores by scheme and authority; `hdfs://namenode:port` and `s3://bucket` stores
+/// are built lazily.
 #[derive(Debug, Default)]
 pub struct ObjectStores {
     inner: DefaultObjectStoreRegistry,
@@ -52,29 +55,39 @@ impl ObjectStoreRegistry for ObjectStores {
         if let Ok(store) = self.inner.get_store(url) {
             return Ok(store);
         }
-        match url.scheme() {
-            "hdfs" | "viewfs" => {
-                let key = store_key(url);
-                if let Some(store) = self.lazily_built.get(&key) {
-                    return Ok(store.clone());
-                }
-                // The HDFS client resolves the namenode itself (and reads HADOOP_CONF_DIR
-                // for HA name services), so one store per authority is enough.
-                let store: Arc<dyn ObjectStore> = Arc::new(
-                    HdfsObjectStoreBuilder::new()
-                        .with_url(key.clone())
-                        .build()
-                        .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))?,
-                );
-                self.lazily_built.insert(key, store.clone());
-                Ok(store)
-            }
-            other => Err(DataFusionError::Configuration(format!(
-                "no object store for scheme \"{other}\" in {url}; supported: file://, hdfs://"
-            ))),
+        let key = store_key(url);
+        if let Some(store) = self.lazily_built.get(&key) {
+            return Ok(store.clone());
         }
+        let store: Arc<dyn ObjectStore> = match url.scheme() {
+            // The HDFS client resolves the namenode itself (and reads HADOOP_CONF_DIR
+            // for HA name services), so one store per authority is enough.
+            "hdfs" | "viewfs" => Arc::new(
+                HdfsObjectStoreBuilder::new()
+                    .with_url(key.clone())
+                    .build()
+                    .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))?,
+            ),
+            // One store per bucket; AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,
+            // AWS_ENDPOINT (an S3-compatible service) and AWS_ALLOW_HTTP are read from
+            // the environment, as the AWS tools do.
+            "s3" => Arc::new(
+                AmazonS3Builder::from_env()
+                    .with_url(key.clone())
+                    .build()
+                    .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))?,
+            ),
+            other => {
+                return Err(DataFusionError::Configuration(format!(
+                    "no object store for scheme \"{other}\" in {url}; {SUPPORTED}"
+                )));
+            }
+        };
+        Ok(self.lazily_built.entry(key).or_insert(store).clone())
     }
 }
+
+const SUPPORTED: &str = "supported: file://, hdfs://, s3://";
 
 /// Resolve a table location as written in SQL: URLs (`hdfs://…`, `file://…`) stay as
 /// they are; a plain path is taken relative to `base` (the `.sql` file's folder).
@@ -84,9 +97,9 @@ pub fn resolve_location(location: &str, base: Option<&Path>) -> Result<String> {
             WeirError::InvalidParameter(format!("invalid location \"{location}\": {e}"))
         })?;
         return match url.scheme() {
-            "file" | "hdfs" | "viewfs" => Ok(location.to_string()),
+            "file" | "hdfs" | "viewfs" | "s3" => Ok(location.to_string()),
             other => Err(WeirError::InvalidParameter(format!(
-                "unsupported location scheme \"{other}\" in \"{location}\"; supported: file://, hdfs://, or a path"
+                "unsupported location scheme \"{other}\" in \"{location}\"; {SUPPORTED}, or a path"
             ))),
         };
     }
@@ -142,5 +155,21 @@ mod tests {
                 .get_store(&Url::parse("file:///tmp").unwrap())
                 .is_ok()
         );
+        let c = stores
+            .get_store(&Url::parse("s3://bucket-a/x/y").unwrap())
+            .unwrap();
+        let d = stores
+            .get_store(&Url::parse("s3://bucket-a/z").unwrap())
+            .unwrap();
+        let e = stores
+            .get_store(&Url::parse("s3://bucket-b/z").unwrap())
+            .unwrap();
+        assert!(Arc::ptr_eq(&c, &d));
+        assert!(!Arc::ptr_eq(&c, &e));
+        let err = stores
+            .get_store(&Url::parse("gopher://x/").unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("s3://"), "{err}");
     }
 }

@@ -1,5 +1,5 @@
-//! Starting and stopping a real `weir serve`, a tansu Kafka broker, and a throw-away
-//! PostgreSQL server, on free loopback ports.
+//! Starting and stopping a real `weir serve`, a tansu Kafka broker, a throw-away
+//! PostgreSQL server and an S3-compatible server (moto), on free loopback ports.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -540,5 +540,77 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         // Immediate shutdown: the cluster is thrown away.
         self.signal("-QUIT");
+    }
+}
+
+/// An S3-compatible server (moto's `moto_server`, from PyPI) holding one empty bucket,
+/// for the `s3://` tests. Killed on drop.
+pub struct S3 {
+    child: Child,
+    port: u16,
+}
+
+impl S3 {
+    /// Start `WEIR_MOTO_SERVER` (scripts/test.sh points it at .venv/bin/moto_server) and
+    /// create `bucket`; `None` (after saying so) when the variable is not set.
+    pub fn start(bucket: &str) -> Option<S3> {
+        let Some(bin) = std::env::var_os("WEIR_MOTO_SERVER").filter(|p| !p.is_empty()) else {
+            eprintln!(
+                "skipped: WEIR_MOTO_SERVER is not set (scripts/setup.sh installs moto_server \
+                 into .venv/bin, and scripts/test.sh sets it)"
+            );
+            return None;
+        };
+        let port = free_port();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.to_string_lossy()));
+        let s3 = S3 { child, port };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Creating the bucket is the readiness check: a plain path-style PUT, which moto
+        // accepts unsigned.
+        loop {
+            match s3.request(&format!("PUT /{bucket} HTTP/1.1")) {
+                Some(status) if status == 200 => return Some(s3),
+                Some(status) => panic!("creating bucket {bucket}: HTTP {status}"),
+                None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                None => panic!("moto_server did not answer on port {port} within 60 s"),
+            }
+        }
+    }
+
+    /// The status of one request without a body, or `None` when the server is not up yet.
+    fn request(&self, line: &str) -> Option<u16> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        let request = format!(
+            "{line}\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        );
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        response.split(' ').nth(1)?.parse().ok()
+    }
+
+    /// The environment that points a weir server's `s3://` locations at this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT", format!("http://127.0.0.1:{}", self.port)),
+            ("AWS_ALLOW_HTTP", "true".to_string()),
+            ("AWS_ACCESS_KEY_ID", "weir".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "weir".to_string()),
+            ("AWS_REGION", "us-east-1".to_string()),
+        ]
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
