@@ -266,12 +266,30 @@ impl Checkpoints {
                 .await
                 .map_err(|e| WeirError::Internal(format!("checkpoint writer: {e}")))??;
         self.sequence.store(sequence, Ordering::SeqCst);
-        // Durable: what the sinks staged becomes visible.
+        // Durable: what the sinks staged becomes visible, before the checkpoint is said
+        // to be taken (so that the files are in place when FLUSH or CHECKPOINT returns).
+        let mut commits = Vec::new();
         for (sink, meta) in sinks {
             if let Some(sink) = sink
                 && !meta.staged.is_empty()
             {
-                let _ = sink.commands.send(SinkCommand::Commit(meta.staged));
+                let (done, rx) = oneshot::channel();
+                if sink
+                    .commands
+                    .send(SinkCommand::Commit(meta.staged, done))
+                    .is_ok()
+                {
+                    commits.push((sink, rx));
+                }
+            }
+        }
+        for (sink, rx) in commits {
+            if tokio::time::timeout(SINK_ANSWER, rx).await.is_err() {
+                warn!(
+                    "checkpoint: sink {} did not commit its files within {}s",
+                    sink.name,
+                    SINK_ANSWER.as_secs()
+                );
             }
         }
         Ok(taken)

@@ -34,6 +34,35 @@ use crate::storage::{ObjectStores, resolve_location};
 use crate::view::Streams;
 use crate::view::changes::{Subscription, change_schema};
 
+/// Run `body` on a thread of its own named `thread`, on a single-threaded tokio runtime
+/// (a view's pipeline, a sink's runner); `body` reports through its sender when it has
+/// started, and this returns what it reported.
+pub(crate) async fn start_on_thread<F, Fut>(thread: String, body: F) -> Result<()>
+where
+    F: FnOnce(tokio::sync::oneshot::Sender<Result<()>>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let what = thread.clone();
+    std::thread::Builder::new()
+        .name(thread)
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(body(ready_tx)),
+                Err(e) => {
+                    let _ = ready_tx.send(Err(WeirError::Io(e)));
+                }
+            }
+        })
+        .map_err(WeirError::Io)?;
+    ready_rx
+        .await
+        .map_err(|_| WeirError::Internal(format!("thread {what} ended while starting")))?
+}
+
 /// The one database the catalog shows.
 pub const DATABASE: &str = "weir";
 /// The schema that holds user objects.

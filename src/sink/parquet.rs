@@ -1,8 +1,9 @@
 //! Parquet sink: append-only rows written as Parquet files into a folder of any object
 //! store (`file://`, `hdfs://`, a local path), in Hive-style partitions (`dt=2026-11-21/`)
 //! when asked. A file is finished at `rollover.size` and at every checkpoint, written
-//! under a staging name (`….parquet.inprogress`, which readers skip) and renamed into
-//! place once the checkpoint that covers its rows is durable.
+//! into the folder's `_inprogress/` (which readers of the folder skip, as they skip any
+//! sub-folder that is not a partition) and renamed into place once the checkpoint that
+//! covers its rows is durable.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,8 +31,11 @@ const CONNECTOR: &str = "parquet";
 const OPTIONS: &[&str] = &["path", "partition.by", "rollover.size", "compression"];
 /// A file is finished once it holds about this many bytes.
 const DEFAULT_ROLLOVER: usize = 128 * 1024 * 1024;
-/// The suffix of a file not yet committed; readers of `*.parquet` skip it.
-pub const STAGING_SUFFIX: &str = ".inprogress";
+/// The sub-folder of files not yet committed: readers of the folder skip it (DataFusion
+/// lists only partition sub-folders; Spark and Hive skip names beginning with `_`).
+const STAGING_FOLDER: &str = "_inprogress";
+/// The suffix of a file not yet committed, so that no `*.parquet` pattern matches it.
+const STAGING_SUFFIX: &str = ".inprogress";
 /// The partition of rows whose partition value is NULL (as Hive names it).
 const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
@@ -329,8 +333,11 @@ impl ParquetWriter {
         let name = format!("{}-{:05}.parquet", self.prefix, self.files);
         let target = StorePath::parse(format!("{}/{dir}{name}", self.folder))
             .map_err(|e| WeirError::Internal(format!("sink file name: {e}")))?;
-        let staged = StorePath::parse(format!("{target}{STAGING_SUFFIX}"))
-            .map_err(|e| WeirError::Internal(format!("sink file name: {e}")))?;
+        let staged = StorePath::parse(format!(
+            "{}/{STAGING_FOLDER}/{dir}{name}{STAGING_SUFFIX}",
+            self.folder
+        ))
+        .map_err(|e| WeirError::Internal(format!("sink file name: {e}")))?;
         self.store
             .put(&staged, PutPayload::from(bytes))
             .await
@@ -421,10 +428,11 @@ impl SinkWriter for ParquetWriter {
             regex::escape(STAGING_SUFFIX)
         ))
         .map_err(|e| WeirError::Internal(e.to_string()))?;
-        let listed: Vec<_> = match self.store.list(Some(&self.folder)).try_collect().await {
+        let staging = self.folder.clone().join(STAGING_FOLDER);
+        let listed: Vec<_> = match self.store.list(Some(&staging)).try_collect().await {
             Ok(l) => l,
             Err(object_store::Error::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(self.io("listing", &self.folder.clone(), e)),
+            Err(e) => return Err(self.io("listing", &staging, e)),
         };
         for meta in listed {
             let name = meta.location.filename().unwrap_or_default();

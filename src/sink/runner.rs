@@ -25,8 +25,9 @@ pub enum Command {
     Flush(oneshot::Sender<Result<()>>),
     /// A checkpoint's first phase: finish what is open, and say where the sink stands.
     Prepare(oneshot::Sender<Result<SinkMeta>>),
-    /// The checkpoint holding these is durable: make them visible.
-    Commit(Vec<Staged>),
+    /// The checkpoint holding these is durable: make them visible, then answer (a
+    /// failed commit is retried at the next checkpoint or restart).
+    Commit(Vec<Staged>, oneshot::Sender<()>),
     Stop,
 }
 
@@ -56,56 +57,37 @@ pub async fn start(
     begin: Begin,
     checkpointing: bool,
 ) -> Result<()> {
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let name = sink.name.clone();
-    std::thread::Builder::new()
-        .name(format!("sink-{name}"))
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(WeirError::Io(e)));
-                    return;
+    let thread = format!("sink-{}", sink.name);
+    crate::engine::start_on_thread(thread, move |ready_tx| async move {
+        let mut ready = Some(ready_tx);
+        let mut commands = commands;
+        let Some((writer, deferred)) = connect(&sink, &mut commands, &mut ready).await else {
+            return;
+        };
+        match Runner::open(Arc::clone(&sink), writer, begin, checkpointing).await {
+            Ok(mut runner) => {
+                runner.deferred = deferred;
+                if let Some(tx) = ready.take() {
+                    let _ = tx.send(Ok(()));
                 }
-            };
-            runtime.block_on(async move {
-                let mut ready = Some(ready_tx);
-                let mut commands = commands;
-                let Some((writer, deferred)) = connect(&sink, &mut commands, &mut ready).await
-                else {
-                    return;
-                };
-                match Runner::open(Arc::clone(&sink), writer, begin, checkpointing).await {
-                    Ok(mut runner) => {
-                        runner.deferred = deferred;
-                        if let Some(tx) = ready.take() {
-                            let _ = tx.send(Ok(()));
-                        }
-                        runner.run(commands).await;
+                runner.run(commands).await;
+            }
+            Err(e) => match ready.take() {
+                Some(tx) => {
+                    let _ = tx.send(Err(e));
+                }
+                None => {
+                    warn!(target: "weir::sink", "sink {} stopped: {e}", sink.name);
+                    *sink.stats.failed.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(e.to_string());
+                    for (_, reply) in deferred {
+                        let _ = reply.send(Err(e_stopped(&sink.name, &sink.stats)));
                     }
-                    Err(e) => match ready.take() {
-                        Some(tx) => {
-                            let _ = tx.send(Err(e));
-                        }
-                        None => {
-                            warn!(target: "weir::sink", "sink {} stopped: {e}", sink.name);
-                            *sink.stats.failed.lock().unwrap_or_else(|p| p.into_inner()) =
-                                Some(e.to_string());
-                            for (_, reply) in deferred {
-                                let _ = reply.send(Err(e_stopped(&sink.name, &sink.stats)));
-                            }
-                        }
-                    },
                 }
-            });
-        })
-        .map_err(WeirError::Io)?;
-    ready_rx
-        .await
-        .map_err(|_| WeirError::Internal(format!("sink {name} ended while starting")))?
+            },
+        }
+    })
+    .await
 }
 
 /// `FLUSH`es waiting for a sink, with when they came.
@@ -160,7 +142,7 @@ async fn connect(
                     ))));
                 }
                 // Committed at start once the destination is reached.
-                Ok(Command::Commit(_)) => {}
+                Ok(Command::Commit(..)) => {}
                 Err(mpsc::error::TryRecvError::Empty) => break,
             }
         }
@@ -358,17 +340,7 @@ impl Runner {
             Command::Prepare(reply) => {
                 let _ = reply.send(self.prepare().await);
             }
-            Command::Commit(staged) => {
-                if let Err(e) = self.commit(&staged).await {
-                    warn!(
-                        target: "weir::sink",
-                        "sink {}: committing {} files failed (retried at the next \
-                         checkpoint or restart): {e}",
-                        self.sink.name,
-                        staged.len()
-                    );
-                }
-            }
+            Command::Commit(staged, done) => self.commit_checkpointed(&staged, done).await,
             Command::Stop => {
                 info!(target: "weir::sink", "sink {} stopped", self.sink.name);
                 return false;
@@ -491,10 +463,8 @@ impl Runner {
                                     self.sink.name
                                 ))));
                             }
-                            Command::Commit(staged) => {
-                                if let Err(e) = self.commit(&staged).await {
-                                    warn!(target: "weir::sink", "sink {}: commit failed: {e}", self.sink.name);
-                                }
+                            Command::Commit(staged, done) => {
+                                self.commit_checkpointed(&staged, done).await;
                             }
                         }
                     }
@@ -610,6 +580,20 @@ impl Runner {
             stats.last_commit.store(now_micros(), Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// A checkpoint's second phase: commit what it recorded, then say so.
+    async fn commit_checkpointed(&mut self, staged: &[Staged], done: oneshot::Sender<()>) {
+        if let Err(e) = self.commit(staged).await {
+            warn!(
+                target: "weir::sink",
+                "sink {}: committing {} files failed (retried at the next checkpoint or \
+                 restart): {e}",
+                self.sink.name,
+                staged.len()
+            );
+        }
+        let _ = done.send(());
     }
 
     /// A checkpoint's first phase.

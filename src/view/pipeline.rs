@@ -53,37 +53,19 @@ pub async fn start(
     commands: mpsc::UnboundedReceiver<Command>,
     begin: Start,
 ) -> Result<()> {
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let name = view.name.clone();
-    std::thread::Builder::new()
-        .name(format!("view-{name}"))
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(WeirError::Io(e)));
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                match Pipeline::open(view, begin).await {
-                    Ok(pipeline) => {
-                        let _ = ready_tx.send(Ok(()));
-                        pipeline.run(commands).await;
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                    }
-                }
-            });
-        })
-        .map_err(WeirError::Io)?;
-    ready_rx
-        .await
-        .map_err(|_| WeirError::Internal(format!("pipeline of {name} ended while starting")))?
+    let thread = format!("view-{}", view.name);
+    crate::engine::start_on_thread(thread, move |ready_tx| async move {
+        match Pipeline::open(view, begin).await {
+            Ok(pipeline) => {
+                let _ = ready_tx.send(Ok(()));
+                pipeline.run(commands).await;
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+            }
+        }
+    })
+    .await
 }
 
 /// The view's reader: its source's, or both sources of a join read as one; at `resume`

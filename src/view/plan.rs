@@ -15,7 +15,9 @@ use datafusion::execution::context::ExecutionProps;
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::ExprSchemable;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 #[allow(deprecated)]
 use datafusion::physical_planner::create_aggregate_expr_and_maybe_filter;
@@ -634,12 +636,20 @@ fn check_per_window(top: &LogicalPlan, stop: &LogicalPlan) -> Result<()> {
     check_per_window(stream_child(top)?, stop)
 }
 
+/// `e` as a physical expression over `schema`. Simplified first, as a query's plan is:
+/// some functions (`coalesce`, `nvl`) are rewritten by the simplifier and have no
+/// physical form of their own. Without a start time, `now()` is not folded.
 fn physical(
     e: &Expr,
     schema: &DFSchema,
     props: &ExecutionProps,
 ) -> datafusion::common::Result<Arc<dyn PhysicalExpr>> {
-    create_physical_expr(e, schema, props, &PhysicalPlanningContext::default())
+    let mut context = SimplifyContext::builder().with_schema(Arc::new(schema.clone()));
+    if let Some(options) = &props.config_options {
+        context = context.with_config_options(Arc::clone(options));
+    }
+    let e = ExprSimplifier::new(context.build()).simplify(e.clone())?;
+    create_physical_expr(&e, schema, props, &PhysicalPlanningContext::default())
 }
 
 fn nullable(schema: &Schema) -> SchemaRef {

@@ -3,7 +3,24 @@
 //! S3-compatible server (moto) and over `hdfs://` when `WEIR_TEST_HDFS` names a namenode
 //! (for example `hdfs://127.0.0.1:9000`). On `s3://` a Parquet sink's files read back too.
 
+use std::path::Path;
+
 use crate::harness::{S3, Server, connect, first_value};
+
+/// `table`'s rows per `dt`: the date, how many, and `figure` as text.
+async fn by_date(
+    client: &tokio_postgres::Client,
+    table: &str,
+    figure: &str,
+) -> Vec<(String, i64, String)> {
+    let sql = format!(
+        "SELECT dt, count(*), CAST({figure} AS VARCHAR) FROM {table} GROUP BY dt ORDER BY dt"
+    );
+    let rows = client.query(&sql, &[]).await.unwrap();
+    rows.iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
 
 async fn round_trip(client: &tokio_postgres::Client, base: &str, table: &str) {
     let location = format!("{}/{table}/", base.trim_end_matches('/'));
@@ -20,21 +37,8 @@ async fn round_trip(client: &tokio_postgres::Client, base: &str, table: &str) {
         ))
         .await
         .unwrap();
-    let rows = client
-        .query(
-            &format!(
-                "SELECT dt, count(*), CAST(sum(amount) AS VARCHAR) FROM {table} GROUP BY dt ORDER BY dt"
-            ),
-            &[],
-        )
-        .await
-        .unwrap();
-    let got: Vec<(String, i64, String)> = rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
     assert_eq!(
-        got,
+        by_date(client, table, "sum(amount)").await,
         vec![
             ("2026-11-20".to_string(), 3, "157.90".to_string()),
             ("2026-11-21".to_string(), 2, "208.90".to_string()),
@@ -61,6 +65,12 @@ async fn parquet_round_trip_through_object_stores() {
     .await;
     // Hive folders really were written.
     assert!(dir.path().join("local_copy/dt=2026-11-20").is_dir());
+    sink_round_trip(
+        &client,
+        &format!("file://{}", dir.path().display()),
+        Some(dir.path()),
+    )
+    .await;
 
     match std::env::var("WEIR_TEST_HDFS") {
         Ok(namenode) => {
@@ -80,8 +90,9 @@ async fn parquet_round_trip_through_object_stores() {
 }
 
 /// A Parquet sink archiving 5,000 generated orders into `base`, read back as a table:
-/// each event once, under the date of its event time.
-async fn sink_round_trip(client: &tokio_postgres::Client, base: &str) {
+/// each event once, under the date of its event time. `local`: `base` as a local folder,
+/// where a file is then planted in the sink's staging folder, which the table must skip.
+async fn sink_round_trip(client: &tokio_postgres::Client, base: &str, local: Option<&Path>) {
     let location = format!("{}/raw_orders/", base.trim_end_matches('/'));
     client
         .batch_execute(&format!(
@@ -90,27 +101,32 @@ async fn sink_round_trip(client: &tokio_postgres::Client, base: &str) {
                count = '5000', start = '2026-01-01 23:59:58'); \
              CREATE SINK raw_orders FROM orders WITH (connector = 'parquet', \
                path = '{location}', 'partition.by' = 'dt', 'rollover.size' = '64KB'); \
-             FLUSH; \
-             CREATE EXTERNAL TABLE archived STORED AS PARQUET LOCATION '{location}'"
+             FLUSH"
         ))
         .await
         .unwrap();
-    let rows = client
-        .query(
-            "SELECT dt, count(*), count(DISTINCT order_id) FROM archived GROUP BY dt ORDER BY dt",
-            &[],
-        )
+    if let Some(local) = local {
+        let day = local.join("raw_orders/dt=2026-01-01");
+        let committed = std::fs::read_dir(&day)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .expect("a committed file");
+        let staging = local.join("raw_orders/_inprogress/dt=2026-01-01");
+        std::fs::create_dir_all(&staging).unwrap();
+        std::fs::copy(committed, staging.join("planted.parquet")).unwrap();
+    }
+    client
+        .batch_execute(&format!(
+            "CREATE EXTERNAL TABLE archived STORED AS PARQUET LOCATION '{location}'"
+        ))
         .await
         .unwrap();
-    let got: Vec<(String, i64, i64)> = rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
     assert_eq!(
-        got,
+        by_date(client, "archived", "count(DISTINCT order_id)").await,
         vec![
-            ("2026-01-01".to_string(), 2000, 2000),
-            ("2026-01-02".to_string(), 3000, 3000)
+            ("2026-01-01".to_string(), 2000, "2000".to_string()),
+            ("2026-01-02".to_string(), 3000, "3000".to_string())
         ],
         "{location}"
     );
@@ -148,7 +164,7 @@ async fn parquet_on_s3_through_the_same_object_store_layer() {
     let server = Server::start_with_env("tests/fixtures/sql", &env);
     let client = connect(&server).await;
     round_trip(&client, "s3://weir-test/copies", "s3_copy").await;
-    sink_round_trip(&client, "s3://weir-test/archive").await;
+    sink_round_trip(&client, "s3://weir-test/archive", None).await;
     // A bucket that does not exist is an error that names it, and the server goes on.
     let err = client
         .batch_execute(
