@@ -1,6 +1,7 @@
 //! PostgreSQL sink: validates `connector = 'postgres'` options, maps Arrow types to
 //! PostgreSQL ones, and upserts rows on the primary key (deletes keys a view's change left
 //! without a row) in one transaction per flush, retried with back-off on failure.
+//! Connections use TLS as libpq's `sslmode` says (`prefer` by default, `require`).
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -11,9 +12,15 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use pgwire::tokio::tokio_rustls::rustls;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio_postgres::config::Host;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Config, NoTls, Statement};
+use tokio_postgres::{Client, Config, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Delivery, SinkInput, SinkWriter};
 use crate::connector::retry::Backoff;
@@ -418,6 +425,70 @@ impl Sql {
     }
 }
 
+/// TLS as libpq does it for `sslmode=prefer` (the default: encrypted when the server
+/// offers it) and `sslmode=require` (encrypted or no connection): the channel is
+/// encrypted and the handshake's signatures checked, the server's certificate is not
+/// (`disable`: no TLS).
+fn tls() -> MakeRustlsConnect {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .expect("the default provider supports the default TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    MakeRustlsConnect::new(config)
+}
+
+/// Accepts the server's certificate whatever it is, as libpq's `sslmode=require` does.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 /// One connection and its prepared statements.
 struct Conn {
     client: Client,
@@ -447,7 +518,7 @@ struct PostgresWriter {
 
 impl PostgresWriter {
     async fn connect(&self, create: bool) -> std::result::Result<Conn, tokio_postgres::Error> {
-        let (client, connection) = self.spec.config.connect(NoTls).await?;
+        let (client, connection) = self.spec.config.connect(tls()).await?;
         let sink = self.sink.clone();
         tokio::spawn(async move {
             if let Err(e) = connection.await {

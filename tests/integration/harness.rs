@@ -367,6 +367,8 @@ pub struct Postgres {
     dir: tempfile::TempDir,
     /// The user and group the server runs as, when the tests run as root.
     as_user: Option<(u32, u32)>,
+    /// TLS on, with a self-signed certificate in the folder.
+    tls: bool,
 }
 
 /// The folder of initdb and postgres: `WEIR_POSTGRES_BIN`, else the newest
@@ -410,6 +412,15 @@ impl Postgres {
     /// Start a server, or `None` (after saying so) when PostgreSQL is not installed and
     /// `WEIR_POSTGRES_BIN` is not set: the caller skips its test.
     pub fn start() -> Option<Postgres> {
+        Self::launch(false)
+    }
+
+    /// [`Postgres::start`] with TLS on (`ssl = on`, a self-signed certificate).
+    pub fn start_tls() -> Option<Postgres> {
+        Self::launch(true)
+    }
+
+    fn launch(tls: bool) -> Option<Postgres> {
         let Some(bin) = postgres_bin() else {
             eprintln!(
                 "skipped: no PostgreSQL server binaries (install Debian's postgresql package \
@@ -435,6 +446,7 @@ impl Postgres {
             bin,
             dir,
             as_user,
+            tls,
         };
         let mut initdb = pg.command("initdb");
         initdb
@@ -443,6 +455,21 @@ impl Postgres {
             .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
             .args(["--locale=C"]);
         run(&mut initdb);
+        if tls {
+            use std::os::unix::fs::PermissionsExt;
+            let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+            let (cert, key) = (
+                pg.dir.path().join("server.crt"),
+                pg.dir.path().join("server.key"),
+            );
+            std::fs::write(&cert, made.cert.pem()).unwrap();
+            std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+            // The server refuses a key others can read.
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if pg.as_user.is_some() {
+                run(Command::new("chown").arg("postgres:").arg(&cert).arg(&key));
+            }
+        }
         pg.start_again();
         Some(pg)
     }
@@ -485,6 +512,24 @@ impl Postgres {
             .arg(self.dir.path())
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
             .args(["-c", "full_page_writes=off", "-c", "synchronous_commit=off"])
+            .args(if self.tls {
+                vec![
+                    "-c".to_string(),
+                    "ssl=on".to_string(),
+                    "-c".to_string(),
+                    format!(
+                        "ssl_cert_file={}",
+                        self.dir.path().join("server.crt").display()
+                    ),
+                    "-c".to_string(),
+                    format!(
+                        "ssl_key_file={}",
+                        self.dir.path().join("server.key").display()
+                    ),
+                ]
+            } else {
+                Vec::new()
+            })
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

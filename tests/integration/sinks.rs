@@ -293,6 +293,47 @@ async fn postgres_appends_rows_and_upserts_final_rows_by_key() {
     );
 }
 
+/// `sslmode=require` against a server with TLS: the rows arrive over an encrypted
+/// connection (a self-signed certificate, which `require` does not check, as libpq).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_sink_over_tls() {
+    let Some(pg) = Postgres::start_tls() else {
+        return;
+    };
+    let url = format!(
+        "{}?sslmode=require&application_name=weir_tls_sink",
+        pg.url()
+    );
+    let input = input(Delivery::Append);
+    let pairs = [
+        ("url", url.as_str()),
+        ("table", "revenue"),
+        ("create.table", "true"),
+    ];
+    let mut writer = PostgresSinkSpec::parse(&input, &options("postgres", &pairs))
+        .unwrap()
+        .open(&input)
+        .await
+        .unwrap();
+    let rows: Vec<Row> = (0..3).map(|i| (i, "x", 100 * i as i128, i + 1)).collect();
+    writer.write(appended(&rows)).await.unwrap();
+    writer.flush().await.unwrap();
+    let client = pg.client().await;
+    assert_eq!(table_rows(&client, "revenue").await.len(), 3);
+    let encrypted: Vec<bool> = client
+        .query(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = 'weir_tls_sink'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(encrypted, [true], "the sink's connection");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_writer_retries_through_a_server_restart() {
     let Some(mut pg) = Postgres::start() else {
