@@ -23,10 +23,10 @@ FROM ad_spend GROUP BY campaign_id, platform;
 -- Revenue per platform: orders enriched with the campaign table; organic when no
 -- campaign brought the order.
 CREATE MATERIALIZED VIEW revenue_by_platform AS
-SELECT CASE WHEN c.platform IS NULL THEN 'organic' ELSE c.platform END AS platform,
+SELECT coalesce(c.platform, 'organic') AS platform,
        count(*) AS orders, round(sum(o.amount), 2) AS revenue
 FROM crm_orders o LEFT JOIN campaigns c ON o.campaign_id = c.campaign_id
-GROUP BY CASE WHEN c.platform IS NULL THEN 'organic' ELSE c.platform END;
+GROUP BY coalesce(c.platform, 'organic');
 
 -- Revenue per campaign and minute, for the time series.
 CREATE MATERIALIZED VIEW campaign_revenue_1m AS
