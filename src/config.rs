@@ -252,7 +252,7 @@ impl Config {
 
     /// [`Config::query_memory_mb`] in bytes (`None`: no limit).
     pub fn query_memory(&self) -> Option<usize> {
-        (self.query_memory_mb > 0).then(|| (self.query_memory_mb as usize) << 20)
+        (self.query_memory_mb > 0).then_some((self.query_memory_mb as usize) << 20)
     }
 
     /// [`Config::checkpoint_interval_ms`] as a duration (`None`: no periodic checkpoints).

@@ -18,6 +18,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Apply the .sql folder and serve PostgreSQL wire and HTTP.
     Serve {

@@ -448,13 +448,15 @@ fn remove_others(root: &Path, keep: Option<&Path>) {
             .file_name()
             .and_then(|n| n.to_str())
             .is_some_and(|n| n.starts_with("ckpt-"));
-        if is_checkpoint && path.is_dir() && Some(path.as_path()) != keep {
-            if let Err(e) = std::fs::remove_dir_all(&path) {
-                warn!(
-                    "could not remove the old checkpoint {}: {e}",
-                    path.display()
-                );
-            }
+        if is_checkpoint
+            && path.is_dir()
+            && Some(path.as_path()) != keep
+            && let Err(e) = std::fs::remove_dir_all(&path)
+        {
+            warn!(
+                "could not remove the old checkpoint {}: {e}",
+                path.display()
+            );
         }
     }
 }

@@ -904,8 +904,8 @@ mod tests {
             "email {email}, tiktok {tiktok}"
         );
         // Every campaign reports in turn, with its platform.
-        for c in 0..CAMPAIGNS.len() {
-            assert_eq!(count(&spend, "campaign_id", CAMPAIGNS[c].0), 100);
+        for campaign in CAMPAIGNS {
+            assert_eq!(count(&spend, "campaign_id", campaign.0), 100);
         }
         let platforms = spend.column_by_name("platform").unwrap().as_string::<i32>();
         assert_eq!(platforms.value(4), "email");

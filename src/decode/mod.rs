@@ -263,7 +263,8 @@ impl Decoder {
 /// The smallest capacity of the kept fast-path decoder.
 const FAST_ROWS: usize = 8192;
 
-/// The arrow decoder of one format.
+/// The arrow decoder of one format (one per reader: its size does not matter).
+#[allow(clippy::large_enum_variant)]
 enum Inner {
     Json(arrow_json::reader::Decoder),
     Csv {

@@ -121,8 +121,9 @@ impl SinkStats {
     }
 }
 
-/// A sink's connector with its validated options.
+/// A sink's connector with its validated options (one per sink: its size does not matter).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Connector {
     Parquet(parquet::ParquetSinkSpec),
     Postgres(postgres::PostgresSinkSpec),

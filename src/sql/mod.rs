@@ -172,13 +172,13 @@ pub fn classify(text: &str) -> Result<Statement> {
         !upper.contains("STDOUT") && !upper.contains("STDIN")
     };
     let external = copy_to_files
-        || match w.as_slice() {
+        || matches!(
+            w.as_slice(),
             ["CREATE", "EXTERNAL", ..]
-            | ["CREATE", "UNBOUNDED", "EXTERNAL", ..]
-            | ["CREATE", "OR", "REPLACE", "EXTERNAL", ..]
-            | ["CREATE", "OR", "REPLACE", "UNBOUNDED", "EXTERNAL", ..] => true,
-            _ => false,
-        };
+                | ["CREATE", "UNBOUNDED", "EXTERNAL", ..]
+                | ["CREATE", "OR", "REPLACE", "EXTERNAL", ..]
+                | ["CREATE", "OR", "REPLACE", "UNBOUNDED", "EXTERNAL", ..]
+        );
     let streaming_form = matches!(
         w.as_slice(),
         ["CREATE", "SOURCE", ..]

@@ -15,8 +15,9 @@ use datafusion::sql::sqlparser::tokenizer::Token;
 
 use crate::error::{Result, WeirError};
 
-/// A parsed streaming statement.
+/// A parsed streaming statement (one per statement: its size does not matter).
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 pub enum StreamingStatement {
     CreateSource(CreateSource),
     CreateMaterializedView(CreateMaterializedView),
@@ -122,7 +123,7 @@ fn name_of(name: &ObjectName) -> String {
                 i.value.to_lowercase()
             }
         })
-        .last()
+        .next_back()
         .unwrap_or_default()
 }
 
@@ -260,10 +261,10 @@ pub fn rewrite_flink_windows(query: &str) -> String {
                     if depth == 0 {
                         // TUMBLE's own closing parenthesis; TABLE's follows.
                         let after = &tail[i + 1..];
-                        if let Some(j) = after.find(')') {
-                            if after[..j].trim().is_empty() {
-                                cut = Some((i + 1, i + 1 + j + 1));
-                            }
+                        if let Some(j) = after.find(')')
+                            && after[..j].trim().is_empty()
+                        {
+                            cut = Some((i + 1, i + 1 + j + 1));
                         }
                         break;
                     }

@@ -36,7 +36,8 @@ pub enum Command {
     Stop,
 }
 
-/// How a pipeline begins.
+/// How a pipeline begins (once per pipeline: its size does not matter).
+#[allow(clippy::large_enum_variant)]
 pub enum Start {
     /// From the sources' startup mode, with an empty state.
     Fresh,

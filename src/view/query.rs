@@ -50,7 +50,7 @@ impl TableProvider for SlotTable {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let batches = self.0.batches.lock().unwrap_or_else(|p| p.into_inner());
         Ok(MemorySourceConfig::try_new_exec(
-            &[batches.clone()],
+            std::slice::from_ref(&*batches),
             self.0.schema.clone(),
             projection.cloned(),
         )?)

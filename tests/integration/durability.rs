@@ -293,7 +293,7 @@ async fn restore_boundary_counts_an_event_after_the_checkpoint_once() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let (mut server, client) = checkpointed(&setup, "boundary", 5_000, &mut rng).await;
     // One event after the checkpoint, read and counted before the kill.
-    produce(&broker, "boundary", 5_000, 5_001, &mut rng, &file).await;
+    produce(broker, "boundary", 5_000, 5_001, &mut rng, file).await;
     client.batch_execute("FLUSH").await.unwrap();
     assert_eq!(
         value(&client, "SELECT sum(n) FROM per_category").await,
@@ -301,7 +301,7 @@ async fn restore_boundary_counts_an_event_after_the_checkpoint_once() {
     );
     server.kill();
 
-    let server = Server::start_on(&sql, &data, NO_TIMER);
+    let server = Server::start_on(sql, data, NO_TIMER);
     let client = connect(&server).await;
     // Restored at the checkpoint: the event is not there yet, and not twice.
     let restored = value(&client, "SELECT sum(n) FROM per_category").await;
@@ -311,7 +311,7 @@ async fn restore_boundary_counts_an_event_after_the_checkpoint_once() {
         value(&client, "SELECT sum(n) FROM per_category").await,
         "5001"
     );
-    check_views(&client, &file, 5_001).await;
+    check_views(&client, file, 5_001).await;
 
     // A clean stop checkpoints too: nothing is read again after it.
     let rows_in = value(
@@ -321,7 +321,7 @@ async fn restore_boundary_counts_an_event_after_the_checkpoint_once() {
     .await;
     drop(client);
     server.stop();
-    let server = Server::start_on(&sql, &data, NO_TIMER);
+    let server = Server::start_on(sql, data, NO_TIMER);
     let client = connect(&server).await;
     client.batch_execute("FLUSH").await.unwrap();
     assert_eq!(
@@ -332,7 +332,7 @@ async fn restore_boundary_counts_an_event_after_the_checkpoint_once() {
         .await,
         rows_in
     );
-    check_views(&client, &file, 5_001).await;
+    check_views(&client, file, 5_001).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,14 +356,14 @@ async fn restore_rebuilds_a_changed_view_and_keeps_the_others() {
         views.replace("WHERE amount > 9900", "WHERE amount > 9000"),
     )
     .unwrap();
-    let server = Server::start_on(&sql, &data, NO_TIMER);
+    let server = Server::start_on(sql, data, NO_TIMER);
     let client = connect(&server).await;
     // The unchanged views hold their state before any record is read again.
     assert_eq!(
         value(&client, "SELECT sum(n) FROM per_category").await,
         "3000"
     );
-    produce(&broker, "changed", 3_000, 4_000, &mut rng, &file).await;
+    produce(broker, "changed", 3_000, 4_000, &mut rng, file).await;
     client.batch_execute("FLUSH").await.unwrap();
     client
         .batch_execute(&format!(

@@ -620,7 +620,7 @@ impl S3 {
         // accepts unsigned.
         loop {
             match s3.request(&format!("PUT /{bucket} HTTP/1.1")) {
-                Some(status) if status == 200 => return Some(s3),
+                Some(200) => return Some(s3),
                 Some(status) => panic!("creating bucket {bucket}: HTTP {status}"),
                 None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
                 None => panic!("moto_server did not answer on port {port} within 60 s"),
