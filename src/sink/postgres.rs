@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -428,8 +428,8 @@ impl Sql {
 /// TLS as libpq does it for `sslmode=prefer` (the default: encrypted when the server
 /// offers it) and `sslmode=require` (encrypted or no connection): the channel is
 /// encrypted and the handshake's signatures checked, the server's certificate is not
-/// (`disable`: no TLS).
-fn tls() -> MakeRustlsConnect {
+/// (`disable`: no TLS). Built once, shared by every sink's connections.
+static TLS: LazyLock<MakeRustlsConnect> = LazyLock::new(|| {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
@@ -438,7 +438,7 @@ fn tls() -> MakeRustlsConnect {
         .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
         .with_no_client_auth();
     MakeRustlsConnect::new(config)
-}
+});
 
 /// Accepts the server's certificate whatever it is, as libpq's `sslmode=require` does.
 #[derive(Debug)]
@@ -518,7 +518,7 @@ struct PostgresWriter {
 
 impl PostgresWriter {
     async fn connect(&self, create: bool) -> std::result::Result<Conn, tokio_postgres::Error> {
-        let (client, connection) = self.spec.config.connect(tls()).await?;
+        let (client, connection) = self.spec.config.connect(TLS.clone()).await?;
         let sink = self.sink.clone();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
