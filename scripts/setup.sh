@@ -12,6 +12,10 @@
 #     and moto_server, the S3-compatible server of the s3:// tests,
 #   - node-postgres in tests/clients/node/ from its committed package-lock.json.
 # Safe to run again: each step is skipped when what it would install is already there.
+#
+# scripts/setup.sh --prerequisites installs only the Debian packages needed to build weir
+# (C toolchain, make, cmake, pkg-config, zlib and libcurl headers) and psql, then exits:
+# no tansu, no cargo-fuzz, no venv, no node modules. The Rust toolchain comes from rustup.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,6 +26,13 @@ PYTHON="${PYTHON:-python3}"
 
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+mode=all
+case "${1:-}" in
+    "") ;;
+    --prerequisites) mode=prerequisites ;;
+    *) die "unknown argument '$1' (usage: scripts/setup.sh [--prerequisites])" ;;
+esac
 
 # Content hash of the given files, so a moved checkout keeps its stamps.
 sha() { cat "$@" | sha256sum | cut -d' ' -f1; }
@@ -43,6 +54,28 @@ for pkg in build-essential cmake pkg-config zlib1g-dev libcurl4-openssl-dev; do
     dpkg -s "$pkg" >/dev/null 2>&1 || apt_pkgs+=("$pkg")
 done
 command -v psql >/dev/null 2>&1 || apt_pkgs+=(postgresql-client)
+
+install_apt_pkgs() {
+    if [ "${#apt_pkgs[@]}" -gt 0 ]; then
+        say "installing Debian packages: ${apt_pkgs[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        as_root apt-get update -qq
+        as_root apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >/dev/null
+    else
+        say "Debian packages present (psql $(psql --version | awk '{print $3}'))"
+    fi
+}
+
+if [ "$mode" = prerequisites ]; then
+    install_apt_pkgs
+    if command -v rustc >/dev/null 2>&1; then
+        say "Rust toolchain: $(rustc --version) (weir needs 1.94 or later)"
+    else
+        say "no Rust toolchain found: install it with rustup (https://rustup.rs), 1.94 or later"
+    fi
+    say "done (prerequisites only)"
+    exit 0
+fi
 # The PostgreSQL sink tests run initdb and postgres from /usr/lib/postgresql/*/bin.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_pkgs+=(postgresql)
 # The client matrix's TLS tests make a self-signed certificate at test time.
@@ -53,14 +86,7 @@ command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found"
 command -v node >/dev/null 2>&1 || apt_pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || apt_pkgs+=(npm)
 
-if [ "${#apt_pkgs[@]}" -gt 0 ]; then
-    say "installing Debian packages: ${apt_pkgs[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    as_root apt-get update -qq
-    as_root apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >/dev/null
-else
-    say "Debian packages present (psql $(psql --version | awk '{print $3}'))"
-fi
+install_apt_pkgs
 
 # --- tansu: the Kafka broker of the streaming tests ----------------------------
 TANSU_ROOT="${WEIR_CACHE:-$HOME/.cache/weir}/tansu-0.6.0"
