@@ -364,6 +364,21 @@ def test_blocks_marked_no_run(block):
     pytest.skip(f"{block.where} ({block.lang}): {block.no_run}")
 
 
+def test_every_serve_flag_is_documented():
+    """The configuration table of docs/operations.md names every flag of `weir serve`."""
+    binary = weir_binary()
+    if not binary.exists():
+        message = f"server binary {binary} not found; build it (cargo build) or set WEIR_BIN"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    text = subprocess.run([str(binary), "serve", "--help"], capture_output=True, text=True, check=True).stdout
+    flags = set(re.findall(r"--([a-z][a-z-]+)", text)) - {"help", "version"}
+    page = (ROOT / "docs" / "operations.md").read_text()
+    missing = sorted(f for f in flags if not re.search(rf"--{f}(?![a-z-])", page))
+    assert not missing, f"docs/operations.md does not document: {', '.join('--' + f for f in missing)}"
+
+
 def test_the_docs_have_examples_to_run():
     for path in DOCS:
         assert path.exists(), path
