@@ -59,6 +59,10 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Refuse connections that do not use TLS (`28000`). Default false.
     pub tls_required: bool,
+    /// Once every listener is open, the addresses they got are written to this file as
+    /// JSON (`{"pg": "127.0.0.1:5433", "flight": …, "http": …}`): with port 0 in a listen
+    /// address the system picks a free port, and this says which. Default: none.
+    pub ready_file: Option<PathBuf>,
 }
 
 /// A password given in the configuration: kept as given, never shown by `Debug`.
@@ -105,6 +109,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_required: false,
+            ready_file: None,
         }
     }
 }
@@ -177,6 +182,9 @@ pub struct Overrides {
     /// Refuse PostgreSQL connections without TLS [default: false]
     #[arg(long, env = "WEIR_TLS_REQUIRED", num_args = 0..=1, default_missing_value = "true")]
     pub tls_required: Option<bool>,
+    /// Write the listeners' addresses to this file as JSON once they are open
+    #[arg(long, env = "WEIR_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -236,6 +244,7 @@ impl Config {
             tls_cert,
             tls_key,
             tls_required,
+            ready_file,
         );
     }
 

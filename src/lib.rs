@@ -18,6 +18,7 @@
 //! - [`bench`]: `weir bench`, the throughput, latency and memory benchmarks.
 
 pub mod bench;
+pub mod catalog;
 pub mod checkpoint;
 pub mod config;
 pub mod connector;

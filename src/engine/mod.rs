@@ -3,6 +3,8 @@
 //! code path that runs a statement for every front (the `.sql` loader, pgwire, Flight).
 //! It owns no sockets and no session variables; those belong to the servers.
 
+mod durable;
+pub use durable::Pending;
 pub mod functions;
 pub mod information_schema;
 mod matviews;
@@ -26,6 +28,7 @@ use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use tracing::info;
 
+use crate::catalog::Durable;
 use crate::error::{Result, WeirError};
 use crate::sql::loader::{self, Definition};
 use crate::sql::streaming::StreamingStatement;
@@ -149,6 +152,8 @@ impl Prepared {
 pub struct Engine {
     ctx: Arc<SessionContext>,
     streams: Arc<Streams>,
+    /// Where objects created over the ports are kept (a server with a data directory).
+    durable: std::sync::OnceLock<Arc<Durable>>,
 }
 
 impl Engine {
@@ -220,6 +225,7 @@ impl Engine {
         Ok(Engine {
             ctx: Arc::new(ctx),
             streams,
+            durable: std::sync::OnceLock::new(),
         })
     }
 
@@ -253,7 +259,7 @@ impl Engine {
     /// Run one definition from a file; errors point at its file and line.
     pub async fn apply(&self, def: &Definition) -> Result<()> {
         let run = async {
-            match self.execute(&def.statement, def.base_dir()).await? {
+            match self.run(&def.statement, def.base_dir()).await? {
                 Outcome::Rows(df) => {
                     df.collect().await?;
                 }
@@ -299,7 +305,7 @@ impl Engine {
                 }
                 s => streaming::result_schema(s),
             },
-            Statement::DataFusion(_) | Statement::Postgres(_) | Statement::Accepted(_) => None,
+            Statement::DataFusion(..) | Statement::Postgres(_) | Statement::Accepted(_) => None,
         }
     }
 
@@ -341,19 +347,36 @@ impl Engine {
         prepared: &Prepared,
         parameters: Option<Vec<ScalarValue>>,
     ) -> Result<Outcome> {
-        match (&prepared.plan, parameters) {
+        let pending = self.before(&prepared.statement);
+        let outcome = match (&prepared.plan, parameters) {
             (Some(plan), Some(values)) => {
                 self.run_plan(plan.clone().with_param_values(values)?).await
             }
             (Some(plan), None) => self.run_plan(plan.clone()).await,
-            (None, _) => self.execute(&prepared.statement, None).await,
+            (None, _) => self.run(&prepared.statement, None).await,
+        }?;
+        if let Some(pending) = pending {
+            self.after(pending).await?;
         }
+        Ok(outcome)
     }
 
-    /// Run one statement. `base` is the folder relative locations are read from.
+    /// Run one statement from a client. `base` is the folder relative locations are read
+    /// from. What it creates, drops or writes is kept in the durable catalog.
     pub async fn execute(&self, statement: &Statement, base: Option<&Path>) -> Result<Outcome> {
+        let pending = self.before(statement);
+        let outcome = self.run(statement, base).await?;
+        if let Some(pending) = pending {
+            self.after(pending).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Run one statement, keeping nothing in the durable catalog (`.sql` files, and the
+    /// catalog's own objects at start).
+    async fn run(&self, statement: &Statement, base: Option<&Path>) -> Result<Outcome> {
         match statement {
-            Statement::DataFusion(df) => self.execute_datafusion((**df).clone(), base).await,
+            Statement::DataFusion(df, _) => self.execute_datafusion((**df).clone(), base).await,
             Statement::ShowTables => Ok(Outcome::Rows(
                 self.ctx
                     .sql(&format!(
@@ -404,14 +427,22 @@ impl Engine {
         self.run_plan(plan).await
     }
 
-    /// Run a plan: a command to its end (with its tag), a query as rows to stream.
+    /// Run a plan: a command to its end (with its tag), `INSERT`, `UPDATE` and `DELETE`
+    /// to their end (their `count` row kept), a query as rows to stream.
     async fn run_plan(&self, plan: LogicalPlan) -> Result<Outcome> {
         let tag = command_tag(&plan);
+        let dml = matches!(plan, LogicalPlan::Dml(_));
         let df = self.ctx.execute_logical_plan(plan).await?;
         match tag {
             Some(tag) => {
                 df.collect().await?;
                 Ok(Outcome::Done(tag))
+            }
+            None if dml => {
+                let schema = Arc::clone(df.schema().inner());
+                let batches = df.collect().await?;
+                let done = datafusion::catalog::MemTable::try_new(schema, vec![batches])?;
+                Ok(Outcome::Rows(self.ctx.read_table(Arc::new(done))?))
             }
             None => Ok(Outcome::Rows(df)),
         }

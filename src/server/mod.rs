@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::catalog::Durable;
 use crate::checkpoint::{self, Checkpoints};
 use crate::config::Config;
 use crate::engine::Engine;
@@ -25,6 +26,27 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .map_err(|e| WeirError::Config(format!("cannot listen for {what} on {addr}: {e}")))
+}
+
+/// The addresses the listeners got (port 0 in the configuration: one the system chose).
+#[derive(serde::Serialize)]
+struct Bound {
+    pg: SocketAddr,
+    flight: SocketAddr,
+    http: SocketAddr,
+}
+
+impl Bound {
+    /// Write them to `path` as JSON, whole or not at all (a reader polls for the file).
+    fn write(&self, path: &std::path::Path) -> Result<()> {
+        let text = serde_json::to_string(self).map_err(|e| WeirError::Internal(e.to_string()))?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(|e| {
+                WeirError::Config(format!("cannot write ready_file {}: {e}", path.display()))
+            })
+    }
 }
 
 /// Start the server and run until SIGINT or SIGTERM; then stop accepting, give running
@@ -91,6 +113,7 @@ pub async fn run(config: Config) -> Result<()> {
     engine
         .streams()
         .set_checkpoints(Arc::clone(&checkpoints), restored);
+    let mut from_files = Vec::new();
     if config.sql_dir.is_dir() {
         let defs = engine.load_dir(&config.sql_dir).await?;
         info!(
@@ -98,12 +121,16 @@ pub async fn run(config: Config) -> Result<()> {
             defs.len(),
             config.sql_dir.display()
         );
+        from_files.extend(defs.into_iter().filter_map(|d| d.creates));
     } else {
         warn!(
             "no SQL folder at {}; starting with an empty catalog",
             config.sql_dir.display()
         );
     }
+    // Objects created over the ports come back after the files, from the data directory.
+    engine.set_durable(Durable::open(&config.data_dir)?);
+    engine.restore_catalog(from_files).await?;
     // Where each view begins is on disk before it reads far, unless the checkpoint just
     // restored says it already.
     if engine.streams().restored()
@@ -115,6 +142,11 @@ pub async fn run(config: Config) -> Result<()> {
     let pg_listener = bind(config.pg_listen, "PostgreSQL").await?;
     let flight_listener = bind(config.flight_listen, "Flight SQL").await?;
     let http_listener = bind(config.http_listen, "HTTP").await?;
+    let bound = Bound {
+        pg: pg_listener.local_addr()?,
+        flight: flight_listener.local_addr()?,
+        http: http_listener.local_addr()?,
+    };
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let checkpointing = config.checkpoint_interval().map(|interval| {
@@ -159,12 +191,15 @@ pub async fn run(config: Config) -> Result<()> {
         metrics.clone(),
         shutdown.clone(),
     ));
+    if let Some(path) = &config.ready_file {
+        bound.write(path)?;
+    }
     info!(
         "weir {} ready: PostgreSQL on {}, Flight SQL on {}, HTTP on {}",
         env!("CARGO_PKG_VERSION"),
-        config.pg_listen,
-        config.flight_listen,
-        config.http_listen
+        bound.pg,
+        bound.flight,
+        bound.http
     );
 
     wait_for_signal().await;
@@ -187,6 +222,9 @@ pub async fn run(config: Config) -> Result<()> {
     let _ = http.await;
     if let Some(task) = checkpointing {
         let _ = task.await;
+    }
+    if let Err(e) = engine.save_tables().await {
+        warn!("saving the rows of tables failed: {e}");
     }
     match checkpoints.take(engine.streams()).await {
         Ok(t) => info!("{}", t.describe()),

@@ -174,7 +174,7 @@ pub fn read_script(file: &Path, script: &str) -> Result<Vec<Definition>> {
     Ok(defs)
 }
 
-fn object_name(name: &ObjectName) -> String {
+pub(crate) fn object_name(name: &ObjectName) -> String {
     name.0
         .last()
         .map(|p| match p.as_ident() {
@@ -192,7 +192,7 @@ fn is_system(r: &TableReference) -> bool {
 /// What a statement creates and which relations it reads.
 fn names(statement: &Statement) -> Result<(Option<String>, Vec<String>)> {
     let df = match statement {
-        Statement::DataFusion(df) => (**df).clone(),
+        Statement::DataFusion(df, _) => (**df).clone(),
         Statement::ShowTables | Statement::Show(_) | Statement::Accepted(_) => {
             return Ok((None, vec![]));
         }
@@ -261,7 +261,10 @@ fn streaming_names(statement: &StreamingStatement) -> (Option<String>, Vec<Strin
 
 /// Stable topological order: a statement runs after those creating what it reads, and
 /// otherwise in file order.
-fn order(defs: Vec<Definition>, known: &dyn Fn(&str) -> bool) -> Result<Vec<Definition>> {
+pub(crate) fn order(
+    defs: Vec<Definition>,
+    known: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Definition>> {
     let mut creator: HashMap<&str, usize> = HashMap::new();
     for (i, d) in defs.iter().enumerate() {
         if let Some(name) = &d.creates

@@ -27,7 +27,7 @@ pub struct SqlText {
 pub enum Statement {
     /// DataFusion's own extensions (`CREATE EXTERNAL TABLE`, `COPY … TO`), parsed by its parser and
     /// run by the engine so locations can be resolved and object stores registered.
-    DataFusion(Box<DFStatement>),
+    DataFusion(Box<DFStatement>, String),
     /// `SHOW TABLES`: the user's tables and views in `public`.
     ShowTables,
     /// `SHOW name`: a server or session setting, by its canonical lower-case name.
@@ -201,9 +201,10 @@ pub fn classify(text: &str) -> Result<Statement> {
         let mut parsed = DFParser::parse_sql_with_dialect(text, &PostgreSqlDialect {})
             .map_err(|e| WeirError::Syntax(e.to_string()))?;
         return match parsed.len() {
-            1 => Ok(Statement::DataFusion(Box::new(
-                parsed.pop_front().expect("one statement"),
-            ))),
+            1 => Ok(Statement::DataFusion(
+                Box::new(parsed.pop_front().expect("one statement")),
+                text.to_string(),
+            )),
             _ => Err(WeirError::Syntax("expected exactly one statement".into())),
         };
     }
@@ -291,7 +292,7 @@ mod tests {
     fn classifies_extensions() {
         assert!(matches!(
             classify("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION 'x/'").unwrap(),
-            Statement::DataFusion(_)
+            Statement::DataFusion(..)
         ));
         assert!(matches!(
             classify("show tables").unwrap(),

@@ -93,7 +93,9 @@ impl Streams {
             .cloned()
     }
 
-    /// Validate statements without writing anywhere (`weir check`): sinks do not start.
+    /// Validate statements without running anything (`weir check`): sources do not ask
+    /// their brokers, views are planned but their pipelines do not start, sinks do not
+    /// open their destinations.
     pub fn set_checking(&self) {
         self.checking.store(true, Ordering::Relaxed);
     }
@@ -285,10 +287,13 @@ impl Streams {
                         create.name, create.name
                     ))
                 })?;
-                (
-                    ConnectorSpec::Kafka(KafkaSpec::from_options(schema.clone(), options).await?),
-                    schema,
-                )
+                // `weir check` reads the options without asking the broker.
+                let spec = if self.checking() {
+                    KafkaSpec::parse(schema.clone(), options)?
+                } else {
+                    KafkaSpec::from_options(schema.clone(), options).await?
+                };
+                (ConnectorSpec::Kafka(spec), schema)
             }
             "datagen" => {
                 let (spec, schema) = DatagenSpec::from_options(declared, options)?;
@@ -408,7 +413,11 @@ impl Streams {
             self.resumed.fetch_add(1, Ordering::Relaxed);
             view.resumed.store(true, Ordering::Relaxed);
         }
-        pipeline::start(Arc::clone(&view), rx, begin).await?;
+        // `weir check` plans the view and registers it for the views that read it, but
+        // runs nothing.
+        if !self.checking() {
+            pipeline::start(Arc::clone(&view), rx, begin).await?;
+        }
         if let Err(e) = ctx.register_table(
             create.name.as_str(),
             Arc::new(ViewTable {

@@ -11,9 +11,12 @@ use std::time::{Duration, Instant};
 pub struct Server {
     child: Option<Child>,
     pub pg_port: u16,
+    pub flight_port: u16,
     pub http_port: u16,
     /// The data directory, when the server made its own.
     _data: Option<tempfile::TempDir>,
+    /// The ready file and the server's stderr.
+    run: tempfile::TempDir,
 }
 
 pub fn free_port() -> u16 {
@@ -22,6 +25,16 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A test whose outside program is missing says so and skips, except under CI (`CI`
+/// set), where it fails: CI must run every test.
+pub fn skip_unless_ci(why: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{why}; CI runs every test"
+    );
+    eprintln!("skipped: {why}");
 }
 
 pub fn weir_bin() -> &'static str {
@@ -134,41 +147,63 @@ impl Server {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Server {
-        let pg_port = free_port();
-        let flight_port = free_port();
-        let http_port = free_port();
+        // The server binds port 0 and says which ports it got: no other test can take
+        // them between a probe and the bind.
+        let run = tempfile::tempdir().unwrap();
+        let ready = run.path().join("ready.json");
+        let log_path = run.path().join("weir.log");
+        let log = std::fs::File::create(&log_path).unwrap();
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut child = Command::new(weir_bin())
             .current_dir(root)
             .args(["serve", "--sql-dir", sql_dir])
-            .args(["--pg-listen", &format!("{host}:{pg_port}")])
-            .args(["--flight-listen", &format!("{host}:{flight_port}")])
-            .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
+            .args(["--pg-listen", &format!("{host}:0")])
+            .args(["--flight-listen", &format!("{host}:0")])
+            .args(["--http-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)
+            .arg("--ready-file")
+            .arg(&ready)
             .args(extra)
             .env("WEIR_LOG", "error")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("spawn weir");
+        let output = || std::fs::read_to_string(&log_path).unwrap_or_default();
         let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some((200, _)) = http_get(http_port, "/healthz") {
-                break;
+        let bound: serde_json::Value = loop {
+            if let Ok(text) = std::fs::read_to_string(&ready) {
+                break serde_json::from_str(&text).unwrap();
             }
             if let Some(status) = child.try_wait().unwrap() {
-                panic!("weir exited before it was ready: {status}");
+                panic!("weir exited before it was ready: {status}\n{}", output());
             }
-            assert!(Instant::now() < deadline, "weir not ready after 60 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            assert!(
+                Instant::now() < deadline,
+                "weir not ready after 60 s\n{}",
+                output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let port = |key: &str| -> u16 {
+            let addr: std::net::SocketAddr = bound[key].as_str().unwrap().parse().unwrap();
+            addr.port()
+        };
         Server {
             child: Some(child),
-            pg_port,
-            http_port,
+            pg_port: port("pg"),
+            flight_port: port("flight"),
+            http_port: port("http"),
             _data: data,
+            run,
         }
+    }
+
+    /// What the server has written to stderr so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(self.run.path().join("weir.log")).unwrap_or_default()
     }
 
     /// SIGKILL, as a crash: no shutdown, no last checkpoint.
@@ -201,7 +236,11 @@ impl Server {
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
-        child.wait().unwrap()
+        let status = child.wait().unwrap();
+        if !status.success() {
+            eprintln!("weir exited with {status}:\n{}", self.output());
+        }
+        status
     }
 }
 
@@ -422,9 +461,9 @@ impl Postgres {
 
     fn launch(tls: bool) -> Option<Postgres> {
         let Some(bin) = postgres_bin() else {
-            eprintln!(
-                "skipped: no PostgreSQL server binaries (install Debian's postgresql package \
-                 with scripts/setup.sh, or set WEIR_POSTGRES_BIN to the folder of initdb)"
+            skip_unless_ci(
+                "no PostgreSQL server binaries (install Debian's postgresql package \
+                 with scripts/setup.sh, or set WEIR_POSTGRES_BIN to the folder of initdb)",
             );
             return None;
         };
@@ -600,9 +639,9 @@ impl S3 {
     /// create `bucket`; `None` (after saying so) when the variable is not set.
     pub fn start(bucket: &str) -> Option<S3> {
         let Some(bin) = std::env::var_os("WEIR_MOTO_SERVER").filter(|p| !p.is_empty()) else {
-            eprintln!(
-                "skipped: WEIR_MOTO_SERVER is not set (scripts/setup.sh installs moto_server \
-                 into .venv/bin, and scripts/test.sh sets it)"
+            skip_unless_ci(
+                "WEIR_MOTO_SERVER is not set (scripts/setup.sh installs moto_server \
+                 into .venv/bin, and scripts/test.sh sets it)",
             );
             return None;
         };

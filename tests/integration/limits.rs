@@ -167,17 +167,24 @@ async fn two_hundred_clients_read_views_while_events_arrive() {
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            Ok::<_, tokio_postgres::Error>(())
+            Ok::<_, tokio_postgres::Error>(last)
         }));
     }
-    let mut ok = 0;
+    let mut seen = Vec::new();
     for c in clients {
-        c.await.unwrap().unwrap();
-        ok += 1;
+        seen.push(c.await.unwrap().unwrap());
     }
-    assert_eq!(ok, 200);
     let after = rows_in(admin.simple_query(read).await.unwrap());
     assert!(after > before, "ingestion went on: {before} then {after}");
+    // Every client read rows, and none more than the view had read when they were done.
+    assert_eq!(seen.len(), 200);
+    assert!(
+        seen.iter().all(|&n| n > 0 && n <= after),
+        "counts outside 1..={after}: {:?}",
+        seen.iter()
+            .filter(|&&n| n == 0 || n > after)
+            .collect::<Vec<_>>()
+    );
     let messages = admin
         .simple_query(
             "SELECT status FROM weir_catalog.materialized_views WHERE status <> 'running'",

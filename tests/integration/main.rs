@@ -5,6 +5,7 @@
 //! pipelines of `examples/`. One binary, so the server is built and linked once.
 
 mod auth;
+mod catalog;
 mod durability;
 mod examples;
 mod harness;

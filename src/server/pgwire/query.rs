@@ -89,9 +89,13 @@ impl QueryHandler {
     {
         match classify(text).map_err(|e| pg_error(&e))? {
             Statement::Postgres(sql) => {
+                let pending = self.engine.before(&Statement::Postgres(sql.clone()));
                 let responses = SimpleQueryHandler::do_query(&*self.df, client, &sql)
                     .await
                     .map_err(map_error)?;
+                if let Some(pending) = pending {
+                    self.engine.after(pending).await.map_err(|e| pg_error(&e))?;
+                }
                 Ok(responses
                     .into_iter()
                     .map(|r| map_response(client, &self.metrics, Some(text), r))
@@ -443,17 +447,20 @@ impl ExtendedQueryHandler for QueryHandler {
             }
         })?;
         let result = match &portal.statement.statement {
-            (_, Some(_)) => ExtendedQueryHandler::do_query(&*self.df, client, portal, max_rows)
-                .await
-                .map(|r| {
-                    map_response(
-                        client,
-                        &self.metrics,
-                        Some(&portal.statement.statement.0),
-                        r,
-                    )
-                })
-                .map_err(map_error),
+            (text, Some(_)) => {
+                let pending = self.engine.before(&Statement::Postgres(text.clone()));
+                let result = ExtendedQueryHandler::do_query(&*self.df, client, portal, max_rows)
+                    .await
+                    .map(|r| map_response(client, &self.metrics, Some(text), r))
+                    .map_err(map_error);
+                match (result, pending) {
+                    (Ok(r), Some(pending)) => match self.engine.after(pending).await {
+                        Ok(()) => Ok(r),
+                        Err(e) => Err(pg_error(&e)),
+                    },
+                    (result, _) => result,
+                }
+            }
             (text, None) => match classify(text) {
                 Ok(statement) => match self.run_engine(client, &statement).await {
                     Ok(Outcome::Changes(changes)) => {
