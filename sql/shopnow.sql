@@ -53,6 +53,6 @@ GROUP BY window_start, window_end, category;
 
 -- The transactions report's totals since the start, by city and category.
 CREATE MATERIALIZED VIEW revenue_by_city_category AS
-SELECT city, category, round(sum(amount), 2) AS revenue, count(*) AS transactions
+SELECT city, category, sum(amount) AS revenue, count(*) AS transactions
 FROM transactions
 GROUP BY city, category;

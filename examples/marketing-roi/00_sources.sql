@@ -14,7 +14,7 @@ CREATE SOURCE web_logs (
 
 CREATE SOURCE crm_orders (
   order_id VARCHAR, customer_id VARCHAR, campaign_id VARCHAR, category VARCHAR, items INT,
-  amount DOUBLE, ts TIMESTAMP,
+  amount DECIMAL(12, 2), ts TIMESTAMP,
   WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
 ) WITH (
   connector = 'kafka', topic = 'crm_orders', format = 'json',
@@ -24,7 +24,7 @@ CREATE SOURCE crm_orders (
 
 CREATE SOURCE ad_spend (
   report_id VARCHAR, campaign_id VARCHAR, platform VARCHAR, impressions INT, clicks INT,
-  spend DOUBLE, ts TIMESTAMP,
+  spend DECIMAL(12, 2), ts TIMESTAMP,
   WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
 ) WITH (
   connector = 'kafka', topic = 'ad_spend', format = 'json',

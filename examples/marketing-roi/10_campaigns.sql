@@ -10,26 +10,26 @@ FROM web_logs GROUP BY campaign_id;
 
 -- CRM: orders, revenue and customers each campaign brought.
 CREATE MATERIALIZED VIEW campaign_revenue AS
-SELECT campaign_id, count(*) AS orders, round(sum(amount), 2) AS revenue,
+SELECT campaign_id, count(*) AS orders, sum(amount) AS revenue,
        count(DISTINCT customer_id) AS customers
 FROM crm_orders GROUP BY campaign_id;
 
 -- Ad platforms: what each campaign cost.
 CREATE MATERIALIZED VIEW campaign_spend AS
 SELECT campaign_id, platform, sum(impressions) AS impressions, sum(clicks) AS clicks,
-       round(sum(spend), 2) AS spend
+       sum(spend) AS spend
 FROM ad_spend GROUP BY campaign_id, platform;
 
 -- Revenue per platform: orders enriched with the campaign table; organic when no
 -- campaign brought the order.
 CREATE MATERIALIZED VIEW revenue_by_platform AS
 SELECT coalesce(c.platform, 'organic') AS platform,
-       count(*) AS orders, round(sum(o.amount), 2) AS revenue
+       count(*) AS orders, sum(o.amount) AS revenue
 FROM crm_orders o LEFT JOIN campaigns c ON o.campaign_id = c.campaign_id
 GROUP BY coalesce(c.platform, 'organic');
 
 -- Revenue per campaign and minute, for the time series.
 CREATE MATERIALIZED VIEW campaign_revenue_1m AS
-SELECT window_start, campaign_id, round(sum(amount), 2) AS revenue, count(*) AS orders
+SELECT window_start, campaign_id, sum(amount) AS revenue, count(*) AS orders
 FROM TUMBLE(crm_orders, ts, INTERVAL '1' MINUTE)
 GROUP BY window_start, window_end, campaign_id;

@@ -17,8 +17,8 @@ LEFT JOIN campaign_spend s ON s.campaign_id = c.campaign_id;
 
 -- The marketing overview: totals over every campaign, and organic alongside.
 CREATE VIEW marketing_overview AS
-SELECT (SELECT round(sum(revenue), 2) FROM campaign_revenue) AS revenue,
-       (SELECT round(sum(revenue), 2) FROM campaign_revenue WHERE campaign_id <> 'organic') AS campaign_revenue,
-       (SELECT round(sum(spend), 2) FROM campaign_spend) AS spend,
+SELECT (SELECT sum(revenue) FROM campaign_revenue) AS revenue,
+       (SELECT sum(revenue) FROM campaign_revenue WHERE campaign_id <> 'organic') AS campaign_revenue,
+       (SELECT sum(spend) FROM campaign_spend) AS spend,
        (SELECT sum(sessions) FROM campaign_traffic) AS sessions,
        (SELECT sum(orders) FROM campaign_revenue) AS orders;

@@ -3,7 +3,7 @@
 
 CREATE SOURCE product_sold (
   order_id VARCHAR, user_id VARCHAR, product_id VARCHAR, category VARCHAR, city VARCHAR,
-  quantity INT, amount DOUBLE, ts TIMESTAMP,
+  quantity INT, amount DECIMAL(12, 2), ts TIMESTAMP,
   WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
 ) WITH (
   connector = 'kafka', topic = 'product_sold', format = 'json',

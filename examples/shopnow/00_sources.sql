@@ -3,7 +3,7 @@
 -- stock-mis-a-jour). Events may arrive up to 5 seconds out of order.
 
 CREATE SOURCE page_views (
-  event_id VARCHAR, user_id VARCHAR, product_id VARCHAR, category VARCHAR, price DOUBLE,
+  event_id VARCHAR, user_id VARCHAR, product_id VARCHAR, category VARCHAR, price DECIMAL(12, 2),
   ts TIMESTAMP,
   WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
 ) WITH (
@@ -13,7 +13,7 @@ CREATE SOURCE page_views (
 );
 
 CREATE SOURCE cart_additions (
-  event_id VARCHAR, user_id VARCHAR, product_id VARCHAR, quantity INT, price DOUBLE,
+  event_id VARCHAR, user_id VARCHAR, product_id VARCHAR, quantity INT, price DECIMAL(12, 2),
   ts TIMESTAMP,
   WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
 ) WITH (
@@ -24,7 +24,7 @@ CREATE SOURCE cart_additions (
 
 CREATE SOURCE orders (
   order_id VARCHAR, user_id VARCHAR, product_id VARCHAR, category VARCHAR, city VARCHAR,
-  quantity INT, amount DOUBLE, ts TIMESTAMP,
+  quantity INT, amount DECIMAL(12, 2), ts TIMESTAMP,
   WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
 ) WITH (
   connector = 'kafka', topic = 'orders', format = 'json',
@@ -33,7 +33,7 @@ CREATE SOURCE orders (
 );
 
 CREATE SOURCE payments (
-  payment_id VARCHAR, order_id VARCHAR, user_id VARCHAR, amount DOUBLE,
+  payment_id VARCHAR, order_id VARCHAR, user_id VARCHAR, amount DECIMAL(12, 2),
   payment_method VARCHAR, ts TIMESTAMP,
   WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
 ) WITH (

@@ -12,14 +12,14 @@ WHERE rank <= 10;
 
 -- Revenue (validated orders) per 5-minute window.
 CREATE MATERIALIZED VIEW revenue_5m AS
-SELECT window_start, window_end, round(sum(amount), 2) AS revenue, count(*) AS orders,
+SELECT window_start, window_end, sum(amount) AS revenue, count(*) AS orders,
        sum(quantity) AS units
 FROM TUMBLE(orders, ts, INTERVAL '5' MINUTE)
 GROUP BY window_start, window_end;
 
 -- Accepted payments per 5-minute window and method, next to the revenue.
 CREATE MATERIALIZED VIEW payments_5m AS
-SELECT window_start, window_end, payment_method, round(sum(amount), 2) AS paid, count(*) AS payments
+SELECT window_start, window_end, payment_method, sum(amount) AS paid, count(*) AS payments
 FROM TUMBLE(payments, ts, INTERVAL '5' MINUTE)
 GROUP BY window_start, window_end, payment_method;
 

@@ -3,7 +3,7 @@
 
 CREATE SOURCE sales (
   transaction_id VARCHAR, user_id VARCHAR, product_id VARCHAR, product_name VARCHAR,
-  category VARCHAR, quantity INT, price DOUBLE, total DOUBLE, city VARCHAR, ts TIMESTAMP,
+  category VARCHAR, quantity INT, price DECIMAL(12, 2), total DECIMAL(12, 2), city VARCHAR, ts TIMESTAMP,
   WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
 ) WITH (
   connector = 'kafka', topic = 'shopsphere.transactions', format = 'json',
@@ -12,7 +12,7 @@ CREATE SOURCE sales (
 );
 
 CREATE SOURCE products (
-  product_id VARCHAR, product_name VARCHAR, category VARCHAR, price DOUBLE, stock INT,
+  product_id VARCHAR, product_name VARCHAR, category VARCHAR, price DECIMAL(12, 2), stock INT,
   ts TIMESTAMP,
   WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
 ) WITH (

@@ -1,11 +1,11 @@
 -- The Flink job's real-time reports. Revenue = quantity x price.
 
 CREATE MATERIALIZED VIEW revenue_by_city AS
-SELECT city, round(sum(total), 2) AS revenue, count(*) AS orders, sum(quantity) AS units
+SELECT city, sum(total) AS revenue, count(*) AS orders, sum(quantity) AS units
 FROM sales GROUP BY city;
 
 CREATE MATERIALIZED VIEW revenue_by_category AS
-SELECT category, round(sum(total), 2) AS revenue, count(*) AS orders, sum(quantity) AS units
+SELECT category, sum(total) AS revenue, count(*) AS orders, sum(quantity) AS units
 FROM sales GROUP BY category;
 
 -- Top 5 best-selling products of each day (by orders, then units).
@@ -26,6 +26,6 @@ SELECT product_id, product_name, category, stock, ts FROM products WHERE stock <
 -- Today's sales per city and category, the live counterpart of sales_history.
 CREATE MATERIALIZED VIEW sales_daily AS
 SELECT CAST(window_start AS DATE) AS day, city, category, count(*) AS orders,
-       sum(quantity) AS units, round(sum(total), 2) AS revenue
+       sum(quantity) AS units, sum(total) AS revenue
 FROM TUMBLE(sales, ts, INTERVAL '1' DAY)
 GROUP BY window_start, window_end, city, category;

@@ -3,7 +3,7 @@
 
 CREATE MATERIALIZED VIEW sales_daily_closed AS
 SELECT window_start AS day, city, category, count(*) AS orders, sum(quantity) AS units,
-       round(sum(total), 2) AS revenue
+       sum(total) AS revenue
 FROM TUMBLE(sales, ts, INTERVAL '1' DAY)
 GROUP BY window_start, window_end, city, category
 EMIT ON WINDOW CLOSE;

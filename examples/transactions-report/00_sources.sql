@@ -3,7 +3,7 @@
 -- methods), up to 5 seconds out of order.
 
 CREATE SOURCE transactions (
-  transaction_id VARCHAR, user_id VARCHAR, city VARCHAR, category VARCHAR, amount DOUBLE,
+  transaction_id VARCHAR, user_id VARCHAR, city VARCHAR, category VARCHAR, amount DECIMAL(12, 2),
   quantity INT, payment_method VARCHAR, ts TIMESTAMP,
   WATERMARK FOR ts AS ts - INTERVAL '5' SECOND
 ) WITH (

@@ -2,7 +2,7 @@
 -- revenue, average amount, and items sold.
 CREATE MATERIALIZED VIEW report_summary AS
 SELECT count(*) AS transactions, count(DISTINCT user_id) AS unique_users,
-       round(sum(amount), 2) AS revenue, round(avg(amount), 2) AS average_amount,
+       sum(amount) AS revenue, CAST(avg(amount) AS DECIMAL(12, 2)) AS average_amount,
        sum(quantity) AS items_sold
 FROM transactions;
 

@@ -10,7 +10,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, Float64Builder, Int32Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, Decimal128Builder, Int32Builder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
@@ -85,7 +86,7 @@ impl Profile {
     pub fn schema(self) -> SchemaRef {
         let text = |n: &str| Field::new(n, DataType::Utf8, false);
         let int = |n: &str| Field::new(n, DataType::Int32, false);
-        let double = |n: &str| Field::new(n, DataType::Float64, false);
+        let money = |n: &str| Field::new(n, MONEY, false);
         let ts = Field::new(
             "ts",
             DataType::Timestamp(TimeUnit::Microsecond, None),
@@ -98,7 +99,7 @@ impl Profile {
                     text("user_id"),
                     text("product_id"),
                     text("category"),
-                    double("price"),
+                    money("price"),
                     ts,
                 ]
             }
@@ -107,7 +108,7 @@ impl Profile {
                 text("user_id"),
                 text("product_id"),
                 int("quantity"),
-                double("price"),
+                money("price"),
                 ts,
             ],
             Profile::Orders => vec![
@@ -117,14 +118,14 @@ impl Profile {
                 text("category"),
                 text("city"),
                 int("quantity"),
-                double("amount"),
+                money("amount"),
                 ts,
             ],
             Profile::Payments => vec![
                 text("payment_id"),
                 text("order_id"),
                 text("user_id"),
-                double("amount"),
+                money("amount"),
                 text("payment_method"),
                 ts,
             ],
@@ -134,7 +135,7 @@ impl Profile {
                 text("user_id"),
                 text("city"),
                 text("category"),
-                double("amount"),
+                money("amount"),
                 int("quantity"),
                 text("payment_method"),
                 ts,
@@ -146,8 +147,8 @@ impl Profile {
                 text("product_name"),
                 text("category"),
                 int("quantity"),
-                double("price"),
-                double("total"),
+                money("price"),
+                money("total"),
                 text("city"),
                 ts,
             ],
@@ -155,7 +156,7 @@ impl Profile {
                 text("product_id"),
                 text("product_name"),
                 text("category"),
-                double("price"),
+                money("price"),
                 int("stock"),
                 ts,
             ],
@@ -176,7 +177,7 @@ impl Profile {
                 text("campaign_id"),
                 text("category"),
                 int("items"),
-                double("amount"),
+                money("amount"),
                 ts,
             ],
             Profile::AdSpend => vec![
@@ -185,12 +186,20 @@ impl Profile {
                 text("platform"),
                 int("impressions"),
                 int("clicks"),
-                double("spend"),
+                money("spend"),
                 ts,
             ],
         };
         Arc::new(Schema::new(fields))
     }
+}
+
+/// Money columns: exact to the cent, as in the ledgers the events come from.
+pub const MONEY: DataType = DataType::Decimal128(12, 2);
+
+/// An amount rounded to the cent, as a `MONEY` value (hundredths).
+fn cents(amount: f64) -> i128 {
+    (amount * 100.0).round() as i128
 }
 
 /// The cities, categories and payment methods of the seed pipelines.
@@ -473,8 +482,8 @@ impl Generator {
         let mut ints: Vec<Int32Builder> = (0..of(DataType::Int32))
             .map(|_| Int32Builder::with_capacity(n))
             .collect();
-        let mut doubles: Vec<Float64Builder> = (0..of(DataType::Float64))
-            .map(|_| Float64Builder::with_capacity(n))
+        let mut amounts: Vec<Decimal128Builder> = (0..of(MONEY))
+            .map(|_| Decimal128Builder::with_capacity(n))
             .collect();
         let mut ts = TimestampMicrosecondBuilder::with_capacity(n);
         let max_delay = (self.options.max_out_of_order_ms * 1000) as i64;
@@ -498,14 +507,14 @@ impl Generator {
                     text[1].append_value(user);
                     text[2].append_value(format!("P{product:05}"));
                     text[3].append_value(category);
-                    doubles[0].append_value(base_price);
+                    amounts[0].append_value(cents(base_price));
                 }
                 Profile::CartAdditions => {
                     text[0].append_value(format!("ca-{}-{index}", self.options.seed));
                     text[1].append_value(user);
                     text[2].append_value(format!("P{product:05}"));
                     ints[0].append_value(self.rng.random_range(1..=5));
-                    doubles[0].append_value(base_price);
+                    amounts[0].append_value(cents(base_price));
                 }
                 Profile::Orders => {
                     let quantity = self.rng.random_range(1..=5);
@@ -516,14 +525,14 @@ impl Generator {
                     let city = self.pick(&CITIES);
                     text[4].append_value(city);
                     ints[0].append_value(quantity);
-                    doubles[0].append_value((base_price * quantity as f64 * 100.0).round() / 100.0);
+                    amounts[0].append_value(cents(base_price) * quantity as i128);
                 }
                 Profile::Payments => {
                     text[0].append_value(format!("pay-{}-{index}", self.options.seed));
                     text[1].append_value(format!("ord-{}-{index}", self.options.seed));
                     text[2].append_value(user);
                     let amount = self.money(10.0, 500.0);
-                    doubles[0].append_value(amount);
+                    amounts[0].append_value(cents(amount));
                     let method = self.pick(&PAYMENT_METHODS);
                     text[3].append_value(method);
                 }
@@ -539,7 +548,7 @@ impl Generator {
                     let category = self.pick(&CATEGORIES);
                     text[3].append_value(category);
                     let amount = self.money(10.0, 500.0);
-                    doubles[0].append_value(amount);
+                    amounts[0].append_value(cents(amount));
                     ints[0].append_value(self.rng.random_range(1..=5));
                     let method = self.pick(&PAYMENT_METHODS);
                     text[4].append_value(method);
@@ -553,8 +562,8 @@ impl Generator {
                     text[3].append_value(name);
                     text[4].append_value(category);
                     ints[0].append_value(quantity);
-                    doubles[0].append_value(price);
-                    doubles[1].append_value((price * quantity as f64 * 100.0).round() / 100.0);
+                    amounts[0].append_value(cents(price));
+                    amounts[1].append_value(cents(price) * quantity as i128);
                     let u = self.rng.random_range(0..100);
                     text[5].append_value(UK_CITIES[weighted(UK_CITIES.map(|c| c.1), u)].0);
                 }
@@ -563,7 +572,7 @@ impl Generator {
                     text[0].append_value(id);
                     text[1].append_value(name);
                     text[2].append_value(category);
-                    doubles[0].append_value(price);
+                    amounts[0].append_value(cents(price));
                     ints[0].append_value(self.rng.random_range(0..150));
                 }
                 Profile::WebLogs => {
@@ -603,8 +612,8 @@ impl Generator {
                     text[2].append_value(campaign.map_or("organic", |c| CAMPAIGNS[c].0));
                     text[3].append_value(self.pick(&COSMETICS));
                     ints[0].append_value(items);
-                    let amount = self.money(12.0, 45.0) * items as f64;
-                    doubles[0].append_value((amount * 100.0).round() / 100.0);
+                    let amount = self.money(12.0, 45.0);
+                    amounts[0].append_value(cents(amount) * items as i128);
                 }
                 Profile::AdSpend => {
                     // Reports come from the campaigns in turn.
@@ -618,7 +627,7 @@ impl Generator {
                     text[2].append_value(CAMPAIGNS[c].1);
                     ints[0].append_value(impressions);
                     ints[1].append_value(clicks as i32);
-                    doubles[0].append_value(spend);
+                    amounts[0].append_value(cents(spend));
                 }
             }
         }
@@ -628,9 +637,9 @@ impl Generator {
         let mut ints = ints
             .into_iter()
             .map(|mut b| Arc::new(b.finish()) as ArrayRef);
-        let mut doubles = doubles
+        let mut amounts = amounts
             .into_iter()
-            .map(|mut b| Arc::new(b.finish()) as ArrayRef);
+            .map(|mut b| Arc::new(b.finish().with_data_type(MONEY)) as ArrayRef);
         let mut time = Some(Arc::new(ts.finish()) as ArrayRef);
         let columns: Vec<ArrayRef> = self
             .schema
@@ -639,7 +648,7 @@ impl Generator {
             .map(|f| match f.data_type() {
                 DataType::Utf8 => text.next(),
                 DataType::Int32 => ints.next(),
-                DataType::Float64 => doubles.next(),
+                DataType::Decimal128(12, 2) => amounts.next(),
                 _ => time.take(),
             })
             .collect::<Option<_>>()
@@ -822,31 +831,33 @@ mod tests {
             let prices = b
                 .column_by_name("price")
                 .unwrap()
-                .as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+                .as_primitive::<datafusion::arrow::datatypes::Decimal128Type>();
             for i in 0..b.num_rows() {
                 let n: u32 = ids.value(i)[1..].parse().unwrap();
                 let (_, category, name, price) = product_info(n);
                 assert_eq!(
                     (names.value(i), categories.value(i), prices.value(i)),
-                    (name.as_str(), category, price)
+                    (name.as_str(), category, cents(price))
                 );
             }
         }
         let totals = sales
             .column_by_name("total")
             .unwrap()
-            .as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+            .as_primitive::<datafusion::arrow::datatypes::Decimal128Type>();
         let prices = sales
             .column_by_name("price")
             .unwrap()
-            .as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+            .as_primitive::<datafusion::arrow::datatypes::Decimal128Type>();
         let quantities = sales
             .column_by_name("quantity")
             .unwrap()
             .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
         for i in 0..sales.num_rows() {
-            let expected = (prices.value(i) * quantities.value(i) as f64 * 100.0).round() / 100.0;
-            assert_eq!(totals.value(i), expected);
+            assert_eq!(
+                totals.value(i),
+                prices.value(i) * quantities.value(i) as i128
+            );
         }
         // London sells about twice what Manchester does, Bristol least.
         let (london, manchester, bristol) = (

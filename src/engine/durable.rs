@@ -4,9 +4,6 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::MemTable;
 use datafusion::common::TableReference;
 use datafusion::sql::parser::Statement as DFStatement;
@@ -15,6 +12,7 @@ use tracing::{info, warn};
 
 use super::Engine;
 use crate::catalog::{Durable, Entry, Kind};
+use crate::decode::conform;
 use crate::error::{Result, WeirError};
 use crate::sql::loader::{self, object_name};
 use crate::sql::streaming::StreamingStatement;
@@ -112,23 +110,6 @@ fn change_of(statement: &Statement) -> Option<Change> {
         Statement::Postgres(text) => postgres_change(text),
         Statement::ShowTables | Statement::Show(_) | Statement::Accepted(_) => None,
     }
-}
-
-/// `batch` with the columns of `schema`, cast where a type differs.
-fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(column, field)| {
-            if column.data_type() == field.data_type() {
-                Ok(Arc::clone(column))
-            } else {
-                cast(column, field.data_type())
-            }
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
 impl Engine {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions};
-use datafusion::arrow::compute::{filter, filter_record_batch};
+use datafusion::arrow::compute::{cast, filter, filter_record_batch};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, JoinType};
@@ -77,10 +77,21 @@ impl Chain {
                 }
                 Step::Project(exprs, schema) => {
                     let n = batch.num_rows();
+                    // An expression may compute a narrower type than planned
+                    // (DataFusion's `round` of a decimal): the view's column type wins.
                     let columns = exprs
                         .iter()
-                        .map(|e| e.evaluate(&batch).and_then(|v| v.into_array(n)))
-                        .collect::<std::result::Result<Vec<_>, _>>()?;
+                        .zip(schema.fields())
+                        .map(|(e, field)| {
+                            let column = e.evaluate(&batch).and_then(|v| v.into_array(n))?;
+                            if column.data_type() == field.data_type() {
+                                Ok(column)
+                            } else {
+                                Ok(cast(&column, field.data_type())?)
+                            }
+                        })
+                        .collect::<std::result::Result<Vec<_>, datafusion::error::DataFusionError>>(
+                        )?;
                     RecordBatch::try_new_with_options(
                         schema.clone(),
                         columns,
@@ -1023,11 +1034,6 @@ fn aggregate_spec(
         output_schema: nullable(agg.schema.inner()),
         hidden_key,
     })
-}
-
-/// Nanoseconds in the unit of a timestamp column, for converting watermark delays.
-pub fn ticks(nanos: i64, unit: datafusion::arrow::datatypes::TimeUnit) -> i64 {
-    nanos / nanos_per(unit)
 }
 
 #[cfg(test)]

@@ -490,10 +490,7 @@ impl View {
             Operator::Append => rows,
             _ => self.plan.post.apply(rows)?,
         };
-        Ok(RecordBatch::try_new(
-            self.plan.schema.clone(),
-            out.columns().to_vec(),
-        )?)
+        crate::decode::conform(&out, &self.plan.schema)
     }
 
     /// Send final rows to the views reading this one.
