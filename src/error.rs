@@ -55,6 +55,16 @@ pub enum WeirError {
     /// A streaming object (view pipeline, source reader) that stopped on an error.
     #[error("{0}")]
     Stopped(String),
+    /// A subscriber fell further behind a view's changes than they are kept for it: it
+    /// has to read the view again.
+    #[error(
+        "the subscription to \"{view}\" fell {missed} changes behind the view (at most {kept} are kept for a subscriber); subscribe again"
+    )]
+    Lagged {
+        view: String,
+        missed: u64,
+        kept: usize,
+    },
     /// The server is stopping and takes no new statements.
     #[error("terminating connection due to administrator command")]
     ShuttingDown,
@@ -75,15 +85,14 @@ impl From<datafusion::parquet::errors::ParquetError> for WeirError {
     }
 }
 
-/// Raise a [`WeirError`] variant with `format!` arguments.
-#[macro_export]
-macro_rules! weir_err {
-    ($variant:ident, $($arg:tt)*) => {
-        $crate::error::WeirError::$variant(format!($($arg)*))
-    };
-}
-
 impl WeirError {
+    /// Whether trying again later can succeed: a source, destination or storage that
+    /// cannot be reached now. Readers and writers retry these with back-off; every
+    /// other error is permanent.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, WeirError::Io(_))
+    }
+
     /// The five-character PostgreSQL error code for this error.
     pub fn sqlstate(&self) -> &'static str {
         match self {
@@ -100,7 +109,7 @@ impl WeirError {
             WeirError::DataFusion(e) => datafusion_sqlstate(e),
             WeirError::Io(_) => "58030",
             WeirError::DependentObjects(_) => "2BP01",
-            WeirError::Stopped(_) => "55000",
+            WeirError::Stopped(_) | WeirError::Lagged { .. } => "55000",
             WeirError::ShuttingDown => "57P01",
             WeirError::Internal(_) => "XX000",
         }

@@ -657,12 +657,11 @@ impl KafkaReader {
     /// A transient error (brokers unreachable or answering errors) begins or continues an
     /// outage; any other is returned.
     fn trouble(&mut self, e: WeirError) -> Result<()> {
-        match e {
-            WeirError::Io(_) => {
-                self.health.failed(e.to_string());
-                Ok(())
-            }
-            e => Err(e),
+        if e.is_transient() {
+            self.health.failed(e.to_string());
+            Ok(())
+        } else {
+            Err(e)
         }
     }
 

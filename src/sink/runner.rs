@@ -398,7 +398,7 @@ impl Runner {
                 let From::View(view) = &self.sink.from else {
                     return Err(e);
                 };
-                if view.failure().is_some() || !e.to_string().contains("behind") {
+                if view.failure().is_some() || !matches!(e, WeirError::Lagged { .. }) {
                     return Err(e);
                 }
                 warn!(target: "weir::sink", "sink {}: {e}; reading the view's rows again", self.sink.name);

@@ -165,13 +165,11 @@ impl Feed {
                         Ok(Change::Expired(_)) => continue,
                         Ok(Change::End) => return None,
                         Ok(Change::Stopped(why)) => Err(WeirError::Stopped(why)),
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            Err(WeirError::Stopped(format!(
-                                "the subscription to \"{name}\" fell {n} changes behind the \
-                                 view (at most {CAPACITY} are kept for a subscriber); \
-                                 subscribe again"
-                            )))
-                        }
+                        Err(broadcast::error::RecvError::Lagged(n)) => Err(WeirError::Lagged {
+                            view: name.clone(),
+                            missed: n,
+                            kept: CAPACITY,
+                        }),
                         Err(broadcast::error::RecvError::Closed) => Err(WeirError::Stopped(
                             format!("materialized view \"{name}\" was dropped"),
                         )),

@@ -711,7 +711,7 @@ impl Pipeline {
                         w.target = Some(target.clone());
                     }
                 }
-                Err(e @ WeirError::Io(_)) => {
+                Err(e) if e.is_transient() => {
                     self.lookup_error = Some(e.to_string());
                 }
                 Err(e) => {

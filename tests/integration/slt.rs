@@ -211,10 +211,14 @@ async fn streaming_sqllogictest() {
 
 /// `files` over the simple protocol against a server on `sql_dir`, which must then stop
 /// cleanly.
+/// `$PGPORT` is the server's PostgreSQL port, for `system` records that run psql.
 async fn run_simple(files: &[PathBuf], sql_dir: &str, vars: &[(&str, &str)]) {
     let server = Server::start(sql_dir);
     let config = server.pg_config();
-    let failures = run_all("simple", files, vars, move || {
+    let port = server.pg_port.to_string();
+    let mut vars = vars.to_vec();
+    vars.push(("PGPORT", &port));
+    let failures = run_all("simple", files, &vars, move || {
         Pg::connect(Postgres::<Simple>::connect(config.clone()))
     })
     .await;
