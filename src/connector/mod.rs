@@ -1,6 +1,7 @@
 //! Connectors: where records come from. Each source kind turns its input into Arrow record
 //! batches per partition (`SourceReader`), and validates its `WITH (…)` options when the
-//! source is created; event time, windows and views come after (`crate::stream`).
+//! source is created; event time and windows come after ([`crate::window`]), then the
+//! views that read them ([`crate::view`]).
 
 pub mod datagen;
 pub mod generated;

@@ -5,25 +5,7 @@
 
 use std::path::Path;
 
-use crate::harness::{Server, connect, first_value};
-
-async fn values(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
-    client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
-                (0..r.len())
-                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
-                    .collect::<Vec<_>>()
-                    .join("|"),
-            ),
-            _ => None,
-        })
-        .collect()
-}
+use crate::harness::{Server, connect, first_value, rows};
 
 async fn run(client: &tokio_postgres::Client, sql: &str) {
     client
@@ -164,9 +146,9 @@ async fn objects_created_over_the_port_survive_a_restart_and_drops_are_for_good(
         .unwrap();
     run(&c, "FLUSH").await;
 
-    let cities = values(&c, CITIES).await;
-    assert_eq!(cities, values(&c, ORACLE).await);
-    let ext = values(&c, "SELECT count(*) FROM wire_ext").await;
+    let cities = rows(&c, CITIES).await;
+    assert_eq!(cities, rows(&c, ORACLE).await);
+    let ext = rows(&c, "SELECT count(*) FROM wire_ext").await;
     assert_ne!(ext, vec!["0".to_string()]);
     let catalog = data.path().join("catalog/objects.json");
     #[cfg(unix)]
@@ -194,29 +176,29 @@ async fn objects_created_over_the_port_survive_a_restart_and_drops_are_for_good(
     let server = start(sql.path(), data.path());
     let c = connect(&server).await;
     run(&c, "FLUSH").await;
-    assert_eq!(values(&c, CITIES).await, cities);
-    assert_eq!(values(&c, "SELECT n FROM wire_on_file").await, vec!["100"]);
+    assert_eq!(rows(&c, CITIES).await, cities);
+    assert_eq!(rows(&c, "SELECT n FROM wire_on_file").await, vec!["100"]);
     assert_eq!(
-        values(&c, "SELECT id, name FROM wire_t ORDER BY id").await,
+        rows(&c, "SELECT id, name FROM wire_t ORDER BY id").await,
         vec!["1|a", "2|b", "3|c", "9|flight"]
     );
-    assert_eq!(values(&c, "SELECT n FROM flight_total").await, vec!["300"]);
+    assert_eq!(rows(&c, "SELECT n FROM flight_total").await, vec!["300"]);
     assert_eq!(
-        values(&c, "SELECT id FROM wire_ctas ORDER BY id").await,
+        rows(&c, "SELECT id FROM wire_ctas ORDER BY id").await,
         vec!["10", "20", "30"]
     );
     assert_eq!(
-        values(&c, "SELECT id FROM wire_v ORDER BY id").await,
+        rows(&c, "SELECT id FROM wire_v ORDER BY id").await,
         vec!["2", "3", "9"]
     );
-    assert_eq!(values(&c, "SELECT count(*) FROM wire_ext").await, ext);
-    assert_eq!(values(&c, "SELECT n FROM later_in_file").await, vec!["42"]);
+    assert_eq!(rows(&c, "SELECT count(*) FROM wire_ext").await, ext);
+    assert_eq!(rows(&c, "SELECT n FROM later_in_file").await, vec!["42"]);
     assert_eq!(
-        values(&c, "SELECT name FROM weir_catalog.sinks").await,
+        rows(&c, "SELECT name FROM weir_catalog.sinks").await,
         vec!["wire_sink"]
     );
     assert_eq!(
-        values(
+        rows(
             &c,
             "SELECT name FROM weir_catalog.materialized_views ORDER BY name"
         )
@@ -237,11 +219,11 @@ async fn objects_created_over_the_port_survive_a_restart_and_drops_are_for_good(
     let server = start(sql.path(), data.path());
     let c = connect(&server).await;
     assert_eq!(
-        values(&c, "SELECT id FROM wire_t ORDER BY id").await,
+        rows(&c, "SELECT id FROM wire_t ORDER BY id").await,
         vec!["1", "2", "3", "4", "9"]
     );
     assert_eq!(
-        values(
+        rows(
             &c,
             "SELECT name FROM weir_catalog.materialized_views ORDER BY name"
         )
@@ -249,12 +231,12 @@ async fn objects_created_over_the_port_survive_a_restart_and_drops_are_for_good(
         vec!["later_in_file", "wire_on_file"]
     );
     assert!(
-        values(&c, "SELECT name FROM weir_catalog.sinks")
+        rows(&c, "SELECT name FROM weir_catalog.sinks")
             .await
             .is_empty()
     );
     assert!(
-        values(
+        rows(
             &c,
             "SELECT name FROM weir_catalog.sources WHERE name = 'wire_orders'"
         )

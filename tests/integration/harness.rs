@@ -90,6 +90,26 @@ pub fn first_value(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<St
 }
 
 /// A connected client whose connection task runs in the background.
+/// Every row of `sql`, in the order the server sent them, as its values joined by `|`
+/// (`NULL` for a null).
+pub async fn rows(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
 pub async fn connect(server: &Server) -> tokio_postgres::Client {
     let (client, conn) = server
         .pg_config()

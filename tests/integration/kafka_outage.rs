@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tokio_postgres::SimpleQueryMessage;
 
-use crate::harness::{Broker, Server, connect};
+use crate::harness::{Broker, Server, connect, rows};
 
 const TOPIC: &str = "clicks";
 const PARTITIONS: i32 = 3;
@@ -78,24 +77,6 @@ fn oracle(records: &[Click]) -> (Vec<String>, Vec<String>) {
             .map(|(u, (n, t))| format!("{u}|{n}|{t}"))
             .collect(),
     )
-}
-
-async fn rows(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
-    client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(
-                (0..r.len())
-                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
-                    .collect::<Vec<_>>()
-                    .join("|"),
-            ),
-            _ => None,
-        })
-        .collect()
 }
 
 const WINDOWS: &str = "SELECT window_start, n, total FROM per_10s ORDER BY window_start";
