@@ -1070,3 +1070,6 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod plan_tests;
