@@ -102,7 +102,14 @@ fn folders(root: &Path) -> Vec<String> {
 #[test]
 fn a_checkpoint_reads_back_as_it_was_written() {
     let (dir, root) = data_dir();
-    let taken = write(&root, 1, vec![snapshot("v", 5)], vec![sink()], Instant::now()).unwrap();
+    let taken = write(
+        &root,
+        1,
+        vec![snapshot("v", 5)],
+        vec![sink()],
+        Instant::now(),
+    )
+    .unwrap();
     assert_eq!(
         (taken.sequence, taken.views, taken.sinks, taken.rows),
         (1, 1, 1, 3)
@@ -128,7 +135,13 @@ fn a_checkpoint_reads_back_as_it_was_written() {
     assert_eq!(v.last_watermark, 41_000);
     let c = &v.counters;
     assert_eq!(
-        (c.rows_in, c.late_rows, c.windows_closed, c.decode_errors, c.emitted),
+        (
+            c.rows_in,
+            c.late_rows,
+            c.windows_closed,
+            c.decode_errors,
+            c.emitted
+        ),
         (12, 1, 3, 2, 4)
     );
     assert_eq!(v.rows, 3);
@@ -155,7 +168,10 @@ fn a_checkpoint_reads_back_as_it_was_written() {
     assert_eq!(s.staged, w.staged);
     assert_eq!(s.positions, w.positions);
     assert_eq!((s.rows_written, s.commits), (9, 1));
-    assert_eq!((s.definition.as_str(), s.input.as_str()), (w.definition.as_str(), w.input.as_str()));
+    assert_eq!(
+        (s.definition.as_str(), s.input.as_str()),
+        (w.definition.as_str(), w.input.as_str())
+    );
     assert!(restored.sink("other").is_none());
     assert!(restored.view("other").is_none());
 }
@@ -163,7 +179,14 @@ fn a_checkpoint_reads_back_as_it_was_written() {
 #[test]
 fn a_second_checkpoint_replaces_the_first() {
     let (dir, root) = data_dir();
-    write(&root, 1, vec![snapshot("v", 5)], vec![sink()], Instant::now()).unwrap();
+    write(
+        &root,
+        1,
+        vec![snapshot("v", 5)],
+        vec![sink()],
+        Instant::now(),
+    )
+    .unwrap();
     let mut second = snapshot("w", 8);
     second.sections = vec![("closed".into(), vec![rows(99, &["z"])])];
     write(&root, 2, vec![second], Vec::new(), Instant::now()).unwrap();
@@ -174,7 +197,10 @@ fn a_second_checkpoint_replaces_the_first() {
     assert_eq!(restored.sequence, 2);
     assert_eq!(checkpoints.sequence.load(Ordering::SeqCst), 2);
     assert!(restored.view("v").is_none());
-    assert!(restored.sink("files").is_none(), "the second one holds no sink");
+    assert!(
+        restored.sink("files").is_none(),
+        "the second one holds no sink"
+    );
     let w = restored.view("w").unwrap();
     assert_eq!(w.positions, Positions::from([(0, 8), (1, 10)]));
     assert_eq!(
@@ -245,7 +271,10 @@ fn an_unreadable_or_newer_manifest_is_refused_with_its_path() {
     std::fs::write(root.join(MANIFEST), newer.to_string()).unwrap();
     let e = Checkpoints::open(dir.path()).err().unwrap().to_string();
     assert!(
-        e.contains(&format!("has format {}, this server reads {VERSION}", VERSION + 1)),
+        e.contains(&format!(
+            "has format {}, this server reads {VERSION}",
+            VERSION + 1
+        )),
         "{e}"
     );
 }
@@ -262,5 +291,8 @@ fn a_missing_state_file_fails_naming_it() {
         .err()
         .unwrap()
         .to_string();
-    assert!(e.contains("cannot open") && e.contains("v0-closed.arrow"), "{e}");
+    assert!(
+        e.contains("cannot open") && e.contains("v0-closed.arrow"),
+        "{e}"
+    );
 }

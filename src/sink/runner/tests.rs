@@ -143,11 +143,9 @@ fn script(polls: &[&[i64]]) -> Script {
     polls
         .iter()
         .map(|ids| {
-            let batch = RecordBatch::try_new(
-                schema(),
-                vec![Arc::new(Int64Array::from(ids.to_vec()))],
-            )
-            .unwrap();
+            let batch =
+                RecordBatch::try_new(schema(), vec![Arc::new(Int64Array::from(ids.to_vec()))])
+                    .unwrap();
             vec![(0, batch)]
         })
         .collect()
@@ -158,7 +156,11 @@ fn script(polls: &[&[i64]]) -> Script {
 fn sink(
     polls: &[&[i64]],
     start: Arc<Mutex<Positions>>,
-) -> (Arc<Sink>, mpsc::UnboundedReceiver<Command>, tempfile::TempDir) {
+) -> (
+    Arc<Sink>,
+    mpsc::UnboundedReceiver<Command>,
+    tempfile::TempDir,
+) {
     let script = script(polls);
     let open: Arc<OpenReader> = Arc::new(move |_columns: &[usize]| {
         let at = start.lock().unwrap().clone();
@@ -261,7 +263,10 @@ async fn rows_are_staged_at_prepare_and_visible_only_after_the_commit() {
     {
         let d = dest.lock().unwrap();
         assert_eq!(d.staged["_staging/part-1"], [1, 2, 3]);
-        assert!(d.committed.is_empty(), "nothing visible before the checkpoint is durable");
+        assert!(
+            d.committed.is_empty(),
+            "nothing visible before the checkpoint is durable"
+        );
     }
     let (done, rx) = oneshot::channel();
     runner.commit_checkpointed(&meta.staged, done).await;
@@ -314,7 +319,10 @@ async fn a_restart_commits_the_checkpointed_files_once_and_rewrites_what_came_af
         {
             let d = dest.lock().unwrap();
             assert_eq!(d.committed["part-1"], [1, 2, 3], "restart {restart}");
-            assert!(d.staged.is_empty(), "what came after the checkpoint is gone");
+            assert!(
+                d.staged.is_empty(),
+                "what came after the checkpoint is gone"
+            );
             assert_eq!(d.twice, 0);
         }
         assert_eq!(sink.stats.rows_written.load(Ordering::Relaxed), 3);
@@ -441,7 +449,10 @@ async fn a_sink_whose_input_fails_is_reported_failed_and_answers_flush_with_why(
             .unwrap()
             .unwrap_err()
             .to_string();
-        assert!(e.contains("sink \"out\" stopped: ") && e.contains("the source broke"), "{e}");
+        assert!(
+            e.contains("sink \"out\" stopped: ") && e.contains("the source broke"),
+            "{e}"
+        );
         let (status, why) = sink.stats.status();
         assert_eq!(status, "failed");
         assert!(why.unwrap().contains("the source broke"));
@@ -468,7 +479,12 @@ fn checkpointed(sink: &Arc<Sink>, dir: &Path) -> (Streams, Arc<Checkpoints>) {
 }
 
 /// Run `test` next to the runner of `sink` (on this task); the runner is stopped after.
-async fn beside(sink: &Arc<Sink>, runner: Runner, rx: mpsc::UnboundedReceiver<Command>, test: impl std::future::Future<Output = ()>) {
+async fn beside(
+    sink: &Arc<Sink>,
+    runner: Runner,
+    rx: mpsc::UnboundedReceiver<Command>,
+    test: impl std::future::Future<Output = ()>,
+) {
     let test = async {
         test.await;
         sink.commands.send(Command::Stop).unwrap();
@@ -556,7 +572,10 @@ async fn a_failed_commit_is_retried_at_the_next_checkpoint() {
     step(&mut runner).await;
     let first = checkpoint(&mut runner).await;
     assert_eq!(first.staged.len(), 1);
-    assert!(dest.lock().unwrap().committed.is_empty(), "the commit failed");
+    assert!(
+        dest.lock().unwrap().committed.is_empty(),
+        "the commit failed"
+    );
     step(&mut runner).await;
     let second = checkpoint(&mut runner).await;
     // The next checkpoint must carry part-1 again (or commit it): else a restart from it

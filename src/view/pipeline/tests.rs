@@ -229,8 +229,7 @@ async fn rows_in_order_match_a_batch_group_by() {
     let got = rows(&view.snapshot().unwrap());
     assert_eq!(got, oracle(&schema, &all, TUMBLE_ORACLE).await);
     assert_eq!(
-        got[0],
-        "1|1970-01-01T00:00:00|1970-01-01T00:00:10|2|40|30",
+        got[0], "1|1970-01-01T00:00:00|1970-01-01T00:00:10|2|40|30",
         "auction 1 in the first window"
     );
     assert_eq!(counter(&view.stats.rows_in), 8);
@@ -306,7 +305,15 @@ async fn a_watermark_jump_closes_every_window_behind_it_in_window_order() {
             // Partition 1 holds the watermark at 0.5 s while partition 0 fills 4 windows.
             vec![
                 (1, b(&[(1, 1, 1_500)])),
-                (0, b(&[(1, 1, 31_000), (1, 1, 1_000), (1, 1, 21_000), (1, 1, 11_000)])),
+                (
+                    0,
+                    b(&[
+                        (1, 1, 31_000),
+                        (1, 1, 1_000),
+                        (1, 1, 21_000),
+                        (1, 1, 11_000),
+                    ]),
+                ),
             ],
             // Both jump to 100 s.
             vec![(0, b(&[(9, 9, 100_000)])), (1, b(&[(9, 9, 100_000)]))],
@@ -398,10 +405,7 @@ async fn emit_on_update_shows_provisional_rows_and_on_window_close_only_final_on
     let closed = "1|1970-01-01T00:00:00|1970-01-01T00:00:10|3|35|20";
     assert_eq!(
         rows(&updating.snapshot().unwrap()),
-        [
-            closed,
-            "2|1970-01-01T00:00:10|1970-01-01T00:00:20|1|1|1"
-        ]
+        [closed, "2|1970-01-01T00:00:10|1970-01-01T00:00:20|1|1|1"]
     );
     assert_eq!(rows(&closing.snapshot().unwrap()), [closed]);
     assert_eq!(updating.emitted.load(Ordering::Relaxed), 1);
@@ -448,8 +452,18 @@ async fn filters_and_having_match_a_batch_oracle() {
     let view = view(&engine, query, "").await;
     let schema = source_schema(&view);
     let polls: [&[Bid]; 2] = [
-        &[(1, 10, 1_000), (1, 5, 2_000), (1, 30, 3_000), (2, 50, 4_000)],
-        &[(2, 9, 5_000), (3, 11, 11_000), (3, 12, 12_000), (2, 70, 13_000)],
+        &[
+            (1, 10, 1_000),
+            (1, 5, 2_000),
+            (1, 30, 3_000),
+            (2, 50, 4_000),
+        ],
+        &[
+            (2, 9, 5_000),
+            (3, 11, 11_000),
+            (3, 12, 12_000),
+            (2, 70, 13_000),
+        ],
     ];
     let all: Vec<Bid> = polls.concat();
     let mut reader = Scripted::new(script(&schema, &polls), true);
@@ -566,17 +580,26 @@ async fn run_pipeline(pipeline: &mut Pipeline) {
 /// Run `query` over `bids` uninterrupted, and again with a checkpoint written to disk
 /// after `cut` polls and a new pipeline restored from it: both end with the same rows and
 /// counters. Returns the rows.
-async fn restore_matches_uninterrupted(query: &str, suffix: &str, bids: &[&[Bid]], cut: usize) -> Vec<String> {
+async fn restore_matches_uninterrupted(
+    query: &str,
+    suffix: &str,
+    bids: &[&[Bid]],
+    cut: usize,
+) -> Vec<String> {
     let start = Arc::new(Mutex::new(Positions::new()));
     let engine = supplied_engine(bids, Arc::clone(&start)).await;
 
     let whole = view(&engine, query, suffix).await;
-    let mut pipeline = Pipeline::open(Arc::clone(&whole), Start::Fresh).await.unwrap();
+    let mut pipeline = Pipeline::open(Arc::clone(&whole), Start::Fresh)
+        .await
+        .unwrap();
     run_pipeline(&mut pipeline).await;
     let expected = rows(&whole.snapshot().unwrap());
 
     let first = view(&engine, query, suffix).await;
-    let mut pipeline = Pipeline::open(Arc::clone(&first), Start::Fresh).await.unwrap();
+    let mut pipeline = Pipeline::open(Arc::clone(&first), Start::Fresh)
+        .await
+        .unwrap();
     for _ in 0..cut {
         pipeline.step().await.unwrap();
     }
@@ -647,10 +670,7 @@ async fn running_totals_and_distinct_counts_restored_from_a_checkpoint_continue(
     let query = "SELECT auction, count(*) AS bids, count(DISTINCT price) AS prices, \
          avg(price) AS mean, min(price) AS low FROM bids GROUP BY auction";
     let got = restore_matches_uninterrupted(query, "", &bids, 2).await;
-    assert_eq!(
-        got,
-        ["1|4|2|15.0|10", "2|2|2|12.5|5", "3|2|2|6.0|3"]
-    );
+    assert_eq!(got, ["1|4|2|15.0|10", "2|2|2|12.5|5", "3|2|2|6.0|3"]);
 }
 
 #[tokio::test]
@@ -698,12 +718,8 @@ async fn appended_rows_past_the_retention_go_and_the_log_restores() {
         &[(5, 4, 30_000)],
     ];
     // The watermark ends at 29 s: rows before 14 s are past 15 s of retention.
-    let got =
-        restore_matches_uninterrupted(query, "", &bids, 3).await;
-    assert_eq!(
-        got,
-        ["4|9|1970-01-01T00:00:20", "5|4|1970-01-01T00:00:30"]
-    );
+    let got = restore_matches_uninterrupted(query, "", &bids, 3).await;
+    assert_eq!(got, ["4|9|1970-01-01T00:00:20", "5|4|1970-01-01T00:00:30"]);
 }
 
 #[tokio::test]
@@ -739,12 +755,16 @@ async fn an_interval_join_restored_from_a_checkpoint_matches_a_batch_join() {
 
     let whole = view(&engine, query, "").await;
     assert!(matches!(whole.plan.operator, Operator::Join(_)));
-    let mut pipeline = Pipeline::open(Arc::clone(&whole), Start::Fresh).await.unwrap();
+    let mut pipeline = Pipeline::open(Arc::clone(&whole), Start::Fresh)
+        .await
+        .unwrap();
     run_pipeline(&mut pipeline).await;
     let expected = rows(&whole.snapshot().unwrap());
 
     let first = view(&engine, query, "").await;
-    let mut pipeline = Pipeline::open(Arc::clone(&first), Start::Fresh).await.unwrap();
+    let mut pipeline = Pipeline::open(Arc::clone(&first), Start::Fresh)
+        .await
+        .unwrap();
     // Each side polled twice (the joined reader takes them in turn).
     for _ in 0..4 {
         pipeline.step().await.unwrap();

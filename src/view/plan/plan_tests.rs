@@ -92,7 +92,11 @@ fn input(side: &Side, plan: &ViewPlan) -> String {
         Input::Windowed { time, spec, .. } => {
             let column = source.schema.field(*time).name();
             if spec.is_tumble() {
-                format!("tumble {} over {}.{column}", span(spec.size, plan), source.name)
+                format!(
+                    "tumble {} over {}.{column}",
+                    span(spec.size, plan),
+                    source.name
+                )
             } else {
                 format!(
                     "hop {} every {} over {}.{column}",
@@ -150,11 +154,7 @@ fn aggregate(spec: &AggregateSpec, plan: &ViewPlan) -> String {
         names[..shown].join(", ")
     };
     let window = match spec.window {
-        Some(w) => format!(
-            "{} ({})",
-            names[w.column],
-            span(w.size, plan)
-        ),
+        Some(w) => format!("{} ({})", names[w.column], span(w.size, plan)),
         None => "none".into(),
     };
     let calls: Vec<String> = spec
@@ -182,7 +182,11 @@ fn operator(plan: &ViewPlan) -> String {
         Operator::Aggregate(spec) => format!("aggregate: {}", aggregate(spec, plan)),
         Operator::Buffer(key) => format!(
             "buffer rows per window: by {} ({})",
-            if key.is_start { "window_start" } else { "window_end" },
+            if key.is_start {
+                "window_start"
+            } else {
+                "window_end"
+            },
             span(key.size, plan)
         ),
         Operator::Append => "append".into(),
@@ -195,11 +199,22 @@ fn operator(plan: &ViewPlan) -> String {
                     JoinBy::Query(_) => "query",
                 },
                 match j.bound {
-                    Some(b) => format!("right within [left {}, left {}]", signed(b.lo, plan), signed(b.hi, plan)),
+                    Some(b) => format!(
+                        "right within [left {}, left {}]",
+                        signed(b.lo, plan),
+                        signed(b.hi, plan)
+                    ),
                     None => "none".into(),
                 }
             );
-            let _ = write!(s, "; after {}", stage(&Stage { chain: j.after.clone(), query: None }));
+            let _ = write!(
+                s,
+                "; after {}",
+                stage(&Stage {
+                    chain: j.after.clone(),
+                    query: None
+                })
+            );
             match &j.then {
                 Some(agg) => {
                     let _ = write!(s, "; then aggregate: {}", aggregate(agg, plan));

@@ -57,12 +57,20 @@ async fn close_until_gives_each_window_once_in_order_and_frees_it() {
     // One batch over three windows, out of order.
     agg.update(&input(
         &view,
-        &[(1, 5, 25_000), (1, 10, 1_000), (2, 20, 12_000), (1, 30, 9_999)],
+        &[
+            (1, 5, 25_000),
+            (1, 10, 1_000),
+            (2, 20, 12_000),
+            (1, 30, 9_999),
+        ],
     ))
     .unwrap();
     assert_eq!((agg.windows(), agg.groups()), (3, 3));
     assert!(agg.state_bytes() > 0);
-    assert!(agg.close_until(ms(9_999)).unwrap().is_empty(), "[0, 10) ends at 10 s");
+    assert!(
+        agg.close_until(ms(9_999)).unwrap().is_empty(),
+        "[0, 10) ends at 10 s"
+    );
     let first = agg.close_until(ms(15_000)).unwrap();
     assert_eq!(ends(&first), [10_000]);
     assert_eq!(
@@ -78,7 +86,10 @@ async fn close_until_gives_each_window_once_in_order_and_frees_it() {
             "2|1970-01-01T00:00:10|1970-01-01T00:00:20|1|20|20"
         ]
     );
-    assert!(agg.close_until(ms(30_000)).unwrap().is_empty(), "closed once");
+    assert!(
+        agg.close_until(ms(30_000)).unwrap().is_empty(),
+        "closed once"
+    );
     assert_eq!((agg.windows(), agg.groups(), agg.state_bytes()), (0, 0, 0));
     // A closed window's rows arriving again open it anew (the pipeline drops them first).
     agg.update(&input(&view, &[(1, 1, 2_000)])).unwrap();
@@ -125,8 +136,18 @@ async fn exported_state_imported_into_a_new_aggregation_continues_like_the_origi
          sum(price) FILTER (WHERE price > 10) AS big \
          FROM TUMBLE(bids, date_time, INTERVAL '10' SECOND) GROUP BY auction, window_start";
     let (view, mut original) = compiled(query).await;
-    let first: &[Bid] = &[(1, 10, 1_000), (1, 10, 2_000), (2, 30, 3_000), (1, 40, 11_000)];
-    let second: &[Bid] = &[(1, 10, 4_000), (2, 5, 5_000), (1, 50, 12_000), (3, 1, 21_000)];
+    let first: &[Bid] = &[
+        (1, 10, 1_000),
+        (1, 10, 2_000),
+        (2, 30, 3_000),
+        (1, 40, 11_000),
+    ];
+    let second: &[Bid] = &[
+        (1, 10, 4_000),
+        (2, 5, 5_000),
+        (1, 50, 12_000),
+        (3, 1, 21_000),
+    ];
     original.update(&input(&view, first)).unwrap();
     let exported = original.export().unwrap();
     assert_eq!(exported.len(), 2, "one batch per open window");
@@ -138,15 +159,16 @@ async fn exported_state_imported_into_a_new_aggregation_continues_like_the_origi
         .collect();
     assert_eq!(names[..3], ["end", "k0", "k1"]);
     assert!(names[3..].iter().all(|n| n.starts_with('a')), "{names:?}");
-    assert!(names.contains(&"a2_1".to_string()), "avg keeps a count and a sum: {names:?}");
+    assert!(
+        names.contains(&"a2_1".to_string()),
+        "avg keeps a count and a sum: {names:?}"
+    );
     // Through Arrow IPC, as a checkpoint keeps it.
     let mut file = Vec::new();
     {
-        let mut w = datafusion::arrow::ipc::writer::FileWriter::try_new(
-            &mut file,
-            &exported[0].schema(),
-        )
-        .unwrap();
+        let mut w =
+            datafusion::arrow::ipc::writer::FileWriter::try_new(&mut file, &exported[0].schema())
+                .unwrap();
         for b in &exported {
             assert_eq!(b.schema(), exported[0].schema());
             w.write(b).unwrap();
