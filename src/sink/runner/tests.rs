@@ -281,14 +281,15 @@ async fn rows_are_staged_at_prepare_and_visible_only_after_the_commit() {
     assert_eq!(meta.staged.len(), 1);
     assert_eq!(meta.staged[0].target, "part-2");
     assert_eq!(meta.positions, Positions::from([(0, 5)]));
-    let d = dest.lock().unwrap();
-    assert_eq!(d.committed["part-2"], [4, 5]);
-    assert_eq!(d.visible(), [1, 2, 3, 4, 5]);
-    assert_eq!(d.twice, 0);
+    {
+        let d = dest.lock().unwrap();
+        assert_eq!(d.committed["part-2"], [4, 5]);
+        assert_eq!(d.visible(), [1, 2, 3, 4, 5]);
+        assert_eq!(d.twice, 0);
+    }
     assert_eq!(sink.stats.commits.load(Ordering::Relaxed), 2);
 
     // A checkpoint with nothing new stages nothing and commits nothing.
-    drop(d);
     let meta = checkpoint(&mut runner).await;
     assert!(meta.staged.is_empty());
     assert_eq!(sink.stats.commits.load(Ordering::Relaxed), 2);

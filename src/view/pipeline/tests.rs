@@ -641,13 +641,16 @@ async fn restore_matches_uninterrupted(
 
 #[tokio::test]
 async fn a_windowed_view_restored_from_a_checkpoint_ends_like_an_uninterrupted_run() {
-    let bids: [&[Bid]; 6] = [
+    let bids: [&[Bid]; 7] = [
         &[(1, 10, 1_000), (2, 20, 1_500)],
         &[(1, 30, 4_000)],
         // Closes [0, 10).
         &[(2, 5, 12_000)],
         // Late.
         &[(1, 7, 3_000)],
+        // Late too, right after the restore: the watermark came back with the state, and
+        // the closed window is not opened again.
+        &[(4, 4, 5_000)],
         &[(1, 1, 13_000), (3, 2, 15_000)],
         &[(3, 9, 21_000)],
     ];
@@ -655,7 +658,11 @@ async fn a_windowed_view_restored_from_a_checkpoint_ends_like_an_uninterrupted_r
     let got = restore_matches_uninterrupted(TUMBLE_VIEW, "", &bids, 4).await;
     let engine = engine().await;
     let schema = engine.streams().source("bids").unwrap().schema.clone();
-    let accepted: Vec<Bid> = bids.concat().into_iter().filter(|b| b.1 != 7).collect();
+    let accepted: Vec<Bid> = bids
+        .concat()
+        .into_iter()
+        .filter(|b| b.1 != 7 && b.1 != 4)
+        .collect();
     assert_eq!(got, oracle(&schema, &accepted, TUMBLE_ORACLE).await);
 }
 
@@ -824,4 +831,96 @@ async fn an_interval_join_restored_from_a_checkpoint_matches_a_batch_join() {
             "3|300|30|1970-01-01T00:00:31"
         ]
     );
+}
+
+#[tokio::test]
+async fn a_flush_is_answered_once_the_reader_has_reached_the_end_it_was_given() {
+    let bids: [&[Bid]; 3] = [&[(1, 1, 1_000)], &[(1, 2, 2_000)], &[(2, 3, 12_000)]];
+    let engine = supplied_engine(&bids, Arc::new(Mutex::new(Positions::new()))).await;
+    let view = view(&engine, TUMBLE_VIEW, "").await;
+    let mut pipeline = Pipeline::open(Arc::clone(&view), Start::Fresh)
+        .await
+        .unwrap();
+    pipeline.step().await.unwrap();
+    let (reply, mut answer) = oneshot::channel();
+    assert!(pipeline.command(Command::Flush(reply)).await);
+    assert!(answer.try_recv().is_err(), "1 of 3 records read");
+    pipeline.step().await.unwrap();
+    assert!(answer.try_recv().is_err(), "2 of 3 records read");
+    pipeline.step().await.unwrap();
+    answer.try_recv().unwrap().unwrap();
+    // What the FLUSH waited for is in the view when it returns.
+    assert_eq!(counter(&view.stats.rows_in), 3);
+    assert_eq!(
+        rows(&view.snapshot().unwrap()),
+        [
+            "1|1970-01-01T00:00:00|1970-01-01T00:00:10|2|3|2",
+            "2|1970-01-01T00:00:10|1970-01-01T00:00:20|1|3|3"
+        ]
+    );
+    // Once the source has ended, a FLUSH is answered at once.
+    pipeline.step().await.unwrap();
+    assert!(pipeline.driver.ended());
+    let (reply, mut answer) = oneshot::channel();
+    assert!(pipeline.command(Command::Flush(reply)).await);
+    answer.try_recv().unwrap().unwrap();
+    assert!(!pipeline.command(Command::Stop).await);
+}
+
+/// A reader whose source fails at its first poll.
+struct Failing;
+
+#[async_trait]
+impl SourceReader for Failing {
+    async fn poll(&mut self) -> Result<Poll> {
+        Err(WeirError::Internal("the source broke".into()))
+    }
+    async fn end_positions(&mut self) -> Result<Positions> {
+        Ok(Positions::from([(0, 1)]))
+    }
+    fn positions(&self) -> &Positions {
+        static AT: Positions = Positions::new();
+        &AT
+    }
+    fn partitions(&self) -> Vec<i32> {
+        vec![0]
+    }
+    fn decode_errors(&self) -> u64 {
+        0
+    }
+}
+
+#[tokio::test]
+async fn a_view_whose_source_fails_stops_and_says_why() {
+    let engine = engine().await;
+    let open: Arc<OpenReader> =
+        Arc::new(|_columns: &[usize]| Ok(Box::new(Failing) as Box<dyn SourceReader>));
+    engine
+        .streams()
+        .supply(engine.context(), "bids", Supplied { open, count: 1 })
+        .unwrap();
+    let view = view(&engine, TUMBLE_VIEW, "").await;
+    let pipeline = Pipeline::open(Arc::clone(&view), Start::Fresh)
+        .await
+        .unwrap();
+    let (commands, rx) = mpsc::unbounded_channel();
+    let test = async {
+        let (reply, answer) = oneshot::channel();
+        commands.send(Command::Flush(reply)).unwrap();
+        let e = answer.await.unwrap().unwrap_err().to_string();
+        assert!(
+            e.contains("materialized view \"v\" stopped: ") && e.contains("the source broke"),
+            "{e}"
+        );
+        assert!(view.failure().unwrap().contains("the source broke"));
+        let e = view.snapshot().unwrap_err().to_string();
+        assert!(e.contains("materialized view \"v\" stopped"), "{e}");
+        commands.send(Command::Stop).unwrap();
+    };
+    // The pipeline on this task, next to the test: it ends at the Stop.
+    tokio::time::timeout(Duration::from_secs(20), async {
+        tokio::join!(pipeline.run(rx), test)
+    })
+    .await
+    .expect("the pipeline stopped");
 }
