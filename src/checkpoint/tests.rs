@@ -296,3 +296,73 @@ fn a_missing_state_file_fails_naming_it() {
         "{e}"
     );
 }
+
+/// The statements of the engine tests: a bounded source and a view of running totals.
+const BIDS: &str = "CREATE SOURCE bids (auction BIGINT, price BIGINT, date_time TIMESTAMP, \
+     WATERMARK FOR date_time AS date_time - INTERVAL '1' SECOND) \
+     WITH (connector = 'nexmark', 'nexmark.table.type' = 'bid', 'nexmark.event.num' = '2000')";
+const TOTALS: &str = "CREATE MATERIALIZED VIEW totals AS \
+     SELECT auction, count(*) AS n, sum(price) AS total FROM bids GROUP BY auction";
+
+/// An engine taking checkpoints into `dir`, from the one there if any, with `statements`
+/// applied.
+async fn engine_on(dir: &Path, statements: &[&str]) -> crate::engine::Engine {
+    use crate::bench::drive::sql;
+    let engine = crate::engine::Engine::new().await.unwrap();
+    let (checkpoints, restored) = Checkpoints::open(dir).unwrap();
+    engine.streams().set_checkpoints(checkpoints, restored);
+    for s in statements {
+        sql(&engine, s).await.unwrap();
+    }
+    engine
+}
+
+async fn totals(engine: &crate::engine::Engine, columns: &str) -> Vec<String> {
+    let batches = crate::bench::drive::sql(
+        engine,
+        &format!("SELECT {columns} FROM totals ORDER BY auction"),
+    )
+    .await
+    .unwrap();
+    crate::view::pipeline::tests::rows(&batches)
+}
+
+#[tokio::test]
+async fn a_view_resumes_from_the_checkpoint_the_engine_took_and_a_changed_one_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = engine_on(dir.path(), &[BIDS, TOTALS, "FLUSH"]).await;
+    assert!(first.streams().restored(), "no checkpoint yet: one is due");
+    let taken = first.streams().checkpoint().await.unwrap();
+    assert_eq!((taken.sequence, taken.views), (1, 1));
+    let before = totals(&first, "auction, n, total").await;
+    assert!(!before.is_empty());
+    let read = first.streams().view("totals").unwrap().counters().rows_in;
+    assert_eq!(read, 2000);
+    drop(first);
+
+    // The same statements: the view starts from the checkpoint, where its reader stood.
+    let second = engine_on(dir.path(), &[BIDS, TOTALS]).await;
+    assert!(!second.streams().restored(), "every view resumed");
+    let view = second.streams().view("totals").unwrap();
+    assert!(view.resumed.load(Ordering::Relaxed));
+    assert_eq!(totals(&second, "auction, n, total").await, before);
+    crate::bench::drive::sql(&second, "FLUSH").await.unwrap();
+    assert_eq!(view.counters().rows_in, 2000, "nothing read twice");
+    assert_eq!(totals(&second, "auction, n, total").await, before);
+    drop((view, second));
+
+    // Another definition: read again from where the view began, into an empty state.
+    let changed = TOTALS.replace(
+        "sum(price) AS total",
+        "sum(price) AS total, max(price) AS top",
+    );
+    let third = engine_on(dir.path(), &[BIDS, &changed, "FLUSH"]).await;
+    assert!(
+        third.streams().restored(),
+        "a view was rebuilt: a checkpoint is due"
+    );
+    let view = third.streams().view("totals").unwrap();
+    assert!(!view.resumed.load(Ordering::Relaxed));
+    assert_eq!(view.counters().rows_in, 2000);
+    assert_eq!(totals(&third, "auction, n, total").await, before);
+}

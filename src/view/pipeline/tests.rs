@@ -441,6 +441,11 @@ async fn hop_windows_match_a_batch_oracle() {
         .map(|r| r.split('|').nth(2).unwrap().parse::<i64>().unwrap())
         .sum();
     assert_eq!(total, 2 * all.len() as i64);
+    // Restored after the second poll, with rows in windows both closed and open.
+    assert_eq!(
+        restore_matches_uninterrupted(query, "", &polls, 2).await,
+        got
+    );
 }
 
 #[tokio::test]
