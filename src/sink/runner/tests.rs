@@ -327,7 +327,6 @@ async fn a_restart_commits_the_checkpointed_files_once_and_rewrites_what_came_af
             assert_eq!(d.twice, 0);
         }
         assert_eq!(sink.stats.rows_written.load(Ordering::Relaxed), 3);
-        assert_eq!(sink.stats.commits.load(Ordering::Relaxed), 0);
         if restart == 0 {
             assert_eq!(dest.lock().unwrap().discarded, ["_staging/part-2"]);
             // Stops again before its own checkpoint: a second restart from the same
@@ -586,5 +585,29 @@ async fn a_failed_commit_is_retried_at_the_next_checkpoint() {
         carried || dest.lock().unwrap().committed.contains_key("part-1"),
         "part-1 neither committed nor in the next checkpoint: {:?}",
         second.staged
+    );
+}
+
+#[tokio::test]
+#[ignore = "bug: a restart sets the sink's commit counter to its value at the checkpoint's \
+            prepare, before that checkpoint's files were committed, so the counter \
+            (weir_catalog.sinks.commits) goes back by the files of the last checkpoint"]
+async fn the_commit_counter_does_not_go_back_at_a_restart() {
+    let start = no_start();
+    let (sink, _rx, _dir) = sink(&[&[1, 2]], Arc::clone(&start));
+    let dest = Arc::new(Mutex::new(Destination::default()));
+    let mut before = runner(&sink, &dest, Begin::Fresh).await;
+    step(&mut before).await;
+    let meta = checkpoint(&mut before).await;
+    assert_eq!(sink.stats.commits.load(Ordering::Relaxed), 1);
+    drop(before);
+    *start.lock().unwrap() = meta.positions.clone();
+    let (again, _rx, _dir) = self::sink(&[&[1, 2]], Arc::clone(&start));
+    let _after = runner(&again, &dest, Begin::Restore(meta)).await;
+    assert_eq!(dest.lock().unwrap().visible(), [1, 2]);
+    assert_eq!(
+        again.stats.commits.load(Ordering::Relaxed),
+        1,
+        "part-1 was committed before the restart"
     );
 }
