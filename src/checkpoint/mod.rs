@@ -362,7 +362,7 @@ pub fn checkpointed(view: &View) -> bool {
 /// synced, then the manifest naming it, synced and renamed over the last one; then the
 /// older folders go.
 /// `started`: when the checkpoint began (views handing over their state included).
-fn write(
+pub(crate) fn write(
     root: &Path,
     sequence: u64,
     snapshots: Vec<ViewSnapshot>,
@@ -523,3 +523,6 @@ pub async fn run(
         };
     }
 }
+
+#[cfg(test)]
+mod tests;

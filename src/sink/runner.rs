@@ -630,3 +630,6 @@ fn e_stopped(name: &str, stats: &super::SinkStats) -> WeirError {
         .unwrap_or_else(|| "stopped".into());
     WeirError::Stopped(format!("sink \"{name}\" stopped: {why}"))
 }
+
+#[cfg(test)]
+mod tests;

@@ -817,3 +817,6 @@ fn windowed_input(
         .fetch_add(late as u64, Ordering::Relaxed);
     Ok(filter_record_batch(&batch, &keep)?)
 }
+
+#[cfg(test)]
+pub(crate) mod tests;

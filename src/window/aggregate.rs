@@ -400,3 +400,6 @@ impl WindowedAggregate {
             .sum()
     }
 }
+
+#[cfg(test)]
+mod tests;

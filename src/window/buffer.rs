@@ -148,3 +148,6 @@ impl WindowBuffer {
             .sum()
     }
 }
+
+#[cfg(test)]
+mod tests;
