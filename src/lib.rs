@@ -21,7 +21,8 @@
 //! - [`server`]: the listeners — PostgreSQL wire ([`server::pgwire`]), Arrow Flight SQL
 //!   ([`server::flight`]), HTTP health and metrics — and graceful shutdown.
 //! - [`config`]: the one configuration struct (`weir.toml`, `WEIR_*`, flags).
-//! - [`error`]: the one error type and its SQLSTATE mapping.
+//! - [`error`]: the one error type and its SQLSTATE mapping; [`locks`]: the one policy
+//!   for poisoned locks.
 //! - [`bench`]: `weir bench`, the throughput, latency and memory benchmarks;
 //!   [`gen_topics`]: `weir gen`, generated events written into Kafka.
 
@@ -34,6 +35,7 @@ pub mod decode;
 pub mod engine;
 pub mod error;
 pub mod gen_topics;
+pub mod locks;
 pub mod server;
 pub mod sink;
 pub mod sql;

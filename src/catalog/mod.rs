@@ -16,6 +16,7 @@ use datafusion::arrow::ipc::writer::FileWriter;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, WeirError};
+use crate::locks::Unpoisoned;
 
 /// The folder, in the data directory, that holds the catalog.
 const FOLDER: &str = "catalog";
@@ -125,7 +126,7 @@ impl Durable {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+        self.entries.locked()
     }
 
     /// Say which names the `.sql` folder defines; kept entries of those names are dropped
@@ -144,16 +145,13 @@ impl Durable {
                 }
             }
         }
-        *self.from_files.lock().unwrap_or_else(|p| p.into_inner()) = names;
+        *self.from_files.locked() = names;
         Ok(shadowed)
     }
 
     /// Whether `name` is defined by a `.sql` file.
     pub fn from_files(&self, name: &str) -> bool {
-        self.from_files
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(name)
+        self.from_files.locked().contains(name)
     }
 
     /// Keep `entry`: a new name goes last, an existing one is replaced where it stands.

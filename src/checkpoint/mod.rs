@@ -23,6 +23,7 @@ use tracing::{info, warn};
 
 use crate::connector::{Positions, now_micros};
 use crate::error::{Result, WeirError};
+use crate::locks::Unpoisoned;
 use crate::sink::runner::Command as SinkCommand;
 use crate::sink::{Sink, Staged};
 use crate::view::Streams;
@@ -316,7 +317,7 @@ impl Checkpoints {
             answers.push((sink, answer));
         }
         let mut out = Vec::new();
-        let mut last = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = self.sinks.locked();
         for (sink, answer) in answers {
             match answer {
                 Ok(meta) => {

@@ -18,6 +18,7 @@ use std::sync::atomic::Ordering;
 
 use crate::connector::Positions;
 use crate::connector::joined::side_of;
+use crate::locks::Unpoisoned;
 use crate::sink::Sink;
 use crate::sql::streaming::Emit;
 use crate::view::Streams;
@@ -520,12 +521,7 @@ fn decode_errors_batch(streams: &Streams) -> DfResult<RecordBatch> {
     let mut rows = Vec::new();
     for view in streams.views() {
         let sources = view.sources();
-        let samples = view
-            .stats
-            .decode_samples
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let samples = view.stats.decode_samples.locked().clone();
         for sample in samples {
             let (side, partition) = side_of(sample.partition);
             rows.push((

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
 use crate::error::{Result, WeirError};
+use crate::locks::{Unpoisoned, UnpoisonedRw};
 use crate::sql::streaming::{CreateSink, Emit};
 use crate::view::Streams;
 use crate::view::plan::Operator;
@@ -110,7 +111,7 @@ pub struct SinkStats {
 
 impl SinkStats {
     pub fn status(&self) -> (&'static str, Option<String>) {
-        let lock = |m: &Mutex<Option<String>>| m.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let lock = |m: &Mutex<Option<String>>| m.locked().clone();
         if let Some(f) = lock(&self.failed) {
             return ("failed", Some(f));
         }
@@ -319,10 +320,7 @@ impl Streams {
             let begin = self.sink_begin(&sink);
             runner::start(Arc::clone(&sink), rx, begin, self.checkpointing()).await?;
         }
-        self.sinks
-            .write()
-            .expect("sinks lock")
-            .insert(sink.name.clone(), sink);
+        self.sinks.write_locked().insert(sink.name.clone(), sink);
         Ok(true)
     }
 
@@ -351,16 +349,11 @@ impl Streams {
 
     /// The sink `name`.
     pub fn sink(&self, name: &str) -> Option<Arc<Sink>> {
-        self.sinks.read().expect("sinks lock").get(name).cloned()
+        self.sinks.read_locked().get(name).cloned()
     }
 
     pub fn all_sinks(&self) -> Vec<Arc<Sink>> {
-        self.sinks
-            .read()
-            .expect("sinks lock")
-            .values()
-            .cloned()
-            .collect()
+        self.sinks.read_locked().values().cloned().collect()
     }
 
     /// The sinks that read `name`.
@@ -375,7 +368,7 @@ impl Streams {
     /// `DROP SINK`; `false` when it did not exist and `IF EXISTS` was given. What it
     /// committed stays; what it staged since the last checkpoint goes with it.
     pub fn drop_sink(&self, name: &str, if_exists: bool) -> Result<bool> {
-        match self.sinks.write().expect("sinks lock").remove(name) {
+        match self.sinks.write_locked().remove(name) {
             Some(sink) => {
                 let _ = sink.commands.send(runner::Command::Stop);
                 Ok(true)

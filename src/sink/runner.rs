@@ -17,6 +17,7 @@ use super::{Delivery, From, Sink, SinkWriter, Staged};
 use crate::checkpoint::SinkMeta;
 use crate::connector::{Poll, Positions, SourceReader, now_micros, reached};
 use crate::error::{Result, WeirError};
+use crate::locks::Unpoisoned;
 use crate::view::pipeline::FLUSH_OUTAGE_WAIT;
 
 /// What the catalog asks of a running sink.
@@ -78,8 +79,7 @@ pub async fn start(
                 }
                 None => {
                     warn!(target: "weir::sink", "sink {} stopped: {e}", sink.name);
-                    *sink.stats.failed.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(e.to_string());
+                    *sink.stats.failed.locked() = Some(e.to_string());
                     for (_, reply) in deferred {
                         let _ = reply.send(Err(e_stopped(&sink.name, &sink.stats)));
                     }
@@ -107,11 +107,7 @@ async fn connect(
     loop {
         let message = match sink.connector.open(&sink.input).await {
             Ok(writer) => {
-                *sink
-                    .stats
-                    .retrying
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = None;
+                *sink.stats.retrying.locked() = None;
                 return Some((writer, deferred));
             }
             Err(e) => e.to_string(),
@@ -124,11 +120,7 @@ async fn connect(
             warn!(target: "weir::sink", "sink {}: cannot open its destination, retrying: {message}", sink.name);
             logged = Some(Instant::now());
         }
-        *sink
-            .stats
-            .retrying
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(message.clone());
+        *sink.stats.retrying.locked() = Some(message.clone());
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
         loop {
@@ -314,7 +306,7 @@ impl Runner {
                 let stats = &self.sink.stats;
                 stats.errors.fetch_add(1, Ordering::Relaxed);
                 warn!(target: "weir::sink", "sink {}: flushing failed, retrying: {e}", self.sink.name);
-                *stats.retrying.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                *stats.retrying.locked() = Some(e.to_string());
             }
         }
     }
@@ -322,12 +314,7 @@ impl Runner {
     fn fail(&mut self, e: WeirError) {
         let message = e.to_string();
         warn!(target: "weir::sink", "sink {} stopped: {message}", self.sink.name);
-        *self
-            .sink
-            .stats
-            .failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(message);
+        *self.sink.stats.failed.locked() = Some(message);
         for (_, reply) in self.deferred.drain(..) {
             let _ = reply.send(Err(e_stopped(&self.sink.name, &self.sink.stats)));
         }
@@ -431,12 +418,7 @@ impl Runner {
                     if logged.is_some() {
                         info!(target: "weir::sink", "sink {} writes again", self.sink.name);
                     }
-                    *self
-                        .sink
-                        .stats
-                        .retrying
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner()) = None;
+                    *self.sink.stats.retrying.locked() = None;
                     return Ok(());
                 }
                 Err(e) => {
@@ -447,8 +429,7 @@ impl Runner {
                         warn!(target: "weir::sink", "sink {}: writing failed, retrying: {message}", self.sink.name);
                         logged = Some(Instant::now());
                     }
-                    *stats.retrying.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(message.clone());
+                    *stats.retrying.locked() = Some(message.clone());
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     while let Ok(command) = commands.try_recv() {
@@ -552,7 +533,7 @@ impl Runner {
         self.writer.flush().await?;
         let stats = &self.sink.stats;
         stats.last_commit.store(now_micros(), Ordering::Relaxed);
-        *stats.retrying.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *stats.retrying.locked() = None;
         Ok(())
     }
 
@@ -624,8 +605,7 @@ impl Runner {
 fn e_stopped(name: &str, stats: &super::SinkStats) -> WeirError {
     let why = stats
         .failed
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+        .locked()
         .clone()
         .unwrap_or_else(|| "stopped".into());
     WeirError::Stopped(format!("sink \"{name}\" stopped: {why}"))

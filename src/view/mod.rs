@@ -26,6 +26,7 @@ use crate::connector::datagen::DatagenSpec;
 use crate::connector::kafka::KafkaSpec;
 use crate::connector::nexmark::NexmarkSpec;
 use crate::error::{Result, WeirError};
+use crate::locks::{Unpoisoned, UnpoisonedRw};
 use crate::sql::parse_postgres;
 use crate::sql::streaming::{CreateMaterializedView, CreateSource, Emit};
 use crate::view::pipeline::{Command, Start};
@@ -76,21 +77,12 @@ impl Streams {
     }
 
     pub fn sources(&self) -> Vec<Arc<SourceDef>> {
-        self.sources
-            .read()
-            .expect("sources lock")
-            .values()
-            .cloned()
-            .collect()
+        self.sources.read_locked().values().cloned().collect()
     }
 
     /// The source `name`.
     pub fn source(&self, name: &str) -> Option<Arc<SourceDef>> {
-        self.sources
-            .read()
-            .expect("sources lock")
-            .get(name)
-            .cloned()
+        self.sources.read_locked().get(name).cloned()
     }
 
     /// Validate statements without running anything (`weir check`): sources do not ask
@@ -111,19 +103,11 @@ impl Streams {
 
     /// The checkpoint read at start, while the `.sql` folder is being applied.
     pub(crate) fn restored_checkpoint(&self) -> Option<Arc<Restored>> {
-        self.restored
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.restored.locked().clone()
     }
 
     pub fn views(&self) -> Vec<Arc<View>> {
-        self.views
-            .read()
-            .expect("views lock")
-            .values()
-            .cloned()
-            .collect()
+        self.views.read_locked().values().cloned().collect()
     }
 
     /// Let the source `name` read through `supplied` from now on (views created after).
@@ -133,7 +117,7 @@ impl Streams {
         name: &str,
         supplied: crate::view::source::Supplied,
     ) -> Result<()> {
-        let mut sources = self.sources.write().expect("sources lock");
+        let mut sources = self.sources.write_locked();
         let def = sources
             .get(name)
             .ok_or_else(|| WeirError::Internal(format!("no source \"{name}\"")))?;
@@ -156,7 +140,7 @@ impl Streams {
     /// start from `restored` when it holds them unchanged.
     pub fn set_checkpoints(&self, checkpoints: Arc<Checkpoints>, restored: Option<Restored>) {
         let _ = self.checkpoints.set(checkpoints);
-        *self.restored.lock().unwrap_or_else(|p| p.into_inner()) = restored.map(Arc::new);
+        *self.restored.locked() = restored.map(Arc::new);
     }
 
     /// The views are defined: say which views of the checkpoint nothing defines any more,
@@ -164,12 +148,7 @@ impl Streams {
     /// start from the checkpoint on disk (there is none, or some view starts afresh or
     /// is rebuilt, or one went): a checkpoint is then due before they read far.
     pub fn restored(&self) -> bool {
-        let Some(restored) = self
-            .restored
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        else {
+        let Some(restored) = self.restored.locked().take() else {
             return true;
         };
         for meta in restored.views() {
@@ -201,11 +180,7 @@ impl Streams {
     /// the view as it is now; rebuilt from where it began reading when its definition
     /// changed; else afresh.
     fn begin(&self, view: &View) -> Start {
-        let restored = self
-            .restored
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let restored = self.restored.locked().clone();
         let Some(restored) = restored else {
             return Start::Fresh;
         };
@@ -249,11 +224,11 @@ impl Streams {
 
     /// The materialized view `name`.
     pub fn view(&self, name: &str) -> Option<Arc<View>> {
-        self.views.read().expect("views lock").get(name).cloned()
+        self.views.read_locked().get(name).cloned()
     }
 
     pub fn is_view(&self, name: &str) -> bool {
-        self.views.read().expect("views lock").contains_key(name)
+        self.views.read_locked().contains_key(name)
     }
 
     /// `CREATE SOURCE`; `false` when it existed and `IF NOT EXISTS` was given.
@@ -357,10 +332,7 @@ impl Streams {
                 def: Arc::clone(&def),
             }),
         )?;
-        self.sources
-            .write()
-            .expect("sources lock")
-            .insert(create.name.clone(), def);
+        self.sources.write_locked().insert(create.name.clone(), def);
         Ok(true)
     }
 
@@ -427,10 +399,7 @@ impl Streams {
             let _ = view.commands.send(Command::Stop);
             return Err(e.into());
         }
-        self.views
-            .write()
-            .expect("views lock")
-            .insert(create.name.clone(), view);
+        self.views.write_locked().insert(create.name.clone(), view);
         Ok(true)
     }
 
@@ -469,17 +438,12 @@ impl Streams {
         if_exists: bool,
         cascade: bool,
     ) -> Result<bool> {
-        if !self
-            .sources
-            .read()
-            .expect("sources lock")
-            .contains_key(name)
-        {
+        if !self.sources.read_locked().contains_key(name) {
             return missing(name, if_exists);
         }
         self.drop_dependents(ctx, "SOURCE", "source", name, cascade)?;
         ctx.deregister_table(name)?;
-        self.sources.write().expect("sources lock").remove(name);
+        self.sources.write_locked().remove(name);
         Ok(true)
     }
 
@@ -541,7 +505,7 @@ impl Streams {
             return missing(name, if_exists);
         }
         self.drop_dependents(ctx, "MATERIALIZED VIEW", "materialized view", name, cascade)?;
-        let Some(view) = self.views.write().expect("views lock").remove(name) else {
+        let Some(view) = self.views.write_locked().remove(name) else {
             return Ok(false);
         };
         let _ = view.commands.send(Command::Stop);

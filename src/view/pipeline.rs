@@ -17,6 +17,7 @@ use crate::checkpoint::{Counters, MarkState, Restored, ViewMeta, ViewSnapshot};
 use crate::connector::joined::{JoinedReader, of_side, side_of, split};
 use crate::connector::{Poll, Positions, SourceReader, reached};
 use crate::error::{Result, WeirError};
+use crate::locks::Unpoisoned;
 use crate::view::plan::{Input, JoinBy, JoinSpec, Operator, Side, ViewPlan};
 use crate::view::source::SourceDef;
 use crate::view::state::{OperatorState, View, ViewState};
@@ -266,14 +267,10 @@ impl Driver {
         let now = Instant::now();
         self.stages.poll += now - t;
         let view = Arc::clone(&self.view);
-        *view.stats.outage.lock().unwrap_or_else(|p| p.into_inner()) = reader.outage();
+        *view.stats.outage.locked() = reader.outage();
         let errors = self.errors_before + reader.decode_errors();
         if view.stats.decode_errors.swap(errors, Ordering::Relaxed) != errors {
-            *view
-                .stats
-                .decode_samples
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = reader.decode_samples();
+            *view.stats.decode_samples.locked() = reader.decode_samples();
         }
         let mut read = Vec::new();
         match polled {

@@ -20,6 +20,7 @@ use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use futures::TryStreamExt;
 
 use crate::error::{Result, WeirError};
+use crate::locks::Unpoisoned;
 
 const SLOT: &str = "weir_slot";
 
@@ -48,7 +49,7 @@ impl TableProvider for SlotTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let batches = self.0.batches.lock().unwrap_or_else(|p| p.into_inner());
+        let batches = self.0.batches.locked();
         Ok(MemorySourceConfig::try_new_exec(
             std::slice::from_ref(&*batches),
             self.0.schema.clone(),
@@ -213,14 +214,14 @@ impl BatchQuery {
 
     /// The query's rows over one list of batches per replaced node.
     pub fn run_with(&self, inputs: Vec<Vec<RecordBatch>>) -> Result<RecordBatch> {
-        let _running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let _running = self.running.locked();
         for (slot, input) in self.slots.iter().zip(inputs) {
             let input = input
                 .into_iter()
                 .filter(|b| b.num_rows() > 0)
                 .map(|b| RecordBatch::try_new(slot.schema.clone(), b.columns().to_vec()))
                 .collect::<std::result::Result<Vec<_>, _>>()?;
-            *slot.batches.lock().unwrap_or_else(|p| p.into_inner()) = input;
+            *slot.batches.locked() = input;
         }
         // Outside tokio's cooperative budget: the caller's task may have spent it, and a
         // stream that yields for budget would never be polled again by this loop's task.
@@ -232,10 +233,7 @@ impl BatchQuery {
             run_plan(physical, &self.state).await
         }));
         for slot in &self.slots {
-            slot.batches
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clear();
+            slot.batches.locked().clear();
         }
         let out = out?;
         let schema = out

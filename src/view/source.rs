@@ -19,6 +19,7 @@ use crate::connector::nexmark::NexmarkSpec;
 use crate::connector::upstream::ViewReader;
 use crate::connector::{Positions, SourceReader};
 use crate::error::Result;
+use crate::locks::UnpoisonedRw;
 use crate::sql::streaming::Options;
 use crate::view::state::View;
 use crate::window::assign::{WindowSpec, describe, windowed_schema};
@@ -259,19 +260,13 @@ impl TableFunctionImpl for WindowFunction {
             );
         }
         let source_name = ident(0)?;
-        let source = self
-            .sources
-            .read()
-            .expect("sources lock")
-            .get(&source_name)
-            .cloned();
+        let source = self.sources.read_locked().get(&source_name).cloned();
         let source = match source {
             Some(s) => s,
             None => {
                 let view = self
                     .views
-                    .read()
-                    .expect("views lock")
+                    .read_locked()
                     .get(&source_name)
                     .cloned()
                     .ok_or_else(|| {

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::checkpoint::Counters;
 use crate::error::{Result, WeirError};
+use crate::locks::Unpoisoned;
 use crate::sql::streaming::Emit;
 use crate::view::changes::{Feed, Subscription};
 use crate::view::join::JoinSide;
@@ -70,18 +71,12 @@ pub struct PartitionProgress {
 impl ViewStats {
     /// The reader's outage now (`None`: it reads).
     pub fn outage(&self) -> Option<crate::connector::Outage> {
-        self.outage
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.outage.locked().clone()
     }
 
     /// The reader's progress per partition, as it is now.
     pub fn progress_now(&self) -> BTreeMap<i32, PartitionProgress> {
-        self.partitions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.partitions.locked().clone()
     }
 
     /// Record the reader's positions, the rows just read per partition, at `now`.
@@ -91,7 +86,7 @@ impl ViewStats {
         read: &[(i32, usize)],
         now: Instant,
     ) {
-        let mut partitions = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut partitions = self.partitions.locked();
         for (&p, &next) in positions {
             partitions.entry(p).or_default().next_offset = next;
         }
@@ -480,7 +475,7 @@ impl View {
 
     /// Run `f` on the state under its lock.
     pub fn with_state<T>(&self, f: impl FnOnce(&mut ViewState) -> T) -> T {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.locked();
         f(&mut state)
     }
 
@@ -666,7 +661,7 @@ impl View {
                 self.name
             ))
         });
-        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
+        *self.failure.locked() = Some(message);
     }
 
     /// The view was dropped: subscribers are told.
@@ -679,10 +674,7 @@ impl View {
     }
 
     pub fn failure(&self) -> Option<String> {
-        self.failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.failure.locked().clone()
     }
 
     /// The streams the view reads: its source, and the right one of a join.

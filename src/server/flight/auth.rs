@@ -16,6 +16,7 @@ use tonic::service::Interceptor;
 use tonic::{Request, Status};
 use tracing::warn;
 
+use crate::locks::Unpoisoned;
 use crate::server::pgwire::auth::Users;
 
 /// A token unused for this long is forgotten; the client logs in again.
@@ -93,7 +94,7 @@ impl Auth {
                 )))
             }
         } else if scheme.eq_ignore_ascii_case("bearer") {
-            let mut tokens = self.tokens.lock().expect("tokens lock");
+            let mut tokens = self.tokens.locked();
             let now = Instant::now();
             match tokens.get_mut(credentials) {
                 Some(s) if now.duration_since(s.last_used) < TOKEN_IDLE_LIFETIME => {
@@ -120,7 +121,7 @@ impl Auth {
     /// A new random token for `user`.
     pub fn issue(&self, user: &str) -> String {
         let token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
-        let mut tokens = self.tokens.lock().expect("tokens lock");
+        let mut tokens = self.tokens.locked();
         let now = Instant::now();
         tokens.retain(|_, s| now.duration_since(s.last_used) < TOKEN_IDLE_LIFETIME);
         if tokens.len() >= MAX_TOKENS

@@ -40,6 +40,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::engine::{Engine, Outcome, Prepared};
 use crate::error::{Result, WeirError};
+use crate::locks::Unpoisoned;
 use crate::server::metrics::Metrics;
 use crate::sql::{classify, numbered_placeholders, split_statements};
 use auth::{Auth, Caller, Gate};
@@ -579,7 +580,7 @@ impl FlightSqlService for FlightSql {
                 ))));
             }
         };
-        *open.parameters.lock().expect("parameters lock") = bound;
+        *open.parameters.locked() = bound;
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(cmd.prepared_statement_handle),
         })

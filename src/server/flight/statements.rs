@@ -12,6 +12,7 @@ use datafusion::common::ScalarValue;
 
 use crate::engine::Prepared;
 use crate::error::{Result, WeirError};
+use crate::locks::Unpoisoned;
 
 /// Prepared statements open at once, all clients together; past it creating one fails
 /// until some are closed.
@@ -69,7 +70,7 @@ pub struct Open {
 impl Open {
     /// The parameters to run with: those bound, or none when the statement takes none.
     pub fn bound(&self) -> Result<Option<Vec<ScalarValue>>> {
-        let bound = self.parameters.lock().expect("parameters lock").clone();
+        let bound = self.parameters.locked().clone();
         match bound {
             Some(values) => Ok(Some(values)),
             None if self.parameter_types.is_empty() => Ok(None),
@@ -121,7 +122,7 @@ impl PreparedStatements {
             parameter_types,
             parameters: Mutex::new(None),
         });
-        let mut map = self.open.lock().expect("prepared statements lock");
+        let mut map = self.open.locked();
         if map.len() >= self.max {
             return Err(WeirError::InvalidParameter(format!(
                 "too many open prepared statements ({}); close some (ClosePreparedStatement) first",
@@ -145,8 +146,7 @@ impl PreparedStatements {
 
     pub fn get(&self, handle: &[u8]) -> Result<Arc<Open>> {
         self.open
-            .lock()
-            .expect("prepared statements lock")
+            .locked()
             .get(handle)
             .cloned()
             .ok_or_else(unknown_handle)
@@ -154,8 +154,7 @@ impl PreparedStatements {
 
     pub fn remove(&self, handle: &[u8]) -> Result<()> {
         self.open
-            .lock()
-            .expect("prepared statements lock")
+            .locked()
             .remove(handle)
             .map(|_| ())
             .ok_or_else(unknown_handle)

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::locks::Unpoisoned;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -62,11 +63,7 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.cancels
-            .flags
-            .lock()
-            .expect("cancel registry")
-            .remove(&self.key);
+        self.cancels.flags.locked().remove(&self.key);
     }
 }
 
@@ -86,10 +83,7 @@ impl Cancels {
     ) -> (Arc<CancelFlag>, Registration) {
         let key = (pid, secret.to_bytes());
         let flag = Arc::new(CancelFlag::default());
-        self.flags
-            .lock()
-            .expect("cancel registry")
-            .insert(key.clone(), flag.clone());
+        self.flags.locked().insert(key.clone(), flag.clone());
         (
             flag,
             Registration {
@@ -105,8 +99,7 @@ impl CancelHandler for Cancels {
     async fn on_cancel_request(&self, request: CancelRequest) {
         let flag = self
             .flags
-            .lock()
-            .expect("cancel registry")
+            .locked()
             .get(&(request.pid, request.secret_key.to_bytes()))
             .cloned();
         if let Some(flag) = flag {

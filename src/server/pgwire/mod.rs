@@ -38,6 +38,7 @@ use crate::config::{Config, SessionLimits};
 use crate::engine::Engine;
 use crate::engine::functions::server_version;
 use crate::error::{Result, WeirError};
+use crate::locks::Unpoisoned;
 use crate::server::metrics::Metrics;
 use auth::{Exchange, Refusal, SCRAM_SHA_256, Users};
 use cancel::Cancels;
@@ -132,7 +133,7 @@ impl StartupHandler for Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let step = std::mem::replace(&mut *self.step.lock().unwrap(), Step::Refused);
+        let step = std::mem::replace(&mut *self.step.locked(), Step::Refused);
         match (step, message) {
             (Step::Start, PgWireFrontendMessage::Startup(ref startup)) => {
                 protocol_negotiation(client, startup).await?;
@@ -161,7 +162,7 @@ impl StartupHandler for Startup {
                         .await;
                 }
                 client.set_state(PgWireConnectionState::AuthenticationInProgress);
-                *self.step.lock().unwrap() = Step::Offered;
+                *self.step.locked() = Step::Offered;
                 client
                     .send(PgWireBackendMessage::Authentication(Authentication::SASL(
                         vec![SCRAM_SHA_256.to_string()],
@@ -182,7 +183,7 @@ impl StartupHandler for Startup {
                 let data = initial.data.unwrap_or_default();
                 match Exchange::start(users, &user_of(client), &data) {
                     Ok((server_first, exchange)) => {
-                        *self.step.lock().unwrap() = Step::Sent(exchange);
+                        *self.step.locked() = Step::Sent(exchange);
                         client
                             .send(PgWireBackendMessage::Authentication(
                                 Authentication::SASLContinue(server_first.into()),

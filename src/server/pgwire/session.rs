@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::locks::Unpoisoned;
 use bytes::BytesMut;
 use pgwire::error::ErrorInfo;
 use pgwire::messages::Message;
@@ -38,7 +39,7 @@ pub struct Busy(Arc<Activity>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        *self.0.last.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        *self.0.last.locked() = Instant::now();
         self.0.running.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -52,11 +53,7 @@ impl Activity {
     /// Returns once nothing has run on the connection for `timeout`.
     pub async fn idle_for(&self, timeout: Duration) {
         loop {
-            let since = self
-                .last
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .elapsed();
+            let since = self.last.locked().elapsed();
             let running = self.running.load(Ordering::SeqCst) > 0;
             if !running && since >= timeout {
                 return;
