@@ -17,7 +17,7 @@ use weir::sink::{Delivery, SinkInput, SinkWriter};
 use weir::sql::streaming::Options;
 use weir::view::changes::change_schema;
 
-use crate::harness::{Broker, Postgres, free_port};
+use crate::harness::{Broker, Postgres, free_port, rows};
 
 /// 2024-01-01 00:00:00 UTC in microseconds.
 const T0: i64 = 1_704_067_200_000_000;
@@ -700,22 +700,12 @@ async fn kafka_sink_option_errors() {
     );
 }
 
-/// Every row of `sql` as one line of text, sorted.
+/// Every row of `sql` as one line of text, its values separated by spaces, sorted.
 async fn lines(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
-    let mut out: Vec<String> = client
-        .simple_query(sql)
+    let mut out: Vec<String> = rows(client, sql)
         .await
-        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
         .into_iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
-                (0..r.len())
-                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
-            _ => None,
-        })
+        .map(|r| r.replace('|', " "))
         .collect();
     out.sort();
     out
