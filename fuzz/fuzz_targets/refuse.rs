@@ -11,6 +11,10 @@ use libfuzzer_sys::fuzz_target;
 #[allow(dead_code)]
 #[path = "../../src/server/pgwire/session.rs"]
 mod session;
+// session.rs takes its locks through Weir's one poisoned-lock policy.
+#[allow(dead_code)]
+#[path = "../../src/locks.rs"]
+mod locks;
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
