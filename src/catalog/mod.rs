@@ -4,8 +4,7 @@
 //! Objects that a `.sql` file defines belong to that file and are never kept here.
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -15,6 +14,7 @@ use datafusion::arrow::ipc::reader::FileReader;
 use datafusion::arrow::ipc::writer::FileWriter;
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::{io, write_atomically};
 use crate::error::{Result, WeirError};
 use crate::locks::Unpoisoned;
 
@@ -66,13 +66,6 @@ pub struct Durable {
     from_files: Mutex<HashSet<String>>,
     /// Held while a table's rows are read and written, so the last save wins.
     saving: tokio::sync::Mutex<()>,
-}
-
-fn io(what: &str, path: &Path, e: impl std::fmt::Display) -> WeirError {
-    WeirError::Io(std::io::Error::other(format!(
-        "{what} {}: {e}",
-        path.display()
-    )))
 }
 
 impl Durable {
@@ -201,7 +194,7 @@ impl Durable {
         };
         let bytes = serde_json::to_vec_pretty(&objects)
             .map_err(|e| WeirError::Internal(format!("catalog: {e}")))?;
-        write_atomically(&self.path(), &bytes)
+        write_atomically(&self.path(), &bytes, true)
     }
 
     fn table_path(&self, name: &str) -> PathBuf {
@@ -226,7 +219,7 @@ impl Durable {
             }
             writer.finish()?;
         }
-        write_atomically(&self.table_path(name), &bytes)
+        write_atomically(&self.table_path(name), &bytes, true)
     }
 
     /// The saved rows of table `name`.
@@ -242,32 +235,6 @@ impl Durable {
             .map_err(|e| io("cannot read a table", &path, e))?;
         Ok((schema, batches))
     }
-}
-
-/// `bytes` into `path` whole or not at all: a temporary file beside it, synced, renamed,
-/// and the folder synced; mode 0600 on Unix.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(&tmp)
-        .map_err(|e| io("cannot write", &tmp, e))?;
-    file.write_all(bytes)
-        .and_then(|_| file.sync_all())
-        .map_err(|e| io("cannot write", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io("cannot rename into", path, e))?;
-    if let Some(parent) = path.parent()
-        && let Ok(dir) = File::open(parent)
-    {
-        let _ = dir.sync_all();
-    }
-    Ok(())
 }
 
 /// The catalog folder readable by the server's user only.

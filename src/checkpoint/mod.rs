@@ -157,7 +157,7 @@ pub struct Restored {
     sinks: BTreeMap<String, SinkMeta>,
 }
 
-fn io(what: &str, path: &Path, e: impl std::fmt::Display) -> WeirError {
+pub(crate) fn io(what: &str, path: &Path, e: impl std::fmt::Display) -> WeirError {
     WeirError::Io(std::io::Error::other(format!(
         "{what} {}: {e}",
         path.display()
@@ -412,15 +412,7 @@ pub(crate) fn write(
     };
     let text = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| WeirError::Internal(format!("checkpoint manifest: {e}")))?;
-    let tmp = root.join(format!("{MANIFEST}.tmp"));
-    let mut file = File::create(&tmp).map_err(|e| io("cannot create", &tmp, e))?;
-    file.write_all(&text)
-        .and_then(|_| file.sync_all())
-        .map_err(|e| io("cannot write", &tmp, e))?;
-    drop(file);
-    let target = root.join(MANIFEST);
-    std::fs::rename(&tmp, &target).map_err(|e| io("cannot rename", &tmp, e))?;
-    sync_dir(root)?;
+    write_atomically(&root.join(MANIFEST), &text, false)?;
     remove_others(root, Some(&folder));
     Ok(Taken {
         sequence,
@@ -430,6 +422,32 @@ pub(crate) fn write(
         bytes,
         took: started.elapsed(),
     })
+}
+
+/// `bytes` into `path` whole or not at all: a temporary file beside it, synced, renamed
+/// over it, and the folder synced. `private`: readable by the server's user only (mode
+/// 0600 on Unix), for files that can hold credentials.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(&tmp)
+        .map_err(|e| io("cannot create", &tmp, e))?;
+    file.write_all(bytes)
+        .and_then(|_| file.sync_all())
+        .map_err(|e| io("cannot write", &tmp, e))?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(|e| io("cannot rename", &tmp, e))?;
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => sync_dir(dir),
+        _ => Ok(()),
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

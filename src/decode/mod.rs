@@ -359,25 +359,6 @@ fn csv_decodes(t: &DataType) -> bool {
     }
 }
 
-/// `batch` in the column types of `schema` (same columns, in order), cast where one
-/// differs: rows built by an expression whose result type is wider than the one it
-/// computed (`round` of a decimal), or inserted as text into a string-view column.
-pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(column, field)| {
-            if column.data_type() == field.data_type() {
-                Ok(Arc::clone(column))
-            } else {
-                datafusion::arrow::compute::cast(column, field.data_type())
-            }
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
-}
-
 /// A schema from `(name, type)` pairs, all nullable (handy for tests and tools).
 pub fn schema_of(columns: &[(&str, DataType)]) -> SchemaRef {
     Arc::new(datafusion::arrow::datatypes::Schema::new(

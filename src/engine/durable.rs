@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::MemTable;
 use datafusion::common::TableReference;
 use datafusion::sql::parser::Statement as DFStatement;
@@ -12,7 +14,6 @@ use tracing::{info, warn};
 
 use super::Engine;
 use crate::catalog::{Durable, Entry, Kind};
-use crate::decode::conform;
 use crate::error::{Result, WeirError};
 use crate::sql::loader::{self, object_name};
 use crate::sql::streaming::StreamingStatement;
@@ -37,20 +38,13 @@ enum Change {
     Write(Option<String>),
 }
 
-/// The first word of `text`, upper-cased.
-fn first_word(text: &str) -> String {
-    text.split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_ascii_uppercase()
-}
-
 /// What ordinary SQL changes, from its first word and then its parse.
 fn postgres_change(text: &str) -> Option<Change> {
-    if !matches!(
-        first_word(text).as_str(),
-        "CREATE" | "DROP" | "INSERT" | "UPDATE" | "DELETE" | "TRUNCATE"
-    ) {
+    let first = text.split_whitespace().next().unwrap_or_default();
+    if !["CREATE", "DROP", "INSERT", "UPDATE", "DELETE", "TRUNCATE"]
+        .iter()
+        .any(|w| first.eq_ignore_ascii_case(w))
+    {
         return None;
     }
     let DFStatement::Statement(statement) = parse_postgres(text).ok()? else {
@@ -112,6 +106,24 @@ fn change_of(statement: &Statement) -> Option<Change> {
     }
 }
 
+/// `batch` in the column types of `schema` (same columns, in order), cast where one
+/// differs: rows inserted as text into a string-view column.
+fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(Arc::clone(column))
+            } else {
+                datafusion::arrow::compute::cast(column, field.data_type())
+            }
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
 impl Engine {
     /// Keep the objects created over the ports in `durable` from now on.
     pub fn set_durable(&self, durable: Arc<Durable>) {
@@ -127,7 +139,16 @@ impl Engine {
     /// durable catalog, or a statement that creates, drops and writes nothing).
     pub fn before(&self, statement: &Statement) -> Option<Pending> {
         self.durable.get()?;
-        let change = change_of(statement)?;
+        self.pending(change_of(statement)?)
+    }
+
+    /// [`Engine::before`] for ordinary SQL, from its text.
+    pub fn before_sql(&self, text: &str) -> Option<Pending> {
+        self.durable.get()?;
+        self.pending(postgres_change(text)?)
+    }
+
+    fn pending(&self, change: Change) -> Option<Pending> {
         let existed = match &change {
             Change::Create { name, .. } => self.object_exists(name),
             _ => false,

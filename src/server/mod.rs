@@ -39,13 +39,9 @@ struct Bound {
 impl Bound {
     /// Write them to `path` as JSON, whole or not at all (a reader polls for the file).
     fn write(&self, path: &std::path::Path) -> Result<()> {
-        let text = serde_json::to_string(self).map_err(|e| WeirError::Internal(e.to_string()))?;
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, text)
-            .and_then(|_| std::fs::rename(&tmp, path))
-            .map_err(|e| {
-                WeirError::Config(format!("cannot write ready_file {}: {e}", path.display()))
-            })
+        let text = serde_json::to_vec(self).map_err(|e| WeirError::Internal(e.to_string()))?;
+        checkpoint::write_atomically(path, &text, false)
+            .map_err(|e| WeirError::Config(format!("ready_file: {e}")))
     }
 }
 

@@ -485,7 +485,10 @@ impl View {
             Operator::Append => rows,
             _ => self.plan.post.apply(rows)?,
         };
-        crate::decode::conform(&out, &self.plan.schema)
+        Ok(RecordBatch::try_new(
+            self.plan.schema.clone(),
+            out.columns().to_vec(),
+        )?)
     }
 
     /// Send final rows to the views reading this one.

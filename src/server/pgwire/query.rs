@@ -89,7 +89,7 @@ impl QueryHandler {
     {
         match classify(text).map_err(|e| pg_error(&e))? {
             Statement::Postgres(sql) => {
-                let pending = self.engine.before(&Statement::Postgres(sql.clone()));
+                let pending = self.engine.before_sql(&sql);
                 let responses = SimpleQueryHandler::do_query(&*self.df, client, &sql)
                     .await
                     .map_err(map_error)?;
@@ -448,7 +448,7 @@ impl ExtendedQueryHandler for QueryHandler {
         })?;
         let result = match &portal.statement.statement {
             (text, Some(_)) => {
-                let pending = self.engine.before(&Statement::Postgres(text.clone()));
+                let pending = self.engine.before_sql(text);
                 let result = ExtendedQueryHandler::do_query(&*self.df, client, portal, max_rows)
                     .await
                     .map(|r| map_response(client, &self.metrics, Some(text), r))
