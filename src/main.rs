@@ -147,7 +147,7 @@ fn main() -> ExitCode {
 
 async fn check(dir: &std::path::Path) -> weir::Result<()> {
     let engine = Engine::new().await?;
-    engine.streams().set_checking();
+    engine.catalog().set_checking();
     let defs = engine.load_dir(dir).await?;
     for def in &defs {
         let what = def

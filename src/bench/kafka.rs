@@ -76,7 +76,7 @@ pub async fn run(brokers: &str, events: u64, broker_pid: Option<u32>) -> Result<
         .map(|(pid, before)| (pid, cpu_time_of(pid) - before));
 
     let view = engine
-        .streams()
+        .catalog()
         .views()
         .into_iter()
         .next()

@@ -10,7 +10,9 @@ pub mod latency;
 pub mod measure;
 pub mod memory;
 pub mod nexmark;
+pub mod reads;
 pub mod serve;
+pub mod supplied;
 
 use clap::Subcommand;
 
@@ -95,6 +97,20 @@ pub enum Bench {
         #[arg(long, default_value_t = 2_000_000)]
         view_rows: u64,
     },
+    /// Queries over a whole view of many open groups while its pipeline ingests as fast
+    /// as it can: latency p50/p99 with each number of concurrent readers, and the ingest
+    /// rate alone and while read.
+    Reads {
+        /// Keys of the view (its open groups)
+        #[arg(long, default_value_t = 1_000_000)]
+        groups: u64,
+        /// Concurrent readers, one measurement each (repeatable)
+        #[arg(long = "readers", default_values_t = [1, 50])]
+        readers: Vec<usize>,
+        /// Seconds each measurement lasts
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// State per open (window, key) group with count, sum and max.
     Memory {
         /// Groups to open in one window
@@ -151,6 +167,11 @@ pub async fn run(bench: Bench) -> Result<()> {
             .await
         }
         Bench::Memory { groups } => memory::run(groups).await,
+        Bench::Reads {
+            groups,
+            readers,
+            seconds,
+        } => reads::run(groups, &readers, seconds).await,
         Bench::Serve { rows, view_rows } => serve::run(rows, view_rows).await,
         Bench::Nexmark {
             queries,

@@ -11,10 +11,10 @@ use std::time::Instant;
 use crate::bench::bids::{JsonReader, Payloads};
 use crate::bench::drive::{Driver, compile_statement, sql};
 use crate::bench::measure::{Measured, Span, mib, rate, thousands};
+use crate::bench::supplied::{OpenReader, Supplied};
 use crate::connector::{Poll, SourceReader};
 use crate::engine::Engine;
 use crate::error::{Result, WeirError};
-use crate::view::source::{OpenReader, Supplied};
 
 /// The queries, as shipped in `examples/nexmark/`.
 pub const QUERIES: &[(&str, &str)] = &[
@@ -48,7 +48,7 @@ fn stream_counts(bids: u64) -> [(&'static str, u64); 3] {
 const BASE_TIME: &str = "2026-01-01 00:00:00";
 
 /// Where the bids come from.
-enum Input {
+enum Events {
     Generator,
     Json(Arc<Payloads>),
 }
@@ -84,7 +84,7 @@ pub async fn run(
             .collect::<Result<_>>()?
     };
     let input = match json {
-        None => Input::Generator,
+        None => Events::Generator,
         Some(path) => {
             let t = Instant::now();
             let payloads = read_lines(path)?;
@@ -95,12 +95,12 @@ pub async fn run(
                 path.display(),
                 t.elapsed().as_secs_f64()
             );
-            Input::Json(Arc::new(payloads))
+            Events::Json(Arc::new(payloads))
         }
     };
     let events = match &input {
-        Input::Generator => events,
-        Input::Json(p) => p.len() as u64,
+        Events::Generator => events,
+        Events::Json(p) => p.len() as u64,
     };
     println!(
         "nexmark: {} bids from {}, median of {runs} runs per query",
@@ -111,7 +111,7 @@ pub async fn run(
         }
     );
     println!("  machine: {}", crate::bench::measure::machine());
-    if let Input::Generator = input {
+    if let Events::Generator = input {
         let m = generator_alone(events).await?;
         println!(
             "  the generator alone: {} events/s per core; {}",
@@ -123,7 +123,7 @@ pub async fn run(
     let mut files = None;
     for (name, text) in wanted {
         if on_pipelines(name) {
-            if let (Input::Json(bids), Some(path), None) = (&input, json, &files) {
+            if let (Events::Json(bids), Some(path), None) = (&input, json, &files) {
                 files = Some(other_files(path, Arc::clone(bids))?);
             }
             on_engine(name, text, events, runs, files.clone()).await?;
@@ -135,14 +135,14 @@ pub async fn run(
             let engine = source(events).await?;
             let view = compile_statement(&engine, text).await?;
             let mut reader: Box<dyn SourceReader> = match &input {
-                Input::Generator => {
+                Events::Generator => {
                     view.plan
                         .stream
                         .source
                         .open(&view.plan.stream.columns, None)
                         .await?
                 }
-                Input::Json(payloads) => Box::new(JsonReader::new(
+                Events::Json(payloads) => Box::new(JsonReader::new(
                     Arc::clone(payloads),
                     view.plan.stream.source.schema.clone(),
                     &view.plan.stream.columns,
@@ -225,7 +225,7 @@ async fn on_engine(
         }
         for ((table, n), payloads) in counts.iter().zip(files.iter().flatten()) {
             let def = engine
-                .streams()
+                .catalog()
                 .sources()
                 .into_iter()
                 .find(|s| s.name == *table)
@@ -236,8 +236,8 @@ async fn on_engine(
                 Ok(Box::new(reader) as Box<dyn SourceReader>)
             });
             engine
-                .streams()
-                .supply(engine.context(), table, Supplied { open, count: *n })?;
+                .catalog()
+                .supply(engine.context(), table, Supplied::new(open, *n))?;
         }
         let span = Span::start();
         for statement in crate::sql::split_statements(text)? {
@@ -245,7 +245,7 @@ async fn on_engine(
         }
         sql(&engine, "FLUSH").await?;
         measured.push(span.stop());
-        let views = engine.streams().views();
+        let views = engine.catalog().views();
         let mut read: Vec<&str> = views
             .iter()
             .flat_map(|v| v.sources())
@@ -319,7 +319,7 @@ async fn source(events: u64) -> Result<Engine> {
 async fn generator_alone(events: u64) -> Result<Measured> {
     let engine = source(events).await?;
     let def = engine
-        .streams()
+        .catalog()
         .sources()
         .into_iter()
         .find(|s| s.name == "bid")

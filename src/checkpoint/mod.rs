@@ -1,9 +1,8 @@
-//! Checkpoints: every view's state and the offsets its reader had reached, taken between
-//! two polls of each view and written together into the data directory (Arrow IPC files,
-//! then a manifest renamed into place), and read back at start so that each view resumes
-//! exactly where its checkpoint left it: no event lost, none counted twice. Sinks take
-//! part in two phases: they stage files before the manifest is written and make them
-//! visible once it is.
+//! Checkpoint files: every view's state and the offsets its reader had reached, and every
+//! sink's staged files, written together into the data directory (Arrow IPC files, then a
+//! manifest renamed into place) and read back at start, so that each view resumes exactly
+//! where its checkpoint left it. The catalog (`crate::catalog`) decides when and gathers
+//! what goes in.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -17,28 +16,30 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::ipc::reader::FileReader;
 use datafusion::arrow::ipc::writer::FileWriter;
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::connector::{Positions, now_micros};
 use crate::error::{Result, WeirError};
-use crate::locks::Unpoisoned;
-use crate::sink::runner::Command as SinkCommand;
-use crate::sink::{Sink, Staged};
-use crate::view::Streams;
-use crate::view::pipeline::Command;
-use crate::view::state::{Section, View};
 
 /// The manifest's name in the checkpoint folder; the checkpoint it names is the last
 /// complete one.
 const MANIFEST: &str = "MANIFEST.json";
 /// Format of the manifest and files.
 const VERSION: u32 = 1;
-/// How long a checkpoint waits for a view's pipeline to hand over its state.
-const ANSWER: Duration = Duration::from_secs(60);
-/// How long a checkpoint waits for a sink to finish its open files.
-const SINK_ANSWER: Duration = Duration::from_secs(30);
+
+/// A part of a view's state in a checkpoint: its name and batches whose first column is
+/// a tag (a window end, or an event time per row).
+pub type Section = (String, Vec<RecordBatch>);
+
+/// Something a writer finished that becomes visible once the checkpoint recording it is
+/// durable (a Parquet file written under a staging name, to be renamed into place).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Staged {
+    /// Where it was written (an object-store path).
+    pub staged: String,
+    /// Where it goes.
+    pub target: String,
+}
 
 /// One view in a checkpoint: what it was, where its reader stood, and its counters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -142,9 +143,6 @@ pub struct Checkpoints {
     sequence: AtomicU64,
     /// One checkpoint at a time.
     writing: tokio::sync::Mutex<()>,
-    /// Each sink's last meta, kept for a checkpoint the sink cannot answer (it is
-    /// retrying a write): it then resumes from there.
-    sinks: std::sync::Mutex<BTreeMap<String, SinkMeta>>,
 }
 
 /// The last complete checkpoint, read at start.
@@ -211,152 +209,34 @@ impl Checkpoints {
                 root,
                 sequence: AtomicU64::new(sequence),
                 writing: tokio::sync::Mutex::new(()),
-                sinks: std::sync::Mutex::new(
-                    restored
-                        .as_ref()
-                        .map(|r| r.sinks.clone())
-                        .unwrap_or_default(),
-                ),
             }),
             restored,
         ))
     }
 
-    /// Take a checkpoint of every view that reads sources now, and write it.
-    pub async fn take(&self, streams: &Streams) -> Result<Taken> {
-        let _one = self.writing.lock().await;
-        let started = Instant::now();
-        let mut waits = Vec::new();
-        for view in streams.views() {
-            if !checkpointed(&view) {
-                continue;
-            }
-            let (tx, rx) = oneshot::channel();
-            if view.commands.send(Command::Checkpoint(tx)).is_err() {
-                continue;
-            }
-            waits.push((view, rx));
-        }
-        let mut snapshots = Vec::with_capacity(waits.len());
-        for (view, rx) in waits {
-            match tokio::time::timeout(ANSWER, rx).await {
-                Ok(Ok(Ok(s))) => snapshots.push(s),
-                Ok(Ok(Err(e))) => {
-                    return Err(WeirError::Internal(format!(
-                        "checkpoint: materialized view \"{}\" could not hand over its state: {e}",
-                        view.name
-                    )));
-                }
-                // Dropped while the checkpoint waited: nothing to keep.
-                Ok(Err(_)) => {}
-                Err(_) => {
-                    return Err(WeirError::Internal(format!(
-                        "checkpoint: materialized view \"{}\" did not hand over its state within {}s",
-                        view.name,
-                        ANSWER.as_secs()
-                    )));
-                }
-            }
-        }
-        let sinks = self.prepare_sinks(streams).await;
+    /// One checkpoint at a time: held from asking the views for their state until the
+    /// checkpoint is written.
+    pub async fn one_at_a_time(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writing.lock().await
+    }
+
+    /// Write `snapshots` and `sinks` as the next checkpoint (off the async workers);
+    /// `started`: when it began (views handing over their state included).
+    pub async fn write_next(
+        &self,
+        snapshots: Vec<ViewSnapshot>,
+        sinks: Vec<SinkMeta>,
+        started: Instant,
+    ) -> Result<Taken> {
         let sequence = self.sequence.load(Ordering::SeqCst) + 1;
         let root = self.root.clone();
-        let metas: Vec<SinkMeta> = sinks.iter().map(|(_, m)| m.clone()).collect();
         let taken =
-            tokio::task::spawn_blocking(move || write(&root, sequence, snapshots, metas, started))
+            tokio::task::spawn_blocking(move || write(&root, sequence, snapshots, sinks, started))
                 .await
                 .map_err(|e| WeirError::Internal(format!("checkpoint writer: {e}")))??;
         self.sequence.store(sequence, Ordering::SeqCst);
-        // Durable: what the sinks staged becomes visible, before the checkpoint is said
-        // to be taken (so that the files are in place when FLUSH or CHECKPOINT returns).
-        let mut commits = Vec::new();
-        for (sink, meta) in sinks {
-            if let Some(sink) = sink
-                && !meta.staged.is_empty()
-            {
-                let (done, rx) = oneshot::channel();
-                if sink
-                    .commands
-                    .send(SinkCommand::Commit(meta.staged, done))
-                    .is_ok()
-                {
-                    commits.push((sink, rx));
-                }
-            }
-        }
-        for (sink, rx) in commits {
-            if tokio::time::timeout(SINK_ANSWER, rx).await.is_err() {
-                warn!(
-                    "checkpoint: sink {} did not commit its files within {}s",
-                    sink.name,
-                    SINK_ANSWER.as_secs()
-                );
-            }
-        }
         Ok(taken)
     }
-
-    /// Every sink's meta for a checkpoint (a sink that cannot answer keeps its last one),
-    /// with the sinks that answered.
-    async fn prepare_sinks(&self, streams: &Streams) -> Vec<(Option<Arc<Sink>>, SinkMeta)> {
-        let mut waits = Vec::new();
-        for sink in streams.all_sinks() {
-            let (tx, rx) = oneshot::channel();
-            if sink.commands.send(SinkCommand::Prepare(tx)).is_ok() {
-                waits.push((sink, rx));
-            }
-        }
-        let mut answers = Vec::new();
-        for (sink, rx) in waits {
-            let answer = match tokio::time::timeout(SINK_ANSWER, rx).await {
-                Ok(Ok(Ok(meta))) => Ok(meta),
-                Ok(Ok(Err(e))) => Err(e.to_string()),
-                Ok(Err(_)) => Err("it stopped".into()),
-                Err(_) => Err(format!("no answer within {}s", SINK_ANSWER.as_secs())),
-            };
-            answers.push((sink, answer));
-        }
-        let mut out = Vec::new();
-        let mut last = self.sinks.locked();
-        for (sink, answer) in answers {
-            match answer {
-                Ok(meta) => {
-                    last.insert(meta.name.clone(), meta.clone());
-                    out.push((Some(sink), meta));
-                }
-                Err(why) => match last
-                    .get(&sink.name)
-                    .filter(|m| m.definition == sink.definition)
-                {
-                    Some(meta) => {
-                        warn!(
-                            "checkpoint: sink {} keeps its previous position ({why})",
-                            sink.name
-                        );
-                        out.push((None, meta.clone()));
-                    }
-                    None => warn!("checkpoint: sink {} is left out ({why})", sink.name),
-                },
-            }
-        }
-        let names: std::collections::BTreeSet<String> =
-            streams.all_sinks().iter().map(|s| s.name.clone()).collect();
-        last.retain(|name, _| names.contains(name));
-        out
-    }
-}
-
-/// Views whose state a checkpoint keeps: those reading sources. A view that reads a view
-/// starts again from the rows that view keeps (restored with it).
-pub fn checkpointed(view: &View) -> bool {
-    view.sources().iter().all(|s| {
-        matches!(
-            s.connector,
-            crate::view::source::ConnectorSpec::Kafka(_)
-                | crate::view::source::ConnectorSpec::Datagen(_)
-                | crate::view::source::ConnectorSpec::Nexmark(_)
-        )
-    })
 }
 
 /// Write `snapshots` as checkpoint `sequence`: the state files into a new folder, each
@@ -495,6 +375,11 @@ impl Restored {
         self.sinks.get(name)
     }
 
+    /// The checkpointed sinks by name.
+    pub fn sinks(&self) -> &BTreeMap<String, SinkMeta> {
+        &self.sinks
+    }
+
     /// The state of `meta`, by section.
     pub fn sections(&self, meta: &ViewMeta) -> Result<BTreeMap<String, Vec<RecordBatch>>> {
         let mut out = BTreeMap::new();
@@ -509,39 +394,5 @@ impl Restored {
     }
 }
 
-/// Take a checkpoint every `interval` until `shutdown` (the server takes the last one).
-pub async fn run(
-    checkpoints: Arc<Checkpoints>,
-    streams: Arc<Streams>,
-    interval: Duration,
-    shutdown: CancellationToken,
-) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await;
-    let mut failing = false;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
-        failing = match checkpoints.take(&streams).await {
-            Ok(t) => {
-                // After failures, say that they are over.
-                if failing {
-                    info!("{}", t.describe());
-                } else {
-                    tracing::debug!("{}", t.describe());
-                }
-                false
-            }
-            Err(e) => {
-                warn!("checkpoint failed (the last complete one stays): {e}");
-                true
-            }
-        };
-    }
-}
-
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1040,18 +1040,29 @@ impl DatagenSpec {
             schema,
         ))
     }
+}
 
-    /// A reader of the events from number `skip` on.
-    pub fn open(
+#[async_trait::async_trait]
+impl crate::connector::SourceConnector for DatagenSpec {
+    fn name(&self) -> &'static str {
+        "datagen"
+    }
+
+    /// A reader of the events from the resumed one on.
+    async fn reader(
         &self,
-        _schema: SchemaRef,
-        skip: i64,
+        _columns: &[usize],
+        resume: Option<&crate::connector::Positions>,
     ) -> Result<Box<dyn crate::connector::SourceReader>> {
         crate::connector::generated::GeneratedReader::new(
             Box::new(Generator::new(self.options.clone())?),
             self.projection.clone(),
             self.pace.clone(),
         )
-        .resumed(skip)
+        .resumed(crate::connector::skip_of(resume))
+    }
+
+    async fn end_positions(&self, _partitions: Vec<i32>) -> crate::connector::Positions {
+        self.count().map(|c| (0, c as i64)).into_iter().collect()
     }
 }

@@ -1,7 +1,7 @@
-//! Connectors: where records come from. Each source kind turns its input into Arrow record
-//! batches per partition (`SourceReader`), and validates its `WITH (…)` options when the
-//! source is created; event time and windows come after ([`crate::window`]), then the
-//! views that read them ([`crate::view`]).
+//! Connectors: where records come from. Each source kind validates its `WITH (…)` options
+//! when the source is created (a [`SourceConnector`], registered once in
+//! [`source_connector`]) and turns its input into Arrow record batches per partition (a
+//! [`SourceReader`]); event time and windows come after ([`crate::window`]).
 
 pub mod datagen;
 pub mod generated;
@@ -9,13 +9,14 @@ pub mod joined;
 pub mod kafka;
 pub mod nexmark;
 pub mod retry;
-pub mod upstream;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
 
 use crate::error::{Result, WeirError};
 use crate::sql::streaming::Options;
@@ -41,6 +42,82 @@ pub enum Poll {
     Idle,
     /// A bounded source has no more records.
     End,
+}
+
+/// A kind of source as `CREATE SOURCE` configured it: its validated options, and the
+/// factory of the readers each view opens.
+#[async_trait]
+pub trait SourceConnector: std::fmt::Debug + Send + Sync {
+    /// The name `WITH (connector = …)` gives.
+    fn name(&self) -> &'static str;
+    /// A new reader that fills the `columns` given (indexes into the source's schema;
+    /// others may be left NULL), positioned where the start-up options say, or at
+    /// `resume` (a checkpoint's positions).
+    async fn reader(
+        &self,
+        columns: &[usize],
+        resume: Option<&Positions>,
+    ) -> Result<Box<dyn SourceReader>>;
+    /// Where the source ends now, per partition (empty where it cannot be known).
+    async fn end_positions(&self, partitions: Vec<i32>) -> Positions;
+    /// Whether a reader can start again from positions, so that a checkpoint keeps
+    /// the state of the views reading it.
+    fn replayable(&self) -> bool {
+        true
+    }
+}
+
+/// The source connectors, by the name `WITH (connector = …)` gives.
+pub const SOURCE_CONNECTORS: &str = "'kafka', 'datagen', 'nexmark'";
+
+/// The connector `options` name for source `source`, its options validated, and the
+/// source's columns (`declared`, or the connector's own). `offline` (`weir check`):
+/// nothing is asked of a broker.
+pub async fn source_connector(
+    source: &str,
+    declared: Option<SchemaRef>,
+    options: &Options,
+    offline: bool,
+) -> Result<(Arc<dyn SourceConnector>, SchemaRef)> {
+    let name = options.get("connector").ok_or_else(|| {
+        WeirError::InvalidParameter(format!(
+            "source \"{source}\" needs WITH (connector = …); valid connectors: {SOURCE_CONNECTORS}"
+        ))
+    })?;
+    Ok(match name.to_ascii_lowercase().as_str() {
+        "kafka" => {
+            let schema = declared.ok_or_else(|| {
+                WeirError::InvalidParameter(format!(
+                    "kafka source \"{source}\" needs its columns: CREATE SOURCE {source} (col TYPE, …) WITH (…)"
+                ))
+            })?;
+            let spec = if offline {
+                kafka::KafkaSpec::parse(schema.clone(), options)?
+            } else {
+                kafka::KafkaSpec::from_options(schema.clone(), options).await?
+            };
+            (Arc::new(spec), schema)
+        }
+        "datagen" => {
+            let (spec, schema) = datagen::DatagenSpec::from_options(declared, options)?;
+            (Arc::new(spec), schema)
+        }
+        "nexmark" => {
+            let (spec, schema) = nexmark::NexmarkSpec::from_options(declared, options)?;
+            (Arc::new(spec), schema)
+        }
+        other => {
+            return Err(WeirError::InvalidParameter(format!(
+                "unknown connector '{other}'; valid connectors: {SOURCE_CONNECTORS}"
+            )));
+        }
+    })
+}
+
+/// The record to start from of a source with one partition, numbered from 0 (the
+/// generators).
+pub fn skip_of(resume: Option<&Positions>) -> i64 {
+    resume.and_then(|r| r.get(&0)).copied().unwrap_or(0)
 }
 
 /// One reader of a source: every materialized view reads its source through its own.

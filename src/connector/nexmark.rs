@@ -20,7 +20,7 @@ use nexmark::event::{Event, EventType};
 
 use crate::connector::datagen::MAX_TABLE_EVENTS;
 use crate::connector::generated::{Generate, GeneratedReader, Pace, Projection};
-use crate::connector::{SourceReader, check_options, parsed};
+use crate::connector::{Positions, SourceReader, check_options, parsed};
 use crate::error::{Result, WeirError};
 use crate::sql::streaming::Options;
 
@@ -267,15 +267,30 @@ impl NexmarkSpec {
             schema,
         ))
     }
+}
 
-    /// A reader of the events from number `skip` on.
-    pub fn open(&self, _schema: SchemaRef, skip: i64) -> Result<Box<dyn SourceReader>> {
+#[async_trait::async_trait]
+impl crate::connector::SourceConnector for NexmarkSpec {
+    fn name(&self) -> &'static str {
+        "nexmark"
+    }
+
+    /// A reader of the events from the resumed one on.
+    async fn reader(
+        &self,
+        _columns: &[usize],
+        resume: Option<&Positions>,
+    ) -> Result<Box<dyn SourceReader>> {
         GeneratedReader::new(
             Box::new(NexmarkGenerator::new(self.table, self.base_time_ms)),
             self.projection.clone(),
             self.pace.clone(),
         )
-        .resumed(skip)
+        .resumed(crate::connector::skip_of(resume))
+    }
+
+    async fn end_positions(&self, _partitions: Vec<i32>) -> Positions {
+        self.count().map(|c| (0, c as i64)).into_iter().collect()
     }
 }
 

@@ -11,28 +11,39 @@ pub const FIRST_DELAY: Duration = Duration::from_millis(100);
 /// The longest wait between attempts.
 pub const MAX_DELAY: Duration = Duration::from_secs(5);
 
-/// Exponential back-off: `FIRST_DELAY`, doubling up to `MAX_DELAY`.
+/// Exponential back-off: by default `FIRST_DELAY`, doubling up to `MAX_DELAY`.
 #[derive(Debug, Clone)]
 pub struct Backoff {
+    first: Duration,
     next: Duration,
+    max: Duration,
 }
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { next: FIRST_DELAY }
+        Backoff::between(FIRST_DELAY, MAX_DELAY)
     }
 }
 
 impl Backoff {
+    /// Back-off from `first`, doubling up to `max`.
+    pub fn between(first: Duration, max: Duration) -> Self {
+        Backoff {
+            first,
+            next: first,
+            max,
+        }
+    }
+
     /// The wait before the next attempt; the one after is twice as long, up to the cap.
     pub fn delay(&mut self) -> Duration {
         let d = self.next;
-        self.next = (d * 2).min(MAX_DELAY);
+        self.next = (d * 2).min(self.max);
         d
     }
 
     pub fn reset(&mut self) {
-        self.next = FIRST_DELAY;
+        self.next = self.first;
     }
 }
 

@@ -132,7 +132,7 @@ impl Engine {
 
     /// Whether a table, view, source or sink is called `name`.
     fn object_exists(&self, name: &str) -> bool {
-        self.exists(name) || self.streams.sink(name).is_some()
+        self.exists(name) || self.catalog.sink(name).is_some()
     }
 
     /// What `statement` will change in the durable catalog; `None` when nothing (no

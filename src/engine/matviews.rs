@@ -17,13 +17,13 @@ use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 
-use crate::view::Streams;
+use crate::catalog::Catalog;
 
 /// `pg_catalog` with `pg_class` and `pg_matviews` aware of materialized views.
 #[derive(Debug)]
 pub struct PgCatalogWithViews {
     pub inner: Arc<dyn SchemaProvider>,
-    pub streams: Weak<Streams>,
+    pub catalog: Weak<Catalog>,
 }
 
 #[async_trait]
@@ -38,10 +38,10 @@ impl SchemaProvider for PgCatalogWithViews {
             ("pg_class", Some(inner)) => Some(Arc::new(PgClass {
                 inner,
                 namespaces: self.inner.table("pg_namespace").await?,
-                streams: self.streams.clone(),
+                catalog: self.catalog.clone(),
             })),
             ("pg_matviews", _) => Some(Arc::new(PgMatviews {
-                streams: self.streams.clone(),
+                catalog: self.catalog.clone(),
             })),
             (_, table) => table,
         })
@@ -52,8 +52,8 @@ impl SchemaProvider for PgCatalogWithViews {
     }
 }
 
-fn view_names(streams: &Weak<Streams>) -> Vec<String> {
-    streams
+fn view_names(catalog: &Weak<Catalog>) -> Vec<String> {
+    catalog
         .upgrade()
         .map(|s| s.views().iter().map(|v| v.name.clone()).collect())
         .unwrap_or_default()
@@ -66,7 +66,7 @@ struct PgClass {
     /// lists only relations on the search path, which Weir's visibility test does not
     /// check.
     namespaces: Option<Arc<dyn TableProvider>>,
-    streams: Weak<Streams>,
+    catalog: Weak<Catalog>,
 }
 
 /// The oids of the namespaces called `name`.
@@ -131,7 +131,7 @@ impl TableProvider for PgClass {
                 batches = kept;
             }
         }
-        let views = view_names(&self.streams);
+        let views = view_names(&self.catalog);
         let (Ok(name_col), Ok(kind_col)) = (schema.index_of("relname"), schema.index_of("relkind"))
         else {
             return Ok(MemorySourceConfig::try_new_exec(
@@ -180,7 +180,7 @@ impl TableProvider for PgClass {
 
 #[derive(Debug)]
 struct PgMatviews {
-    streams: Weak<Streams>,
+    catalog: Weak<Catalog>,
 }
 
 fn matviews_schema() -> SchemaRef {
@@ -211,7 +211,7 @@ impl TableProvider for PgMatviews {
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let views = self
-            .streams
+            .catalog
             .upgrade()
             .map(|s| s.views())
             .unwrap_or_default();

@@ -28,43 +28,14 @@ use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use tracing::info;
 
+use crate::catalog::Catalog;
 use crate::catalog::Durable;
 use crate::error::{Result, WeirError};
 use crate::sql::loader::{self, Definition};
 use crate::sql::streaming::StreamingStatement;
 use crate::sql::{Statement, parse_postgres};
 use crate::storage::{ObjectStores, resolve_location};
-use crate::view::Streams;
 use crate::view::changes::{Subscription, change_schema};
-
-/// Run `body` on a thread of its own named `thread`, on a single-threaded tokio runtime
-/// (a view's pipeline, a sink's runner); `body` reports through its sender when it has
-/// started, and this returns what it reported.
-pub(crate) async fn start_on_thread<F, Fut>(thread: String, body: F) -> Result<()>
-where
-    F: FnOnce(tokio::sync::oneshot::Sender<Result<()>>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()>,
-{
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let what = thread.clone();
-    std::thread::Builder::new()
-        .name(thread)
-        .spawn(move || {
-            match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime.block_on(body(ready_tx)),
-                Err(e) => {
-                    let _ = ready_tx.send(Err(WeirError::Io(e)));
-                }
-            }
-        })
-        .map_err(WeirError::Io)?;
-    ready_rx
-        .await
-        .map_err(|_| WeirError::Internal(format!("thread {what} ended while starting")))?
-}
 
 /// The one database the catalog shows.
 pub const DATABASE: &str = "weir";
@@ -151,7 +122,7 @@ impl Prepared {
 /// Weir's catalog and executor, shared by every connection.
 pub struct Engine {
     ctx: Arc<SessionContext>,
-    streams: Arc<Streams>,
+    catalog: Arc<Catalog>,
     /// Where objects created over the ports are kept (a server with a data directory).
     durable: std::sync::OnceLock<Arc<Durable>>,
 }
@@ -200,31 +171,31 @@ impl Engine {
         functions::register(&ctx);
         ctx.register_udtf("datagen", Arc::new(crate::connector::datagen::DatagenTable));
         ctx.register_udtf("nexmark", Arc::new(crate::connector::nexmark::NexmarkTable));
-        let streams = Arc::new(Streams::default());
-        streams.install(&ctx);
-        if let Some(catalog) = ctx.catalog(DATABASE)
-            && let Some(inner) = catalog.schema("pg_catalog")
+        let catalog = Arc::new(Catalog::default());
+        catalog.install(&ctx);
+        if let Some(database) = ctx.catalog(DATABASE)
+            && let Some(inner) = database.schema("pg_catalog")
         {
-            catalog.register_schema(
+            database.register_schema(
                 "pg_catalog",
                 Arc::new(matviews::PgCatalogWithViews {
                     inner,
-                    streams: Arc::downgrade(&streams),
+                    catalog: Arc::downgrade(&catalog),
                 }),
             )?;
         }
-        if let Some(catalog) = ctx.catalog(DATABASE) {
-            catalog.register_schema(
+        if let Some(database) = ctx.catalog(DATABASE) {
+            database.register_schema(
                 system::SCHEMA,
                 Arc::new(system::SystemSchema {
-                    streams: Arc::downgrade(&streams),
+                    catalog: Arc::downgrade(&catalog),
                 }),
             )?;
         }
         information_schema::install(&ctx).await?;
         Ok(Engine {
             ctx: Arc::new(ctx),
-            streams,
+            catalog,
             durable: std::sync::OnceLock::new(),
         })
     }
@@ -235,8 +206,8 @@ impl Engine {
     }
 
     /// Sources and materialized views.
-    pub fn streams(&self) -> &Arc<Streams> {
-        &self.streams
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
     }
 
     /// Does `name` exist in `public`?
@@ -301,7 +272,7 @@ impl Engine {
             )]))),
             Statement::Streaming(s, _) => match s.as_ref() {
                 StreamingStatement::Subscribe { name, .. } => {
-                    self.streams.view(name).map(|v| change_schema(&v.schema()))
+                    self.catalog.view(name).map(|v| change_schema(&v.schema()))
                 }
                 s => streaming::result_schema(s),
             },

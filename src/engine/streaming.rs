@@ -1,6 +1,6 @@
 //! The engine's side of streaming statements: `CREATE SOURCE`, `CREATE MATERIALIZED
 //! VIEW`, `FLUSH`, `SHOW SOURCES | MATERIALIZED VIEWS | SINKS`, `DROP` and `SUBSCRIBE`, run against
-//! the streaming catalog (`crate::view::Streams`) and answered like any statement.
+//! the streaming catalog (`crate::catalog::Catalog`) and answered like any statement.
 
 use std::sync::Arc;
 
@@ -88,34 +88,34 @@ impl Engine {
         statement: &StreamingStatement,
         text: &str,
     ) -> Result<Outcome> {
-        let streams = &self.streams;
+        let catalog = &self.catalog;
         let ctx = &self.ctx;
         match statement {
             StreamingStatement::CreateSource(create) => {
-                streams
+                catalog
                     .create_source(ctx, create, text, self.exists(&create.name))
                     .await?;
                 Ok(Outcome::Done("CREATE SOURCE".into()))
             }
             StreamingStatement::CreateMaterializedView(create) => {
-                streams
+                catalog
                     .create_view(ctx, create, self.exists(&create.name))
                     .await?;
                 Ok(Outcome::Done("CREATE MATERIALIZED VIEW".into()))
             }
             StreamingStatement::CreateSink(create) => {
-                streams.create_sink(ctx, create, text).await?;
+                catalog.create_sink(ctx, create, text).await?;
                 Ok(Outcome::Done("CREATE SINK".into()))
             }
             StreamingStatement::Flush => {
-                streams.flush().await?;
+                catalog.flush().await?;
                 Ok(Outcome::Done("FLUSH".into()))
             }
             StreamingStatement::Checkpoint => {
-                streams.checkpoint().await?;
+                catalog.checkpoint().await?;
                 Ok(Outcome::Done("CHECKPOINT".into()))
             }
-            StreamingStatement::Subscribe { name, snapshot } => match streams.view(name) {
+            StreamingStatement::Subscribe { name, snapshot } => match catalog.view(name) {
                 Some(view) => Ok(Outcome::Changes(view.subscribe_changes(*snapshot, true)?)),
                 None if self.exists(name) => Err(WeirError::NotSupported(format!(
                     "SUBSCRIBE follows materialized views, and \"{name}\" is not one; \
@@ -127,10 +127,10 @@ impl Engine {
                 let batch = match kind {
                     ObjectKind::Source => rows(
                         SOURCE_COLUMNS,
-                        streams
+                        catalog
                             .sources()
                             .iter()
-                            .zip(source_rows(streams))
+                            .zip(source_rows(catalog))
                             .map(|(s, r)| {
                                 vec![
                                     Some(s.name.clone()),
@@ -148,7 +148,7 @@ impl Engine {
                     )?,
                     ObjectKind::MaterializedView => rows(
                         VIEW_COLUMNS,
-                        streams
+                        catalog
                             .views()
                             .iter()
                             .map(|v| {
@@ -171,7 +171,7 @@ impl Engine {
                     )?,
                     ObjectKind::Sink => rows(
                         SINK_COLUMNS,
-                        streams
+                        catalog
                             .all_sinks()
                             .iter()
                             .map(|s| {
@@ -204,15 +204,15 @@ impl Engine {
             } => {
                 let tag = match kind {
                     ObjectKind::Source => {
-                        streams.drop_source(ctx, name, *if_exists, *cascade)?;
+                        catalog.drop_source(ctx, name, *if_exists, *cascade)?;
                         "DROP SOURCE"
                     }
                     ObjectKind::MaterializedView => {
-                        streams.drop_view(ctx, name, *if_exists, *cascade)?;
+                        catalog.drop_view(ctx, name, *if_exists, *cascade)?;
                         "DROP MATERIALIZED VIEW"
                     }
                     ObjectKind::Sink => {
-                        streams.drop_sink(name, *if_exists)?;
+                        catalog.drop_sink(name, *if_exists)?;
                         "DROP SINK"
                     }
                 };

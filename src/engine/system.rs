@@ -16,14 +16,13 @@ use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use std::sync::atomic::Ordering;
 
-use crate::connector::Positions;
+use crate::catalog::Catalog;
 use crate::connector::joined::side_of;
 use crate::locks::Unpoisoned;
 use crate::sink::Sink;
 use crate::sql::streaming::Emit;
-use crate::view::Streams;
 use crate::view::pipeline::time_unit;
-use crate::view::source::{ConnectorSpec, SourceDef};
+use crate::view::source::SourceDef;
 use crate::view::state::View;
 use crate::window::assign::nanos_per;
 
@@ -33,7 +32,7 @@ pub const SCHEMA: &str = "weir_catalog";
 /// The tables of `weir_catalog`.
 #[derive(Debug)]
 pub struct SystemSchema {
-    pub streams: Weak<Streams>,
+    pub catalog: Weak<Catalog>,
 }
 
 const TABLES: [&str; 5] = [
@@ -60,7 +59,7 @@ impl SchemaProvider for SystemSchema {
         };
         Ok(Some(Arc::new(SystemTable {
             kind,
-            streams: self.streams.clone(),
+            catalog: self.catalog.clone(),
         })))
     }
     fn table_exist(&self, name: &str) -> bool {
@@ -80,7 +79,7 @@ enum Kind {
 #[derive(Debug)]
 struct SystemTable {
     kind: Kind,
-    streams: Weak<Streams>,
+    catalog: Weak<Catalog>,
 }
 
 fn micros_type() -> DataType {
@@ -189,7 +188,7 @@ pub(crate) struct ViewRow {
     /// Microseconds since the epoch.
     pub watermark: Option<i64>,
     pub last_update: Option<i64>,
-    /// Records read from each source (two for a join of streams).
+    /// Records read from each source (two for a join of catalog).
     pub rows_by_source: Vec<(String, i64)>,
 }
 
@@ -361,8 +360,8 @@ pub(crate) struct SourceRow {
     pub status_detail: Option<String>,
 }
 
-fn sources_batch(streams: &Streams) -> DfResult<RecordBatch> {
-    let rows = source_rows(streams);
+fn sources_batch(catalog: &Catalog) -> DfResult<RecordBatch> {
+    let rows = source_rows(catalog);
     let columns = vec![
         text(&rows, |r| &r.name),
         text(&rows, |r| r.connector),
@@ -379,9 +378,9 @@ fn sources_batch(streams: &Streams) -> DfResult<RecordBatch> {
 }
 
 /// Every source's figures, in the sources' order.
-pub(crate) fn source_rows(streams: &Streams) -> Vec<SourceRow> {
-    let views: Vec<ViewRow> = streams.views().iter().map(|v| ViewRow::of(v)).collect();
-    streams
+pub(crate) fn source_rows(catalog: &Catalog) -> Vec<SourceRow> {
+    let views: Vec<ViewRow> = catalog.views().iter().map(|v| ViewRow::of(v)).collect();
+    catalog
         .sources()
         .iter()
         .map(|s| {
@@ -436,25 +435,14 @@ struct PartitionRow {
     rows_per_second: f64,
 }
 
-/// Where each source ends now, per partition (`None` where it cannot be known).
-async fn end_offsets(source: &SourceDef, partitions: Vec<i32>) -> Positions {
-    match &source.connector {
-        ConnectorSpec::Kafka(k) => k.end_offsets(partitions).await.unwrap_or_default(),
-        ConnectorSpec::Datagen(d) => d.count().map(|c| (0, c as i64)).into_iter().collect(),
-        ConnectorSpec::Nexmark(n) => n.count().map(|c| (0, c as i64)).into_iter().collect(),
-        ConnectorSpec::View(v) => Positions::from([(0, count(v.emitted.load(Ordering::Relaxed)))]),
-        ConnectorSpec::Supplied(s) => Positions::from([(0, count(s.count))]),
-    }
-}
-
-async fn partitions_batch(streams: &Streams) -> DfResult<RecordBatch> {
+async fn partitions_batch(catalog: &Catalog) -> DfResult<RecordBatch> {
     let mut rows = Vec::new();
     // Each source's partitions read by any view, then one look-up of their ends.
     let mut wanted: BTreeMap<String, (Arc<SourceDef>, BTreeSet<i32>)> = BTreeMap::new();
     // Sources a reader cannot reach now: their ends are not looked up (NULL), rather than
     // each look-up waiting for its timeout.
     let mut unreachable = BTreeSet::new();
-    for view in streams.views() {
+    for view in catalog.views() {
         let sources = view.sources();
         if view.stats.outage().is_some() {
             unreachable.extend(sources.iter().map(|s| s.name.clone()));
@@ -485,7 +473,7 @@ async fn partitions_batch(streams: &Streams) -> DfResult<RecordBatch> {
         }
         ends.insert(
             name,
-            end_offsets(&source, partitions.into_iter().collect()).await,
+            source.end_positions(partitions.into_iter().collect()).await,
         );
     }
     for row in &mut rows {
@@ -517,9 +505,9 @@ async fn partitions_batch(streams: &Streams) -> DfResult<RecordBatch> {
 }
 
 /// The last records each view's reader skipped, per source.
-fn decode_errors_batch(streams: &Streams) -> DfResult<RecordBatch> {
+fn decode_errors_batch(catalog: &Catalog) -> DfResult<RecordBatch> {
     let mut rows = Vec::new();
-    for view in streams.views() {
+    for view in catalog.views() {
         let sources = view.sources();
         let samples = view.stats.decode_samples.locked().clone();
         for sample in samples {
@@ -562,19 +550,19 @@ impl TableProvider for SystemTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let batch = match self.streams.upgrade() {
-            Some(streams) => match self.kind {
+        let batch = match self.catalog.upgrade() {
+            Some(catalog) => match self.kind {
                 Kind::Views => {
                     let rows: Vec<ViewRow> =
-                        streams.views().iter().map(|v| ViewRow::of(v)).collect();
+                        catalog.views().iter().map(|v| ViewRow::of(v)).collect();
                     views_batch(&rows)?
                 }
-                Kind::Sources => sources_batch(&streams)?,
-                Kind::Partitions => partitions_batch(&streams).await?,
-                Kind::DecodeErrors => decode_errors_batch(&streams)?,
+                Kind::Sources => sources_batch(&catalog)?,
+                Kind::Partitions => partitions_batch(&catalog).await?,
+                Kind::DecodeErrors => decode_errors_batch(&catalog)?,
                 Kind::Sinks => {
                     let rows: Vec<SinkRow> =
-                        streams.all_sinks().iter().map(|s| SinkRow::of(s)).collect();
+                        catalog.all_sinks().iter().map(|s| SinkRow::of(s)).collect();
                     sinks_batch(&rows)?
                 }
             },

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::catalog::Durable;
+use crate::catalog::{self, Durable};
 use crate::checkpoint::{self, Checkpoints};
 use crate::config::Config;
 use crate::engine::Engine;
@@ -107,7 +107,7 @@ pub async fn run(config: Config) -> Result<()> {
         );
     }
     engine
-        .streams()
+        .catalog()
         .set_checkpoints(Arc::clone(&checkpoints), restored);
     let mut from_files = Vec::new();
     if config.sql_dir.is_dir() {
@@ -129,8 +129,8 @@ pub async fn run(config: Config) -> Result<()> {
     engine.restore_catalog(from_files).await?;
     // Where each view begins is on disk before it reads far, unless the checkpoint just
     // restored says it already.
-    if engine.streams().restored()
-        && let Err(e) = checkpoints.take(engine.streams()).await
+    if engine.catalog().restored()
+        && let Err(e) = engine.catalog().checkpoint().await
     {
         warn!("the first checkpoint failed: {e}");
     }
@@ -146,9 +146,8 @@ pub async fn run(config: Config) -> Result<()> {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let checkpointing = config.checkpoint_interval().map(|interval| {
-        tokio::spawn(checkpoint::run(
-            Arc::clone(&checkpoints),
-            Arc::clone(engine.streams()),
+        tokio::spawn(catalog::run_checkpoints(
+            Arc::clone(engine.catalog()),
             interval,
             shutdown.clone(),
         ))
@@ -222,7 +221,7 @@ pub async fn run(config: Config) -> Result<()> {
     if let Err(e) = engine.save_tables().await {
         warn!("saving the rows of tables failed: {e}");
     }
-    match checkpoints.take(engine.streams()).await {
+    match engine.catalog().checkpoint().await {
         Ok(t) => info!("{}", t.describe()),
         Err(e) => warn!("the last checkpoint failed: {e}"),
     }

@@ -152,7 +152,7 @@ impl KafkaSinkSpec {
     }
 
     /// Creates the topic if it is missing, and a producer for it.
-    pub async fn open(&self, input: &SinkInput) -> Result<Box<dyn SinkWriter>> {
+    async fn writer(&self, input: &SinkInput) -> Result<Box<dyn SinkWriter>> {
         let key = self
             .key_columns
             .iter()
@@ -342,6 +342,17 @@ impl SinkWriter for KafkaWriter {
 
 fn invalid(msg: impl Into<String>) -> WeirError {
     WeirError::InvalidParameter(msg.into())
+}
+
+#[async_trait::async_trait]
+impl super::SinkConnector for KafkaSinkSpec {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    async fn open(&self, input: &SinkInput) -> Result<Box<dyn SinkWriter>> {
+        self.writer(input).await
+    }
 }
 
 #[cfg(test)]

@@ -17,14 +17,11 @@ use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::prelude::SessionContext;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
-use tracing::info;
 
 use crate::error::{Result, WeirError};
-use crate::locks::{Unpoisoned, UnpoisonedRw};
-use crate::sql::streaming::{CreateSink, Emit};
-use crate::view::Streams;
+use crate::locks::Unpoisoned;
+use crate::sql::streaming::Emit;
 use crate::view::plan::Operator;
 use crate::view::source::SourceDef;
 use crate::view::state::View;
@@ -53,15 +50,7 @@ pub struct SinkInput {
     pub delivery: Delivery,
 }
 
-/// Something a writer finished that becomes visible once the checkpoint recording it is
-/// durable (a Parquet file written under a staging name, to be renamed into place).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Staged {
-    /// Where it was written (an object-store path).
-    pub staged: String,
-    /// Where it goes.
-    pub target: String,
-}
+pub use crate::checkpoint::Staged;
 
 /// A sink connector's writer, driven by the sink's runner on one task.
 #[async_trait]
@@ -122,59 +111,81 @@ impl SinkStats {
     }
 }
 
-/// A sink's connector with its validated options (one per sink: its size does not matter).
-#[derive(Debug)]
-#[allow(clippy::large_enum_variant)]
-pub enum Connector {
-    Parquet(parquet::ParquetSinkSpec),
-    Postgres(postgres::PostgresSinkSpec),
-    Kafka(kafka::KafkaSinkSpec),
+/// A kind of sink as `CREATE SINK` configured it: its validated options, and the factory
+/// of its writer. Each kind registers in [`sink_connector`].
+#[async_trait]
+pub trait SinkConnector: std::fmt::Debug + Send + Sync {
+    /// The name `WITH (connector = …)` gives.
+    fn name(&self) -> &'static str;
+    /// Whether what it writes becomes visible only at a checkpoint's commit.
+    fn two_phase(&self) -> bool {
+        false
+    }
+    /// A writer for `input` (connecting to its destination).
+    async fn open(&self, input: &SinkInput) -> Result<Box<dyn SinkWriter>>;
 }
 
-impl Connector {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Connector::Parquet(_) => "parquet",
-            Connector::Postgres(_) => "postgres",
-            Connector::Kafka(_) => "kafka",
-        }
-    }
+/// The sink connectors, by the name `WITH (connector = …)` gives.
+const CONNECTORS: &str = "'parquet', 'postgres', 'kafka'";
 
-    /// Whether what it writes becomes visible only at a checkpoint's commit.
-    pub fn two_phase(&self) -> bool {
-        matches!(self, Connector::Parquet(_))
-    }
-
-    /// A writer for `input` (connecting to its destination).
-    pub async fn open(&self, input: &SinkInput) -> Result<Box<dyn SinkWriter>> {
-        match self {
-            Connector::Parquet(spec) => spec.open(input),
-            Connector::Postgres(spec) => spec.open(input).await,
-            Connector::Kafka(spec) => spec.open(input).await,
+/// The connector `options` name for a sink reading `from`, its options checked against
+/// `input`.
+pub fn sink_connector(
+    ctx: &SessionContext,
+    from: &Upstream,
+    input: &SinkInput,
+    options: &crate::sql::streaming::Options,
+) -> Result<Arc<dyn SinkConnector>> {
+    let connector = options.get("connector").ok_or_else(|| {
+        WeirError::InvalidParameter(format!(
+            "sink \"{}\" needs WITH (connector = …); valid connectors: {CONNECTORS}",
+            input.sink
+        ))
+    })?;
+    Ok(match connector.to_ascii_lowercase().as_str() {
+        "parquet" => {
+            let event_time = match from {
+                Upstream::Source(s) => s.event_time.map(|e| e.column),
+                Upstream::View(v) => v
+                    .as_source()
+                    .ok()
+                    .and_then(|s| s.event_time)
+                    .map(|e| e.column),
+            };
+            Arc::new(parquet::ParquetSinkSpec::parse(
+                ctx, input, options, event_time,
+            )?)
         }
-    }
+        "postgres" => Arc::new(postgres::PostgresSinkSpec::parse(input, options)?),
+        "kafka" => Arc::new(kafka::KafkaSinkSpec::parse(input, options)?),
+        other => {
+            return Err(WeirError::InvalidParameter(format!(
+                "unknown sink connector '{other}'; valid connectors: {CONNECTORS}"
+            )));
+        }
+    })
 }
 
 /// What a sink reads.
 #[derive(Debug, Clone)]
-pub enum From {
+pub enum Upstream {
     Source(Arc<SourceDef>),
     View(Arc<View>),
 }
 
-impl From {
+impl Upstream {
     pub fn name(&self) -> &str {
         match self {
-            From::Source(s) => &s.name,
-            From::View(v) => &v.name,
+            Upstream::Source(s) => &s.name,
+            Upstream::View(v) => &v.name,
         }
     }
 
     /// The `CREATE` text of what it reads: another text means other rows.
     pub fn definition(&self) -> &str {
         match self {
-            From::Source(s) => &s.definition,
-            From::View(v) => &v.definition,
+            Upstream::Source(s) => &s.definition,
+            Upstream::View(v) => &v.definition,
         }
     }
 }
@@ -184,11 +195,11 @@ pub struct Sink {
     pub name: String,
     /// The `CREATE SINK` text.
     pub definition: String,
-    pub from: From,
-    pub connector: Connector,
+    pub from: Upstream,
+    pub connector: Arc<dyn SinkConnector>,
     pub input: SinkInput,
     pub stats: SinkStats,
-    pub(crate) commands: mpsc::UnboundedSender<runner::Command>,
+    pub(crate) commands: mpsc::UnboundedSender<runner::SinkCommand>,
 }
 
 impl Sink {
@@ -204,7 +215,7 @@ impl Sink {
     pub async fn flush(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
         self.commands
-            .send(runner::Command::Flush(tx))
+            .send(runner::SinkCommand::Flush(tx))
             .map_err(|_| self.gone())?;
         rx.await.map_err(|_| self.gone())?
     }
@@ -217,15 +228,13 @@ impl Sink {
 /// Sinks by name.
 pub type Sinks = RwLock<BTreeMap<String, Arc<Sink>>>;
 
-const CONNECTORS: &str = "'parquet', 'postgres', 'kafka'";
-
 /// What rows of `from` a sink receives: the final rows of a view that only appends
 /// (no aggregation, or `EMIT ON WINDOW CLOSE`) and a source's records as they are; a
 /// view whose rows change, as changes.
-pub fn delivery_of(from: &From) -> Delivery {
+pub fn delivery_of(from: &Upstream) -> Delivery {
     match from {
-        From::Source(_) => Delivery::Append,
-        From::View(v) => {
+        Upstream::Source(_) => Delivery::Append,
+        Upstream::View(v) => {
             let appends = match &v.plan.operator {
                 Operator::Append => true,
                 Operator::Join(j) => j.then.is_none(),
@@ -237,169 +246,5 @@ pub fn delivery_of(from: &From) -> Delivery {
                 Delivery::Changes
             }
         }
-    }
-}
-
-impl Streams {
-    /// `CREATE SINK`: validate its options against its input, then start its runner
-    /// (not under `weir check`). `false` when it existed and `IF NOT EXISTS` was given.
-    pub async fn create_sink(
-        &self,
-        ctx: &SessionContext,
-        create: &CreateSink,
-        text: &str,
-    ) -> Result<bool> {
-        if self.sink(&create.name).is_some() {
-            if create.if_not_exists {
-                return Ok(false);
-            }
-            return Err(WeirError::DuplicateObject(format!(
-                "sink \"{}\" already exists",
-                create.name
-            )));
-        }
-        let from = match (self.view(&create.from), self.source(&create.from)) {
-            (Some(v), _) => From::View(v),
-            (None, Some(s)) => From::Source(s),
-            (None, None) => {
-                return Err(WeirError::UndefinedTable(format!(
-                    "{} (a sink reads a source or a materialized view)",
-                    create.from
-                )));
-            }
-        };
-        let input = SinkInput {
-            sink: create.name.clone(),
-            from: from.name().to_string(),
-            schema: match &from {
-                From::Source(s) => s.schema.clone(),
-                From::View(v) => v.schema(),
-            },
-            delivery: delivery_of(&from),
-        };
-        let options = &create.options;
-        let connector = options.get("connector").ok_or_else(|| {
-            WeirError::InvalidParameter(format!(
-                "sink \"{}\" needs WITH (connector = …); valid connectors: {CONNECTORS}",
-                create.name
-            ))
-        })?;
-        let connector = match connector.to_ascii_lowercase().as_str() {
-            "parquet" => {
-                let event_time = match &from {
-                    From::Source(s) => s.event_time.map(|e| e.column),
-                    From::View(v) => v
-                        .as_source()
-                        .ok()
-                        .and_then(|s| s.event_time)
-                        .map(|e| e.column),
-                };
-                Connector::Parquet(parquet::ParquetSinkSpec::parse(
-                    ctx, &input, options, event_time,
-                )?)
-            }
-            "postgres" => Connector::Postgres(postgres::PostgresSinkSpec::parse(&input, options)?),
-            "kafka" => Connector::Kafka(kafka::KafkaSinkSpec::parse(&input, options)?),
-            other => {
-                return Err(WeirError::InvalidParameter(format!(
-                    "unknown sink connector '{other}'; valid connectors: {CONNECTORS}"
-                )));
-            }
-        };
-        let (tx, rx) = mpsc::unbounded_channel();
-        let sink = Arc::new(Sink {
-            name: create.name.clone(),
-            definition: crate::view::one_line(text),
-            from,
-            connector,
-            input,
-            stats: SinkStats::default(),
-            commands: tx,
-        });
-        if !self.checking() {
-            let begin = self.sink_begin(&sink);
-            runner::start(Arc::clone(&sink), rx, begin, self.checkpointing()).await?;
-        }
-        self.sinks.write_locked().insert(sink.name.clone(), sink);
-        Ok(true)
-    }
-
-    /// How the runner of `sink` begins: from the checkpoint read at start when it holds
-    /// the sink as it is now, reading the same input (a view's from that checkpoint too).
-    fn sink_begin(&self, sink: &Sink) -> runner::Begin {
-        let Some(restored) = self.restored_checkpoint() else {
-            return runner::Begin::Fresh;
-        };
-        let Some(meta) = restored.sink(&sink.name) else {
-            return runner::Begin::Fresh;
-        };
-        let view_fresh = matches!(&sink.from, From::View(v) if !v.resumed.load(std::sync::atomic::Ordering::Relaxed));
-        if meta.definition != sink.definition || meta.input != sink.from.definition() || view_fresh
-        {
-            info!(
-                target: "weir::sink",
-                "sink {} or what it reads changed since checkpoint {}: it starts afresh",
-                sink.name,
-                restored.sequence
-            );
-            return runner::Begin::Fresh;
-        }
-        runner::Begin::Restore(meta.clone())
-    }
-
-    /// The sink `name`.
-    pub fn sink(&self, name: &str) -> Option<Arc<Sink>> {
-        self.sinks.read_locked().get(name).cloned()
-    }
-
-    pub fn all_sinks(&self) -> Vec<Arc<Sink>> {
-        self.sinks.read_locked().values().cloned().collect()
-    }
-
-    /// The sinks that read `name`.
-    pub fn sinks_reading(&self, name: &str) -> Vec<String> {
-        self.all_sinks()
-            .iter()
-            .filter(|s| s.from.name() == name)
-            .map(|s| s.name.clone())
-            .collect()
-    }
-
-    /// `DROP SINK`; `false` when it did not exist and `IF EXISTS` was given. What it
-    /// committed stays; what it staged since the last checkpoint goes with it.
-    pub fn drop_sink(&self, name: &str, if_exists: bool) -> Result<bool> {
-        match self.sinks.write_locked().remove(name) {
-            Some(sink) => {
-                let _ = sink.commands.send(runner::Command::Stop);
-                Ok(true)
-            }
-            None if if_exists => Ok(false),
-            None => Err(WeirError::UndefinedObject(format!(
-                "sink \"{name}\" does not exist"
-            ))),
-        }
-    }
-
-    /// `FLUSH`, after the views: every sink has handed its input's rows to its
-    /// destination; then a checkpoint commits the files sinks staged.
-    pub async fn flush_sinks(&self) -> Vec<String> {
-        let sinks = self.all_sinks();
-        let waits = sinks.iter().map(|s| async move {
-            s.flush()
-                .await
-                .map_err(|e| format!("sink \"{}\": {e}", s.name))
-        });
-        let mut errors: Vec<String> = futures::future::join_all(waits)
-            .await
-            .into_iter()
-            .filter_map(|r| r.err())
-            .collect();
-        if sinks.iter().any(|s| s.connector.two_phase())
-            && self.checkpointing()
-            && let Err(e) = self.checkpoint().await
-        {
-            errors.push(format!("committing the sinks' files: {e}"));
-        }
-        errors
     }
 }

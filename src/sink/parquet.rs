@@ -162,7 +162,7 @@ impl ParquetSinkSpec {
     }
 
     /// A writer of `input`'s rows.
-    pub fn open(&self, input: &SinkInput) -> Result<Box<dyn SinkWriter>> {
+    fn writer(&self, input: &SinkInput) -> Result<Box<dyn SinkWriter>> {
         let schema = &input.schema;
         let file_schema = match &self.partition {
             Some(PartitionBy::Column { index, .. }) => Arc::new(Schema::new_with_metadata(
@@ -444,6 +444,21 @@ impl SinkWriter for ParquetWriter {
             }
         }
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl super::SinkConnector for ParquetSinkSpec {
+    fn name(&self) -> &'static str {
+        "parquet"
+    }
+
+    fn two_phase(&self) -> bool {
+        true
+    }
+
+    async fn open(&self, input: &SinkInput) -> Result<Box<dyn SinkWriter>> {
+        self.writer(input)
     }
 }
 

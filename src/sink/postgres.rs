@@ -199,7 +199,7 @@ impl PostgresSinkSpec {
 
     /// Connects (retrying while the server cannot be reached, up to `retry.max_elapsed`),
     /// creates the table if asked, and checks that its columns take the input's.
-    pub async fn open(&self, input: &SinkInput) -> Result<Box<dyn SinkWriter>> {
+    async fn writer(&self, input: &SinkInput) -> Result<Box<dyn SinkWriter>> {
         let key = self
             .primary_key
             .iter()
@@ -686,6 +686,17 @@ fn pg_message(e: &tokio_postgres::Error) -> String {
 
 fn invalid(msg: impl Into<String>) -> WeirError {
     WeirError::InvalidParameter(msg.into())
+}
+
+#[async_trait::async_trait]
+impl super::SinkConnector for PostgresSinkSpec {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn open(&self, input: &SinkInput) -> Result<Box<dyn SinkWriter>> {
+        self.writer(input).await
+    }
 }
 
 #[cfg(test)]

@@ -13,15 +13,16 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use super::{Delivery, From, Sink, SinkWriter, Staged};
+use super::{Delivery, Sink, SinkWriter, Staged, Upstream};
 use crate::checkpoint::SinkMeta;
+use crate::connector::retry::Backoff;
 use crate::connector::{Poll, Positions, SourceReader, now_micros, reached};
 use crate::error::{Result, WeirError};
 use crate::locks::Unpoisoned;
 use crate::view::pipeline::FLUSH_OUTAGE_WAIT;
 
 /// What the catalog asks of a running sink.
-pub enum Command {
+pub enum SinkCommand {
     /// Answer once everything its input holds now was handed to the destination.
     Flush(oneshot::Sender<Result<()>>),
     /// A checkpoint's first phase: finish what is open, and say where the sink stands.
@@ -33,7 +34,7 @@ pub enum Command {
 }
 
 /// How a sink begins.
-pub enum Begin {
+pub enum SinkStart {
     /// From its input's start (a source's startup mode, the rows a view keeps, or a
     /// view's rows now followed by its changes).
     Fresh,
@@ -42,52 +43,51 @@ pub enum Begin {
     Restore(SinkMeta),
 }
 
-/// Longest wait between two tries of a failing write.
+/// First and longest wait between two tries of a failing write.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Without checkpoints, how often files are finished and made visible.
 const COMMIT_EVERY: Duration = Duration::from_secs(10);
 /// How often writers whose rows are visible once flushed (upserts, Kafka records) flush.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
-/// Start the runner of `sink` on its own thread; returns once its input is open.
-/// `checkpointing`: staged files wait for a checkpoint's commit (else they are made
-/// visible at once, every `COMMIT_EVERY` and at `FLUSH`).
-pub async fn start(
+/// Run the sink: open its input, report on `ready_tx` (the catalog runs this on the
+/// sink's own thread and returns from `CREATE SINK` once it has reported), then write
+/// until told to stop. `checkpointing`: staged files wait for a checkpoint's commit
+/// (else they are made visible at once, every `COMMIT_EVERY` and at `FLUSH`).
+pub async fn run(
     sink: Arc<Sink>,
-    commands: mpsc::UnboundedReceiver<Command>,
-    begin: Begin,
+    commands: mpsc::UnboundedReceiver<SinkCommand>,
+    begin: SinkStart,
     checkpointing: bool,
-) -> Result<()> {
-    let thread = format!("sink-{}", sink.name);
-    crate::engine::start_on_thread(thread, move |ready_tx| async move {
-        let mut ready = Some(ready_tx);
-        let mut commands = commands;
-        let Some((writer, deferred)) = connect(&sink, &mut commands, &mut ready).await else {
-            return;
-        };
-        match Runner::open(Arc::clone(&sink), writer, begin, checkpointing).await {
-            Ok(mut runner) => {
-                runner.deferred = deferred;
-                if let Some(tx) = ready.take() {
-                    let _ = tx.send(Ok(()));
-                }
-                runner.run(commands).await;
+    ready_tx: oneshot::Sender<Result<()>>,
+) {
+    let mut ready = Some(ready_tx);
+    let mut commands = commands;
+    let Some((writer, deferred)) = connect(&sink, &mut commands, &mut ready).await else {
+        return;
+    };
+    match Runner::open(Arc::clone(&sink), writer, begin, checkpointing).await {
+        Ok(mut runner) => {
+            runner.deferred = deferred;
+            if let Some(tx) = ready.take() {
+                let _ = tx.send(Ok(()));
             }
-            Err(e) => match ready.take() {
-                Some(tx) => {
-                    let _ = tx.send(Err(e));
-                }
-                None => {
-                    warn!(target: "weir::sink", "sink {} stopped: {e}", sink.name);
-                    *sink.stats.failed.locked() = Some(e.to_string());
-                    for (_, reply) in deferred {
-                        let _ = reply.send(Err(e_stopped(&sink.name, &sink.stats)));
-                    }
-                }
-            },
+            runner.run(commands).await;
         }
-    })
-    .await
+        Err(e) => match ready.take() {
+            Some(tx) => {
+                let _ = tx.send(Err(e));
+            }
+            None => {
+                warn!(target: "weir::sink", "sink {} stopped: {e}", sink.name);
+                *sink.stats.failed.locked() = Some(e.to_string());
+                for (_, reply) in deferred {
+                    let _ = reply.send(Err(e_stopped(&sink.name, &sink.stats)));
+                }
+            }
+        },
+    }
 }
 
 /// `FLUSH`es waiting for a sink, with when they came.
@@ -98,10 +98,10 @@ type Deferred = Vec<(Instant, oneshot::Sender<Result<()>>)>;
 /// `retrying`, a `FLUSH` waits up to `FLUSH_OUTAGE_WAIT`. `None` once told to stop.
 async fn connect(
     sink: &Arc<Sink>,
-    commands: &mut mpsc::UnboundedReceiver<Command>,
+    commands: &mut mpsc::UnboundedReceiver<SinkCommand>,
     ready: &mut Option<oneshot::Sender<Result<()>>>,
 ) -> Option<(Box<dyn SinkWriter>, Deferred)> {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::between(FIRST_BACKOFF, MAX_BACKOFF);
     let mut deferred: Deferred = Vec::new();
     let mut logged: Option<Instant> = None;
     loop {
@@ -121,20 +121,21 @@ async fn connect(
             logged = Some(Instant::now());
         }
         *sink.stats.retrying.locked() = Some(message.clone());
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        tokio::time::sleep(backoff.delay()).await;
         loop {
             match commands.try_recv() {
-                Ok(Command::Stop) | Err(mpsc::error::TryRecvError::Disconnected) => return None,
-                Ok(Command::Flush(reply)) => deferred.push((Instant::now(), reply)),
-                Ok(Command::Prepare(reply)) => {
+                Ok(SinkCommand::Stop) | Err(mpsc::error::TryRecvError::Disconnected) => {
+                    return None;
+                }
+                Ok(SinkCommand::Flush(reply)) => deferred.push((Instant::now(), reply)),
+                Ok(SinkCommand::Prepare(reply)) => {
                     let _ = reply.send(Err(WeirError::Stopped(format!(
                         "sink \"{}\" cannot open its destination: {message}",
                         sink.name
                     ))));
                 }
                 // Committed at start once the destination is reached.
-                Ok(Command::Commit(..)) => {}
+                Ok(SinkCommand::Commit(..)) => {}
                 Err(mpsc::error::TryRecvError::Empty) => break,
             }
         }
@@ -158,7 +159,7 @@ fn give_up_late(deferred: &mut Deferred, name: &str, message: &str) {
 }
 
 /// Where a sink's rows come from.
-enum Input {
+enum Reading {
     /// Append-only rows, with positions; `skip` rows a view's reader gives again after a
     /// restart (written before it) are left out.
     Reader {
@@ -172,7 +173,7 @@ enum Input {
 struct Runner {
     sink: Arc<Sink>,
     writer: Box<dyn SinkWriter>,
-    input: Input,
+    input: Reading,
     ended: bool,
     checkpointing: bool,
     /// Without checkpoints: when files were last made visible.
@@ -193,11 +194,11 @@ impl Runner {
     async fn open(
         sink: Arc<Sink>,
         mut writer: Box<dyn SinkWriter>,
-        begin: Begin,
+        begin: SinkStart,
         checkpointing: bool,
     ) -> Result<Self> {
         let resume = match &begin {
-            Begin::Restore(meta) => {
+            SinkStart::Restore(meta) => {
                 sink.stats
                     .rows_written
                     .store(meta.rows_written, Ordering::Relaxed);
@@ -205,19 +206,19 @@ impl Runner {
                 writer.commit(&meta.staged).await?;
                 Some(meta.positions.clone())
             }
-            Begin::Fresh => None,
+            SinkStart::Fresh => None,
         };
         writer.discard_uncommitted().await?;
         let input = match (&sink.from, sink.input.delivery) {
-            (From::View(v), Delivery::Changes) => Input::Changes(changes(v)?),
-            (From::Source(s), _) => {
+            (Upstream::View(v), Delivery::Changes) => Reading::Changes(changes(v)?),
+            (Upstream::Source(s), _) => {
                 let columns: Vec<usize> = (0..s.schema.fields().len()).collect();
-                Input::Reader {
+                Reading::Reader {
                     reader: s.open(&columns, resume.as_ref()).await?,
                     skip: 0,
                 }
             }
-            (From::View(v), Delivery::Append) => {
+            (Upstream::View(v), Delivery::Append) => {
                 let source = v.as_source()?;
                 let columns: Vec<usize> = (0..source.schema.fields().len()).collect();
                 let reader = source.open(&columns, None).await?;
@@ -238,7 +239,7 @@ impl Runner {
                     Some(at) => (at - from) as u64,
                     None => 0,
                 };
-                Input::Reader { reader, skip }
+                Reading::Reader { reader, skip }
             }
         };
         info!(
@@ -265,7 +266,7 @@ impl Runner {
         })
     }
 
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<SinkCommand>) {
         loop {
             loop {
                 match commands.try_recv() {
@@ -321,14 +322,14 @@ impl Runner {
     }
 
     /// Carry out a command; `false` once the runner is to stop.
-    async fn command(&mut self, command: Command) -> bool {
+    async fn command(&mut self, command: SinkCommand) -> bool {
         match command {
-            Command::Flush(reply) => self.flush(reply).await,
-            Command::Prepare(reply) => {
+            SinkCommand::Flush(reply) => self.flush(reply).await,
+            SinkCommand::Prepare(reply) => {
                 let _ = reply.send(self.prepare().await);
             }
-            Command::Commit(staged, done) => self.commit_checkpointed(&staged, done).await,
-            Command::Stop => {
+            SinkCommand::Commit(staged, done) => self.commit_checkpointed(&staged, done).await,
+            SinkCommand::Stop => {
                 info!(target: "weir::sink", "sink {} stopped", self.sink.name);
                 return false;
             }
@@ -337,7 +338,7 @@ impl Runner {
     }
 
     /// One read of the input, written out.
-    async fn step(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> Result<()> {
+    async fn step(&mut self, commands: &mut mpsc::UnboundedReceiver<SinkCommand>) -> Result<()> {
         for batch in self.read().await? {
             self.write(batch, commands).await?;
         }
@@ -347,7 +348,7 @@ impl Runner {
     /// What the input has now (waiting up to about 100 ms).
     async fn read(&mut self) -> Result<Vec<RecordBatch>> {
         match &mut self.input {
-            Input::Reader { reader, skip } => match reader.poll().await? {
+            Reading::Reader { reader, skip } => match reader.poll().await? {
                 Poll::Records(batches) => Ok(batches
                     .into_iter()
                     .filter_map(|b| {
@@ -363,7 +364,7 @@ impl Runner {
                     Ok(Vec::new())
                 }
             },
-            Input::Changes(stream) => {
+            Reading::Changes(stream) => {
                 match tokio::time::timeout(Duration::from_millis(100), stream.next()).await {
                     Err(_) => Ok(Vec::new()),
                     Ok(next) => self.change(next),
@@ -382,14 +383,14 @@ impl Runner {
             }
             Some(Err(e)) => {
                 // Behind the view: its rows now again (upserts make that harmless).
-                let From::View(view) = &self.sink.from else {
+                let Upstream::View(view) = &self.sink.from else {
                     return Err(e);
                 };
                 if view.failure().is_some() || !matches!(e, WeirError::Lagged { .. }) {
                     return Err(e);
                 }
                 warn!(target: "weir::sink", "sink {}: {e}; reading the view's rows again", self.sink.name);
-                self.input = Input::Changes(changes(view)?);
+                self.input = Reading::Changes(changes(view)?);
                 Ok(Vec::new())
             }
         }
@@ -400,13 +401,13 @@ impl Runner {
     async fn write(
         &mut self,
         batch: RecordBatch,
-        commands: &mut mpsc::UnboundedReceiver<Command>,
+        commands: &mut mpsc::UnboundedReceiver<SinkCommand>,
     ) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
         let rows = batch.num_rows() as u64;
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::between(FIRST_BACKOFF, MAX_BACKOFF);
         let mut logged: Option<Instant> = None;
         loop {
             match self.writer.write(batch.clone()).await {
@@ -430,21 +431,22 @@ impl Runner {
                         logged = Some(Instant::now());
                     }
                     *stats.retrying.locked() = Some(message.clone());
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    tokio::time::sleep(backoff.delay()).await;
                     while let Ok(command) = commands.try_recv() {
                         match command {
-                            Command::Stop => {
+                            SinkCommand::Stop => {
                                 return Err(WeirError::Stopped("stopped while retrying".into()));
                             }
-                            Command::Flush(reply) => self.deferred.push((Instant::now(), reply)),
-                            Command::Prepare(reply) => {
+                            SinkCommand::Flush(reply) => {
+                                self.deferred.push((Instant::now(), reply))
+                            }
+                            SinkCommand::Prepare(reply) => {
                                 let _ = reply.send(Err(WeirError::Stopped(format!(
                                     "sink \"{}\" is retrying a write: {message}",
                                     self.sink.name
                                 ))));
                             }
-                            Command::Commit(staged, done) => {
+                            SinkCommand::Commit(staged, done) => {
                                 self.commit_checkpointed(&staged, done).await;
                             }
                         }
@@ -481,11 +483,11 @@ impl Runner {
     async fn catch_up(&mut self) -> Result<()> {
         let (_, mut commands) = mpsc::unbounded_channel();
         match &mut self.input {
-            Input::Reader { reader, .. } => {
+            Reading::Reader { reader, .. } => {
                 let target: Positions = reader.end_positions().await?;
                 let started = Instant::now();
                 loop {
-                    let Input::Reader { reader, .. } = &self.input else {
+                    let Reading::Reader { reader, .. } = &self.input else {
                         unreachable!()
                     };
                     if self.ended || reached(reader.positions(), &target) {
@@ -504,7 +506,7 @@ impl Runner {
                     self.step(&mut commands).await?;
                 }
             }
-            Input::Changes(stream) => {
+            Reading::Changes(stream) => {
                 let mut ready = Vec::new();
                 while let Some(next) = stream.next().now_or_never() {
                     let done = next.is_none();
@@ -592,8 +594,8 @@ impl Runner {
             definition: self.sink.definition.clone(),
             input: self.sink.from.definition().to_string(),
             positions: match &self.input {
-                Input::Reader { reader, .. } => reader.positions().clone(),
-                Input::Changes(_) => Positions::new(),
+                Reading::Reader { reader, .. } => reader.positions().clone(),
+                Reading::Changes(_) => Positions::new(),
             },
             staged,
             rows_written: stats.rows_written.load(Ordering::Relaxed),

@@ -15,7 +15,10 @@ use datafusion::arrow::row::{RowConverter, Rows};
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::error::Result;
-use crate::view::plan::Chain;
+use crate::view::log::AppendLog;
+use crate::view::plan::{Chain, JoinBy, JoinSpec};
+use crate::window::aggregate::WindowedAggregate;
+use crate::window::operator::{OperatorState, Sections, tagged, take_section, untag};
 
 /// The equality keys of a join (`ON l.a = r.b AND …`), evaluated over each side's rows.
 #[derive(Debug)]
@@ -229,6 +232,110 @@ impl JoinSide {
             .map(|(k, v)| k.len() + v.capacity() * 8 + 48)
             .sum();
         rows + index
+    }
+}
+
+/// The rows each side of a join of two streams keeps, and what the joined rows go to:
+/// appended rows, or an aggregation.
+pub struct JoinState {
+    pub spec: Arc<JoinSpec>,
+    pub sides: [JoinSide; 2],
+    pub out: Box<dyn OperatorState>,
+}
+
+impl JoinState {
+    pub fn new(spec: Arc<JoinSpec>) -> JoinState {
+        let out: Box<dyn OperatorState> = match &spec.then {
+            Some(agg) => Box::new(WindowedAggregate::new(Arc::clone(agg))),
+            None => Box::new(AppendLog::default()),
+        };
+        JoinState {
+            spec,
+            sides: Default::default(),
+            out,
+        }
+    }
+
+    /// Let go of the rows the other side can no longer match, given each side's
+    /// watermark (rows from now on are at or after it).
+    pub fn evict(&mut self, marks: [i64; 2]) {
+        let Some(bound) = self.spec.bound else {
+            return;
+        };
+        // Left rows at t match right rows up to t + hi; likewise right rows at t match
+        // left rows from t - lo. A side that has ended matches nothing more: the other
+        // side's rows go.
+        let cutoff = |mark: i64, shifted: i64| match mark {
+            i64::MIN => i64::MIN,
+            i64::MAX => i64::MAX,
+            _ => shifted,
+        };
+        self.sides[0].evict(cutoff(marks[1], marks[1].saturating_sub(bound.hi)));
+        self.sides[1].evict(cutoff(marks[0], marks[0].saturating_add(bound.lo)));
+    }
+
+    /// The appended rows the joined rows go to, when they are not aggregated.
+    pub fn appended(&mut self) -> Option<&mut AppendLog> {
+        self.out.as_any_mut().downcast_mut::<AppendLog>()
+    }
+}
+
+impl OperatorState for JoinState {
+    /// Joined rows (the pipeline joins each side's new rows with the other's).
+    fn process_batch(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.out.process_batch(batch)
+    }
+    fn on_watermark(&mut self, watermark: i64) -> Result<Vec<(i64, RecordBatch)>> {
+        self.out.on_watermark(watermark)
+    }
+    fn refresh(&mut self) -> Result<Vec<(i64, RecordBatch)>> {
+        self.out.refresh()
+    }
+    fn windows(&self) -> usize {
+        self.out.windows()
+    }
+    fn groups(&self) -> usize {
+        let groups = if self.out.appends() {
+            0
+        } else {
+            self.out.groups()
+        };
+        self.sides[0].rows() + self.sides[1].rows() + groups
+    }
+    fn state_bytes(&self) -> usize {
+        self.sides[0].state_bytes() + self.sides[1].state_bytes() + self.out.state_bytes()
+    }
+    fn snapshot(&mut self, prefix: &str, out: &mut Vec<(String, Vec<RecordBatch>)>) -> Result<()> {
+        for (i, side) in self.sides.iter().enumerate() {
+            let rows = side
+                .export()
+                .into_iter()
+                .map(|(rows, newest)| {
+                    tagged(Int64Array::from_value(newest, rows.num_rows()), &rows)
+                })
+                .collect::<Result<_>>()?;
+            out.push((format!("{prefix}join{i}"), rows));
+        }
+        self.out.snapshot(&format!("{prefix}out."), out)
+    }
+    fn restore(&mut self, prefix: &str, sections: &mut Sections) -> Result<()> {
+        for (i, side) in self.sides.iter_mut().enumerate() {
+            for batch in take_section(sections, prefix, &format!("join{i}")) {
+                let (times, rows) = untag(&batch)?;
+                let keys = match &self.spec.by {
+                    JoinBy::Keys(k) => Some(k.keys(i, &rows)?),
+                    JoinBy::Query(_) => None,
+                };
+                side.push(rows, &times, keys.as_ref());
+            }
+        }
+        self.out.restore(&format!("{prefix}out."), sections)
+    }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

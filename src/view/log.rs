@@ -9,7 +9,8 @@ use datafusion::arrow::compute::kernels::boolean::not;
 use datafusion::arrow::compute::{filter, filter_record_batch, max, min};
 use datafusion::arrow::datatypes::Int64Type;
 
-use crate::error::Result;
+use crate::error::{Result, WeirError};
+use crate::window::operator::{OperatorState, Sections, tagged, take_section, untag};
 
 struct Chunk {
     rows: RecordBatch,
@@ -98,5 +99,49 @@ impl AppendLog {
             .iter()
             .map(|c| c.rows.get_array_memory_size() + c.times.get_array_memory_size())
             .sum()
+    }
+}
+
+impl OperatorState for AppendLog {
+    /// Appended rows come with their event times ([`AppendLog::push`]).
+    fn process_batch(&mut self, _batch: &RecordBatch) -> Result<()> {
+        Err(WeirError::Internal(
+            "appended rows are pushed with their event times".into(),
+        ))
+    }
+    /// Appended rows are final as they come; retention expires them.
+    fn on_watermark(&mut self, _watermark: i64) -> Result<Vec<(i64, RecordBatch)>> {
+        Ok(Vec::new())
+    }
+    fn groups(&self) -> usize {
+        self.rows()
+    }
+    fn state_bytes(&self) -> usize {
+        AppendLog::state_bytes(self)
+    }
+    fn snapshot(&mut self, prefix: &str, out: &mut Vec<(String, Vec<RecordBatch>)>) -> Result<()> {
+        let rows = self
+            .export()
+            .into_iter()
+            .map(|(rows, times)| tagged(times, &rows))
+            .collect::<Result<_>>()?;
+        out.push((format!("{prefix}log"), rows));
+        Ok(())
+    }
+    fn restore(&mut self, prefix: &str, sections: &mut Sections) -> Result<()> {
+        for batch in take_section(sections, prefix, "log") {
+            let (times, rows) = untag(&batch)?;
+            self.push(rows, times);
+        }
+        Ok(())
+    }
+    fn appends(&self) -> bool {
+        true
+    }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

@@ -18,9 +18,10 @@ use crate::connector::joined::{JoinedReader, of_side, side_of, split};
 use crate::connector::{Poll, Positions, SourceReader, reached};
 use crate::error::{Result, WeirError};
 use crate::locks::Unpoisoned;
+use crate::view::join::JoinState;
 use crate::view::plan::{Input, JoinBy, JoinSpec, Operator, Side, ViewPlan};
 use crate::view::source::SourceDef;
-use crate::view::state::{OperatorState, View, ViewState};
+use crate::view::state::{View, ViewState};
 use crate::window::assign::{assign, nanos_per};
 use crate::window::watermark::Watermarks;
 
@@ -29,7 +30,7 @@ use crate::window::watermark::Watermarks;
 pub const FLUSH_OUTAGE_WAIT: Duration = Duration::from_secs(15);
 
 /// What the catalog asks of a running pipeline.
-pub enum Command {
+pub enum ViewCommand {
     /// Answer once everything in the source now is reflected in the view.
     Flush(oneshot::Sender<Result<()>>),
     /// Hand over the view's state and reader positions, between two polls.
@@ -39,7 +40,7 @@ pub enum Command {
 
 /// How a pipeline begins (once per pipeline: its size does not matter).
 #[allow(clippy::large_enum_variant)]
-pub enum Start {
+pub enum ViewStart {
     /// From the sources' startup mode, with an empty state.
     Fresh,
     /// From a checkpoint: its state, offsets and watermarks.
@@ -49,25 +50,24 @@ pub enum Start {
     Rebuild(Positions),
 }
 
-/// Start the pipeline of `view` on its own thread; returns once the reader is open.
-pub async fn start(
+/// Run the pipeline of `view`: open its reader, report on `ready_tx` (the catalog runs
+/// this on the view's own thread and returns from `CREATE MATERIALIZED VIEW` once it has
+/// reported), then process until told to stop.
+pub async fn run(
     view: Arc<View>,
-    commands: mpsc::UnboundedReceiver<Command>,
-    begin: Start,
-) -> Result<()> {
-    let thread = format!("view-{}", view.name);
-    crate::engine::start_on_thread(thread, move |ready_tx| async move {
-        match Pipeline::open(view, begin).await {
-            Ok(pipeline) => {
-                let _ = ready_tx.send(Ok(()));
-                pipeline.run(commands).await;
-            }
-            Err(e) => {
-                let _ = ready_tx.send(Err(e));
-            }
+    commands: mpsc::UnboundedReceiver<ViewCommand>,
+    begin: ViewStart,
+    ready_tx: oneshot::Sender<Result<()>>,
+) {
+    match Pipeline::open(view, begin).await {
+        Ok(pipeline) => {
+            let _ = ready_tx.send(Ok(()));
+            pipeline.run(commands).await;
         }
-    })
-    .await
+        Err(e) => {
+            let _ = ready_tx.send(Err(e));
+        }
+    }
 }
 
 /// The view's reader: its source's, or both sources of a join read as one; at `resume`
@@ -306,10 +306,8 @@ impl Driver {
             self.last_watermark = watermark;
         }
         view.with_state(|state| -> Result<()> {
-            if let (Operator::Join(spec), OperatorState::Join(join)) =
-                (&view.plan.operator, &mut state.operator)
-            {
-                join.evict(spec, [marks[0], marks[1]]);
+            if let Some(join) = state.operator.as_any_mut().downcast_mut::<JoinState>() {
+                join.evict([marks[0], marks[1]]);
             }
             view.close(state, watermark)?;
             view.expire(state, self.last_watermark)?;
@@ -350,7 +348,7 @@ impl Driver {
         let t2 = Instant::now();
         self.stages.window += t2 - t;
         let pre = &view.plan.stream.pre;
-        if let OperatorState::Append(_) = state.operator {
+        if state.operator.appends() {
             let n = batch.num_rows();
             let mut times: ArrayRef = match view.plan.stream.source.event_time {
                 Some(e) => cast(batch.column(e.column), &DataType::Int64)?,
@@ -378,13 +376,7 @@ impl Driver {
             let batch = pre.apply(batch)?;
             let t3 = Instant::now();
             self.stages.pre += t3 - t2;
-            match &mut state.operator {
-                OperatorState::Aggregate(a) => a.update(&batch)?,
-                OperatorState::Buffer(b) => b.update(&batch)?,
-                OperatorState::Append(_) | OperatorState::Join(_) => {
-                    unreachable!("handled above")
-                }
-            }
+            state.operator.process_batch(&batch)?;
             self.stages.aggregate += t3.elapsed();
         }
         self.marks[0].observe(partition, max_time, now);
@@ -435,9 +427,11 @@ impl Driver {
         let rows = pre.chain.apply_carrying(batch, Some(&mut times))?;
         let t2 = Instant::now();
         self.stages.pre += t2 - t;
-        let OperatorState::Join(join) = &mut state.operator else {
-            unreachable!("a join view keeps join state")
-        };
+        let join = state
+            .operator
+            .as_any_mut()
+            .downcast_mut::<JoinState>()
+            .ok_or_else(|| WeirError::Internal("a join view keeps join state".into()))?;
         let times = times
             .as_any()
             .downcast_ref::<Int64Array>()
@@ -457,14 +451,13 @@ impl Driver {
         };
         join.sides[side].push(rows, &times, keys.as_ref());
         let joined = spec.after.apply(joined)?;
-        match join.out.as_mut() {
-            OperatorState::Aggregate(a) => a.update(&joined)?,
-            _ => {
-                let out = view.finish(joined)?;
-                let at = max_time.unwrap_or_else(|| wall_clock(self.unit));
-                let out_times = Int64Array::from_value(at, out.num_rows());
-                view.append(state, out, out_times)?;
-            }
+        if join.out.appends() {
+            let out = view.finish(joined)?;
+            let at = max_time.unwrap_or_else(|| wall_clock(self.unit));
+            let out_times = Int64Array::from_value(at, out.num_rows());
+            view.append(state, out, out_times)?;
+        } else {
+            join.out.process_batch(&joined)?;
         }
         self.stages.aggregate += t2.elapsed();
         self.marks[side].observe(partition, max_time, now);
@@ -511,16 +504,16 @@ fn between(from: &Positions, to: &Positions) -> i64 {
 
 impl Pipeline {
     /// Open the view's reader and bring back its checkpoint, if it starts from one.
-    async fn open(view: Arc<View>, begin: Start) -> Result<Self> {
-        let rebuilding = matches!(begin, Start::Rebuild(_));
+    async fn open(view: Arc<View>, begin: ViewStart) -> Result<Self> {
+        let rebuilding = matches!(begin, ViewStart::Rebuild(_));
         let (restore, resume) = match begin {
-            Start::Fresh => (None, None),
-            Start::Restore(restored, meta) => {
+            ViewStart::Fresh => (None, None),
+            ViewStart::Restore(restored, meta) => {
                 let sections = restored.sections(&meta)?;
-                view.with_state(|s| s.import(&view.plan, sections))?;
+                view.with_state(|s| s.import(sections))?;
                 (Some(meta), None)
             }
-            Start::Rebuild(origin) => (None, Some(origin)),
+            ViewStart::Rebuild(origin) => (None, Some(origin)),
         };
         let resume = restore.as_ref().map(|m| &m.positions).or(resume.as_ref());
         let mut reader = open_reader(&view, resume).await?;
@@ -613,7 +606,7 @@ impl Pipeline {
         }
     }
 
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<ViewCommand>) {
         let view = Arc::clone(&self.driver.view);
         info!(target: "weir::view", "materialized view {} started", view.name);
         loop {
@@ -652,13 +645,13 @@ impl Pipeline {
     }
 
     /// Carry out a command; `false` once the pipeline is to stop.
-    async fn command(&mut self, command: Command) -> bool {
+    async fn command(&mut self, command: ViewCommand) -> bool {
         match command {
-            Command::Flush(reply) => self.flush(reply).await,
-            Command::Checkpoint(reply) => {
+            ViewCommand::Flush(reply) => self.flush(reply).await,
+            ViewCommand::Checkpoint(reply) => {
                 let _ = reply.send(self.snapshot());
             }
-            Command::Stop => return false,
+            ViewCommand::Stop => return false,
         }
         true
     }

@@ -23,12 +23,15 @@ use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 use datafusion::physical_planner::create_aggregate_expr_and_maybe_filter;
 
 use crate::error::{Result, WeirError};
-use crate::view::join::JoinKeys;
+use crate::view::join::{JoinKeys, JoinState};
+use crate::view::log::AppendLog;
 use crate::view::query::{BatchQuery, materialize};
 use crate::view::source::{SourceDef, SourceTable, WindowedTable};
 use crate::view::state::ViewTable;
-use crate::window::aggregate::{AggregateCall, AggregateSpec, WindowKey};
+use crate::window::aggregate::{AggregateCall, AggregateSpec, WindowKey, WindowedAggregate};
 use crate::window::assign::{WINDOW_END, WINDOW_START, WindowSpec, nanos_per};
+use crate::window::buffer::WindowBuffer;
+use crate::window::operator::OperatorState;
 
 /// A row-wise step.
 #[derive(Debug, Clone)]
@@ -201,6 +204,16 @@ pub enum JoinBy {
 }
 
 impl Operator {
+    /// A new, empty state of this operator.
+    pub fn state(&self) -> Box<dyn OperatorState> {
+        match self {
+            Operator::Aggregate(spec) => Box::new(WindowedAggregate::new(Arc::clone(spec))),
+            Operator::Buffer(key) => Box::new(WindowBuffer::new(*key)),
+            Operator::Append => Box::new(AppendLog::default()),
+            Operator::Join(spec) => Box::new(JoinState::new(Arc::clone(spec))),
+        }
+    }
+
     /// The window whose closing frees state and finalizes rows.
     pub fn window(&self) -> Option<WindowKey> {
         match self {

@@ -13,44 +13,22 @@ use datafusion::common::{Result as DfResult, ScalarValue, plan_datafusion_err, p
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
-use crate::connector::datagen::DatagenSpec;
-use crate::connector::kafka::KafkaSpec;
-use crate::connector::nexmark::NexmarkSpec;
-use crate::connector::upstream::ViewReader;
-use crate::connector::{Positions, SourceReader};
+use crate::connector::{Positions, SourceConnector, SourceReader};
 use crate::error::Result;
 use crate::locks::UnpoisonedRw;
 use crate::sql::streaming::Options;
 use crate::view::state::View;
+use crate::view::upstream::ViewReader;
 use crate::window::assign::{WindowSpec, describe, windowed_schema};
 
 /// How a source reads its records.
 #[derive(Debug, Clone)]
 pub enum ConnectorSpec {
-    Kafka(KafkaSpec),
-    Datagen(DatagenSpec),
-    Nexmark(NexmarkSpec),
+    /// A connector (`WITH (connector = …)`, or readers a program embedding the engine
+    /// supplies).
+    Connector(Arc<dyn SourceConnector>),
     /// Another materialized view's final rows.
     View(Arc<View>),
-    /// Readers the program embedding the engine makes (the benchmarks feed sources from
-    /// JSON held in memory); not reachable from SQL.
-    Supplied(Supplied),
-}
-
-/// Makes a reader of the given columns (see `SourceDef::open`).
-pub type OpenReader = dyn Fn(&[usize]) -> Result<Box<dyn SourceReader>> + Send + Sync;
-
-/// A source's readers as supplied by the embedding program, and how many records it holds.
-#[derive(Clone)]
-pub struct Supplied {
-    pub open: Arc<OpenReader>,
-    pub count: u64,
-}
-
-impl std::fmt::Debug for Supplied {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Supplied({} records)", self.count)
-    }
 }
 
 impl std::fmt::Debug for View {
@@ -84,12 +62,9 @@ pub struct SourceDef {
 
 impl SourceDef {
     pub fn connector_name(&self) -> &'static str {
-        match self.connector {
-            ConnectorSpec::Kafka(_) => "kafka",
-            ConnectorSpec::Datagen(_) => "datagen",
-            ConnectorSpec::Nexmark(_) => "nexmark",
+        match &self.connector {
+            ConnectorSpec::Connector(c) => c.name(),
             ConnectorSpec::View(_) => "view",
-            ConnectorSpec::Supplied(_) => "supplied",
         }
     }
 
@@ -105,6 +80,25 @@ impl SourceDef {
         }
     }
 
+    /// Where the source ends now, per partition (empty where it cannot be known).
+    pub async fn end_positions(&self, partitions: Vec<i32>) -> Positions {
+        match &self.connector {
+            ConnectorSpec::Connector(c) => c.end_positions(partitions).await,
+            ConnectorSpec::View(v) => Positions::from([(
+                0,
+                i64::try_from(v.emitted.load(std::sync::atomic::Ordering::Relaxed))
+                    .unwrap_or(i64::MAX),
+            )]),
+        }
+    }
+
+    /// Whether a checkpoint keeps the state of views reading it: records it can read
+    /// again from positions. A view that reads a view starts again from the rows that
+    /// view keeps (restored with it).
+    pub fn replayable(&self) -> bool {
+        matches!(&self.connector, ConnectorSpec::Connector(c) if c.replayable())
+    }
+
     /// A new reader, positioned where the connector's start-up options say, or at `resume`
     /// (a checkpoint's positions) if given. It fills the `columns` given (indexes into the
     /// schema); others may be left NULL. A view read as a stream starts again from the rows
@@ -114,13 +108,9 @@ impl SourceDef {
         columns: &[usize],
         resume: Option<&Positions>,
     ) -> Result<Box<dyn SourceReader>> {
-        let skip = resume.and_then(|r| r.get(&0)).copied().unwrap_or(0);
         match &self.connector {
-            ConnectorSpec::Kafka(k) => k.open(columns, resume).await,
-            ConnectorSpec::Datagen(d) => d.open(self.schema.clone(), skip),
-            ConnectorSpec::Nexmark(n) => n.open(self.schema.clone(), skip),
+            ConnectorSpec::Connector(c) => c.reader(columns, resume).await,
             ConnectorSpec::View(v) => Ok(Box::new(ViewReader::open(Arc::clone(v)))),
-            ConnectorSpec::Supplied(s) => (s.open)(columns),
         }
     }
 }

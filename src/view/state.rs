@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::array::{Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Result as DfResult;
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -24,13 +24,12 @@ use crate::error::{Result, WeirError};
 use crate::locks::Unpoisoned;
 use crate::sql::streaming::Emit;
 use crate::view::changes::{Feed, Subscription};
-use crate::view::join::JoinSide;
+use crate::view::join::JoinState;
 use crate::view::log::AppendLog;
-use crate::view::pipeline::Command;
-use crate::view::plan::{JoinBy, JoinSpec, Operator, Tag, ViewPlan};
+use crate::view::pipeline::ViewCommand;
+use crate::view::plan::{Operator, Tag, ViewPlan};
 use crate::view::source::{ConnectorSpec, EventTime, SourceDef};
-use crate::window::aggregate::WindowedAggregate;
-use crate::window::buffer::WindowBuffer;
+use crate::window::operator::{OperatorState, Sections, tagged, untag};
 
 /// Counters of a running view, read without locking.
 #[derive(Debug, Default)]
@@ -108,116 +107,21 @@ impl ViewStats {
     }
 }
 
-/// What keeps a view's rows between the stage before it and the stage after it.
-pub enum OperatorState {
-    Aggregate(WindowedAggregate),
-    Buffer(WindowBuffer),
-    Append(AppendLog),
-    Join(JoinState),
+/// The view's appended rows (views without aggregation, joins of streams without one).
+pub fn appended(op: &mut dyn OperatorState) -> Option<&mut AppendLog> {
+    if op.as_any().is::<JoinState>() {
+        return op.as_any_mut().downcast_mut::<JoinState>()?.appended();
+    }
+    op.as_any_mut().downcast_mut::<AppendLog>()
 }
 
-/// The rows each side of a join of two streams keeps, and what the joined rows go to:
-/// appended rows, or an aggregation.
-pub struct JoinState {
-    pub sides: [JoinSide; 2],
-    pub out: Box<OperatorState>,
-}
-
-impl JoinState {
-    /// Let go of the rows the other side can no longer match, given each side's
-    /// watermark (rows from now on are at or after it).
-    pub fn evict(&mut self, spec: &JoinSpec, marks: [i64; 2]) {
-        let Some(bound) = spec.bound else {
-            return;
-        };
-        // Left rows at t match right rows up to t + hi; likewise right rows at t match
-        // left rows from t - lo. A side that has ended matches nothing more: the other
-        // side's rows go.
-        let cutoff = |mark: i64, shifted: i64| match mark {
-            i64::MIN => i64::MIN,
-            i64::MAX => i64::MAX,
-            _ => shifted,
-        };
-        self.sides[0].evict(cutoff(marks[1], marks[1].saturating_sub(bound.hi)));
-        self.sides[1].evict(cutoff(marks[0], marks[0].saturating_add(bound.lo)));
-    }
-}
-
-impl OperatorState {
-    /// The view's appended rows (views without aggregation, joins of streams).
-    pub fn appended(&mut self) -> Option<&mut AppendLog> {
-        match self {
-            OperatorState::Append(log) => Some(log),
-            OperatorState::Join(j) => j.out.appended(),
-            _ => None,
-        }
-    }
-
-    fn appended_rows(&self) -> Option<Vec<RecordBatch>> {
-        match self {
-            OperatorState::Append(log) => Some(log.batches()),
-            OperatorState::Join(j) => j.out.appended_rows(),
-            _ => None,
-        }
-    }
-
-    /// Close the windows that ended at or before `watermark`: their final rows.
-    fn close_until(&mut self, watermark: i64) -> Result<Vec<(i64, RecordBatch)>> {
-        match self {
-            OperatorState::Aggregate(a) => a.close_until(watermark),
-            OperatorState::Buffer(b) => b.close_until(watermark),
-            OperatorState::Append(_) => Ok(Vec::new()),
-            OperatorState::Join(j) => j.out.close_until(watermark),
-        }
-    }
-
-    /// The current rows of the open windows that changed since the last call.
-    fn refresh(&mut self) -> Result<Vec<(i64, RecordBatch)>> {
-        match self {
-            OperatorState::Aggregate(a) => a.refresh(),
-            OperatorState::Buffer(b) => b.refresh(),
-            OperatorState::Append(_) => Ok(Vec::new()),
-            OperatorState::Join(j) => j.out.refresh(),
-        }
-    }
-
-    /// Open windows.
-    pub fn windows(&self) -> usize {
-        match self {
-            OperatorState::Aggregate(a) => a.windows(),
-            OperatorState::Buffer(b) => b.windows(),
-            OperatorState::Append(_) => 0,
-            OperatorState::Join(j) => j.out.windows(),
-        }
-    }
-
-    /// Open (window, key) groups, or rows kept (buffered windows, appended rows, the
-    /// sides of a join).
-    pub fn groups(&self) -> usize {
-        match self {
-            OperatorState::Aggregate(a) => a.groups(),
-            OperatorState::Buffer(b) => b.rows(),
-            OperatorState::Append(l) => l.rows(),
-            OperatorState::Join(j) => {
-                let groups = match j.out.as_ref() {
-                    OperatorState::Append(_) => 0,
-                    other => other.groups(),
-                };
-                j.sides[0].rows() + j.sides[1].rows() + groups
-            }
-        }
-    }
-
-    pub fn state_bytes(&self) -> usize {
-        match self {
-            OperatorState::Aggregate(a) => a.state_bytes(),
-            OperatorState::Buffer(b) => b.state_bytes(),
-            OperatorState::Append(l) => l.state_bytes(),
-            OperatorState::Join(j) => {
-                j.sides[0].state_bytes() + j.sides[1].state_bytes() + j.out.state_bytes()
-            }
-        }
-    }
+/// A copy of the view's appended rows.
+fn appended_rows(op: &dyn OperatorState) -> Option<Vec<RecordBatch>> {
+    let op = match op.as_any().downcast_ref::<JoinState>() {
+        Some(join) => join.out.as_ref(),
+        None => op,
+    };
+    op.as_any().downcast_ref::<AppendLog>().map(|l| l.batches())
 }
 
 /// What a view sends the views that read it.
@@ -231,7 +135,7 @@ pub enum Emitted {
 
 /// The mutable part, behind one lock shared by the pipeline and readers.
 pub struct ViewState {
-    pub operator: OperatorState,
+    pub operator: Box<dyn OperatorState>,
     /// Final rows of closed windows with their window end, in closing order.
     closed: VecDeque<(i64, RecordBatch)>,
     /// Current rows of open windows, by window end.
@@ -243,9 +147,7 @@ pub struct ViewState {
     ended: bool,
 }
 
-/// A part of a view's state in a checkpoint: its name and batches whose first column is
-/// a tag (a window end, or an event time per row).
-pub type Section = (String, Vec<RecordBatch>);
+pub use crate::checkpoint::Section;
 
 impl ViewState {
     /// Rows of closed windows kept for readers.
@@ -261,145 +163,22 @@ impl ViewState {
             .map(|(end, rows)| tagged(Int64Array::from_value(*end, rows.num_rows()), rows))
             .collect::<Result<Vec<_>>>()?;
         let mut sections = vec![("closed".to_string(), closed)];
-        export_operator(&mut self.operator, "", &mut sections)?;
+        self.operator.snapshot("", &mut sections)?;
         Ok(sections)
     }
 
-    /// Bring back what [`ViewState::export`] wrote, into the empty state of `plan`.
-    pub fn import(
-        &mut self,
-        plan: &ViewPlan,
-        mut sections: BTreeMap<String, Vec<RecordBatch>>,
-    ) -> Result<()> {
+    /// Bring back what [`ViewState::export`] wrote, into the empty state.
+    pub fn import(&mut self, mut sections: Sections) -> Result<()> {
         for batch in sections.remove("closed").unwrap_or_default() {
             let (ends, rows) = untag(&batch)?;
             if rows.num_rows() > 0 {
                 self.closed.push_back((ends.value(0), rows));
             }
         }
-        import_operator(&mut self.operator, &plan.operator, "", &mut sections)?;
+        self.operator.restore("", &mut sections)?;
         self.open.clear();
         Ok(())
     }
-}
-
-fn export_operator(op: &mut OperatorState, prefix: &str, out: &mut Vec<Section>) -> Result<()> {
-    match op {
-        OperatorState::Aggregate(a) => out.push((format!("{prefix}aggregate"), a.export()?)),
-        OperatorState::Buffer(b) => {
-            let rows = b
-                .export()?
-                .into_iter()
-                .map(|(end, rows)| tagged(Int64Array::from_value(end, rows.num_rows()), &rows))
-                .collect::<Result<_>>()?;
-            out.push((format!("{prefix}buffer"), rows));
-        }
-        OperatorState::Append(log) => {
-            let rows = log
-                .export()
-                .into_iter()
-                .map(|(rows, times)| tagged(times, &rows))
-                .collect::<Result<_>>()?;
-            out.push((format!("{prefix}log"), rows));
-        }
-        OperatorState::Join(j) => {
-            for (i, side) in j.sides.iter().enumerate() {
-                let rows = side
-                    .export()
-                    .into_iter()
-                    .map(|(rows, newest)| {
-                        tagged(Int64Array::from_value(newest, rows.num_rows()), &rows)
-                    })
-                    .collect::<Result<_>>()?;
-                out.push((format!("{prefix}join{i}"), rows));
-            }
-            export_operator(&mut j.out, &format!("{prefix}out."), out)?;
-        }
-    }
-    Ok(())
-}
-
-fn import_operator(
-    op: &mut OperatorState,
-    plan: &Operator,
-    prefix: &str,
-    sections: &mut BTreeMap<String, Vec<RecordBatch>>,
-) -> Result<()> {
-    let mut take = |name: &str| {
-        sections
-            .remove(&format!("{prefix}{name}"))
-            .unwrap_or_default()
-    };
-    match op {
-        OperatorState::Aggregate(a) => a.import(&take("aggregate"))?,
-        OperatorState::Buffer(b) => {
-            for batch in take("buffer") {
-                let (ends, rows) = untag(&batch)?;
-                if rows.num_rows() > 0 {
-                    b.import(ends.value(0), rows);
-                }
-            }
-        }
-        OperatorState::Append(log) => {
-            for batch in take("log") {
-                let (times, rows) = untag(&batch)?;
-                log.push(rows, times);
-            }
-        }
-        OperatorState::Join(j) => {
-            let Operator::Join(spec) = plan else {
-                return Err(WeirError::Internal(
-                    "join state of a view that joins nothing".into(),
-                ));
-            };
-            for (i, side) in j.sides.iter_mut().enumerate() {
-                for batch in take(&format!("join{i}")) {
-                    let (times, rows) = untag(&batch)?;
-                    let keys = match &spec.by {
-                        JoinBy::Keys(k) => Some(k.keys(i, &rows)?),
-                        JoinBy::Query(_) => None,
-                    };
-                    side.push(rows, &times, keys.as_ref());
-                }
-            }
-            let then = match &spec.then {
-                Some(agg) => Operator::Aggregate(Arc::clone(agg)),
-                None => Operator::Append,
-            };
-            import_operator(&mut j.out, &then, &format!("{prefix}out."), sections)?;
-        }
-    }
-    Ok(())
-}
-
-/// `rows` with `tag` as a first column.
-fn tagged(tag: Int64Array, rows: &RecordBatch) -> Result<RecordBatch> {
-    let schema = rows.schema();
-    let mut fields = vec![Arc::new(Field::new("tag", DataType::Int64, true))];
-    fields.extend(schema.fields().iter().cloned());
-    let mut columns: Vec<ArrayRef> = vec![Arc::new(tag)];
-    columns.extend(rows.columns().iter().cloned());
-    Ok(RecordBatch::try_new(
-        Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
-        columns,
-    )?)
-}
-
-/// The tag and the rows of a batch [`tagged`] made.
-fn untag(batch: &RecordBatch) -> Result<(Int64Array, RecordBatch)> {
-    let tag = batch
-        .column(0)
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .ok_or_else(|| WeirError::Internal("checkpointed rows without their tag".into()))?
-        .clone();
-    let schema = batch.schema();
-    let fields: Vec<_> = schema.fields().iter().skip(1).cloned().collect();
-    let rows = RecordBatch::try_new(
-        Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
-        batch.columns()[1..].to_vec(),
-    )?;
-    Ok((tag, rows))
 }
 
 /// A materialized view: definition, state, and the handle of its pipeline.
@@ -418,7 +197,7 @@ pub struct View {
     pub resumed: std::sync::atomic::AtomicBool,
     state: Mutex<ViewState>,
     failure: Mutex<Option<String>>,
-    pub(crate) commands: mpsc::UnboundedSender<Command>,
+    pub(crate) commands: mpsc::UnboundedSender<ViewCommand>,
 }
 
 impl View {
@@ -428,22 +207,9 @@ impl View {
         emit: Emit,
         plan: ViewPlan,
         retention: Option<i64>,
-        commands: mpsc::UnboundedSender<Command>,
+        commands: mpsc::UnboundedSender<ViewCommand>,
     ) -> Self {
-        let operator = match &plan.operator {
-            Operator::Aggregate(spec) => {
-                OperatorState::Aggregate(WindowedAggregate::new(Arc::clone(spec)))
-            }
-            Operator::Buffer(key) => OperatorState::Buffer(WindowBuffer::new(*key)),
-            Operator::Append => OperatorState::Append(AppendLog::default()),
-            Operator::Join(spec) => OperatorState::Join(JoinState {
-                sides: Default::default(),
-                out: Box::new(match &spec.then {
-                    Some(agg) => OperatorState::Aggregate(WindowedAggregate::new(Arc::clone(agg))),
-                    None => OperatorState::Append(AppendLog::default()),
-                }),
-            }),
-        };
+        let operator = plan.operator.state();
         let stats = ViewStats::default();
         stats.watermark.store(i64::MIN, Ordering::Relaxed);
         let feed = Feed::new(plan.schema.clone());
@@ -512,7 +278,7 @@ impl View {
         }
         self.emit_rows(state, &rows);
         state.feed.publish(&[], std::slice::from_ref(&rows))?;
-        if let Some(log) = state.operator.appended() {
+        if let Some(log) = appended(state.operator.as_mut()) {
             log.push(rows, times);
         }
         Ok(())
@@ -520,7 +286,7 @@ impl View {
 
     /// Close every window that ended at or before `watermark`.
     pub fn close(&self, state: &mut ViewState, watermark: i64) -> Result<()> {
-        let closed = state.operator.close_until(watermark)?;
+        let closed = state.operator.on_watermark(watermark)?;
         for (end, rows) in closed {
             let shown = state.open.remove(&end);
             let out = self.finish(rows)?;
@@ -545,7 +311,7 @@ impl View {
             while state.closed.front().is_some_and(|(end, _)| *end <= cutoff) {
                 gone.extend(state.closed.pop_front().map(|(_, rows)| rows));
             }
-            if let Some(log) = state.operator.appended() {
+            if let Some(log) = appended(state.operator.as_mut()) {
                 gone.extend(log.evict(cutoff)?);
             }
             state.feed.publish_expired(&gone)?;
@@ -572,7 +338,7 @@ impl View {
     pub fn subscribe(&self) -> (Vec<RecordBatch>, u64, mpsc::UnboundedReceiver<Emitted>) {
         let (tx, rx) = mpsc::unbounded_channel();
         self.with_state(|state| {
-            let kept = match state.operator.appended_rows() {
+            let kept = match appended_rows(state.operator.as_ref()) {
                 Some(rows) => rows,
                 None => state.closed.iter().map(|(_, b)| b.clone()).collect(),
             };
@@ -609,7 +375,7 @@ impl View {
 
     /// The rows a query sees now, under the state's lock.
     fn current_rows(&self, state: &mut ViewState) -> Result<Vec<RecordBatch>> {
-        if let Some(rows) = state.operator.appended_rows() {
+        if let Some(rows) = appended_rows(state.operator.as_ref()) {
             return Ok(rows);
         }
         let mut out: Vec<RecordBatch> = state.closed.iter().map(|(_, b)| b.clone()).collect();

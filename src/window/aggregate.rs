@@ -17,6 +17,7 @@ use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
 use crate::error::{Result, WeirError};
+use crate::window::operator::{OperatorState, Sections, take_section};
 
 /// One aggregate of the view: its function, argument expressions and `FILTER`.
 #[derive(Debug, Clone)]
@@ -398,6 +399,40 @@ impl WindowedAggregate {
             .values()
             .map(|b| b.keys.size() + b.accumulators.iter().map(|a| a.size()).sum::<usize>())
             .sum()
+    }
+}
+
+impl OperatorState for WindowedAggregate {
+    fn process_batch(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.update(batch)
+    }
+    fn on_watermark(&mut self, watermark: i64) -> Result<Vec<(i64, RecordBatch)>> {
+        self.close_until(watermark)
+    }
+    fn refresh(&mut self) -> Result<Vec<(i64, RecordBatch)>> {
+        WindowedAggregate::refresh(self)
+    }
+    fn windows(&self) -> usize {
+        WindowedAggregate::windows(self)
+    }
+    fn groups(&self) -> usize {
+        WindowedAggregate::groups(self)
+    }
+    fn state_bytes(&self) -> usize {
+        WindowedAggregate::state_bytes(self)
+    }
+    fn snapshot(&mut self, prefix: &str, out: &mut Vec<(String, Vec<RecordBatch>)>) -> Result<()> {
+        out.push((format!("{prefix}aggregate"), self.export()?));
+        Ok(())
+    }
+    fn restore(&mut self, prefix: &str, sections: &mut Sections) -> Result<()> {
+        self.import(&take_section(sections, prefix, "aggregate"))
+    }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

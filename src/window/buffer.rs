@@ -10,6 +10,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 
 use crate::error::Result;
 use crate::window::aggregate::WindowKey;
+use crate::window::operator::{OperatorState, Sections, tagged, take_section, untag};
 
 struct Rows {
     batches: Vec<RecordBatch>,
@@ -146,6 +147,51 @@ impl WindowBuffer {
             .flat_map(|r| &r.batches)
             .map(|b| b.get_array_memory_size())
             .sum()
+    }
+}
+
+impl OperatorState for WindowBuffer {
+    fn process_batch(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.update(batch)
+    }
+    fn on_watermark(&mut self, watermark: i64) -> Result<Vec<(i64, RecordBatch)>> {
+        self.close_until(watermark)
+    }
+    fn refresh(&mut self) -> Result<Vec<(i64, RecordBatch)>> {
+        WindowBuffer::refresh(self)
+    }
+    fn windows(&self) -> usize {
+        WindowBuffer::windows(self)
+    }
+    fn groups(&self) -> usize {
+        self.rows()
+    }
+    fn state_bytes(&self) -> usize {
+        WindowBuffer::state_bytes(self)
+    }
+    fn snapshot(&mut self, prefix: &str, out: &mut Vec<(String, Vec<RecordBatch>)>) -> Result<()> {
+        let rows = self
+            .export()?
+            .into_iter()
+            .map(|(end, rows)| tagged(Int64Array::from_value(end, rows.num_rows()), &rows))
+            .collect::<Result<_>>()?;
+        out.push((format!("{prefix}buffer"), rows));
+        Ok(())
+    }
+    fn restore(&mut self, prefix: &str, sections: &mut Sections) -> Result<()> {
+        for batch in take_section(sections, prefix, "buffer") {
+            let (ends, rows) = untag(&batch)?;
+            if rows.num_rows() > 0 {
+                self.import(ends.value(0), rows);
+            }
+        }
+        Ok(())
+    }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

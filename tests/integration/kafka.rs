@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef, TimeUnit};
 use weir::connector::kafka::{self, KafkaSpec};
-use weir::connector::{Poll, Positions, SourceReader, reached};
+use weir::connector::{Poll, Positions, SourceConnector, SourceReader, reached};
 use weir::decode::schema_of;
 use weir::sql::streaming::Options;
 
@@ -38,7 +38,7 @@ async fn open(broker: &Broker, topic: &str, extra: &[(&str, &str)]) -> Box<dyn S
     KafkaSpec::from_options(schema(), &options(broker, topic, extra))
         .await
         .unwrap()
-        .open(&[0, 1, 2], None)
+        .reader(&[0, 1, 2], None)
         .await
         .unwrap()
 }

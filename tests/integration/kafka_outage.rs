@@ -288,7 +288,7 @@ mod mock {
     use rdkafka::producer::DefaultProducerContext;
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
     use weir::connector::kafka::KafkaSpec;
-    use weir::connector::{Poll, Positions, SourceReader, reached};
+    use weir::connector::{Poll, Positions, SourceConnector, SourceReader, reached};
     use weir::decode::schema_of;
     use weir::sql::streaming::Options;
 
@@ -317,7 +317,7 @@ mod mock {
         KafkaSpec::from_options(schema_of(&[("id", DataType::Int64)]), &o)
             .await
             .unwrap()
-            .open(&[0], None)
+            .reader(&[0], None)
             .await
             .unwrap()
     }

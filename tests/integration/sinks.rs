@@ -13,7 +13,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use weir::decode::{Decoder, Format};
 use weir::sink::kafka::KafkaSinkSpec;
 use weir::sink::postgres::PostgresSinkSpec;
-use weir::sink::{Delivery, SinkInput, SinkWriter};
+use weir::sink::{Delivery, SinkConnector, SinkInput, SinkWriter};
 use weir::sql::streaming::Options;
 use weir::view::changes::change_schema;
 

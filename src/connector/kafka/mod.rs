@@ -180,34 +180,6 @@ impl KafkaSpec {
         Ok(spec)
     }
 
-    /// A new reader (a view calls it when it starts) that decodes the `columns` given
-    /// (indexes into the schema) and leaves the other nullable ones NULL. It starts where
-    /// the startup mode says, or at `resume` (a checkpoint's next offsets) if given;
-    /// partitions `resume` does not know start at their earliest offset.
-    pub async fn open(
-        &self,
-        columns: &[usize],
-        resume: Option<&Positions>,
-    ) -> Result<Box<dyn SourceReader>> {
-        let spec = self.clone();
-        let resume = resume.cloned();
-        let (consumer, positions) = off_runtime(move || {
-            let c = spec.consumer()?;
-            let start = match &resume {
-                Some(r) => spec.resume_positions(&c, r)?,
-                None => spec.start_positions(&c)?,
-            };
-            c.assign(&spec.assignment(&start)?)
-                .map_err(|e| spec.broker_error("assigning partitions of", e))?;
-            Ok((Arc::new(c), start))
-        })
-        .await?;
-        tracing::debug!(topic = %self.topic, ?positions, "kafka reader assigned");
-        Ok(Box::new(reader::KafkaReader::new(
-            self, consumer, positions, columns,
-        )?))
-    }
-
     fn brokers(&self) -> &str {
         self.properties
             .get("bootstrap.servers")
@@ -513,6 +485,45 @@ where
 
 fn kafka_io(msg: String) -> WeirError {
     WeirError::Io(std::io::Error::other(msg))
+}
+
+#[async_trait::async_trait]
+impl crate::connector::SourceConnector for KafkaSpec {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    /// A new reader (a view calls it when it starts) that decodes the `columns` given
+    /// (indexes into the schema) and leaves the other nullable ones NULL. It starts where
+    /// the startup mode says, or at `resume` (a checkpoint's next offsets) if given;
+    /// partitions `resume` does not know start at their earliest offset.
+    async fn reader(
+        &self,
+        columns: &[usize],
+        resume: Option<&Positions>,
+    ) -> Result<Box<dyn SourceReader>> {
+        let spec = self.clone();
+        let resume = resume.cloned();
+        let (consumer, positions) = off_runtime(move || {
+            let c = spec.consumer()?;
+            let start = match &resume {
+                Some(r) => spec.resume_positions(&c, r)?,
+                None => spec.start_positions(&c)?,
+            };
+            c.assign(&spec.assignment(&start)?)
+                .map_err(|e| spec.broker_error("assigning partitions of", e))?;
+            Ok((Arc::new(c), start))
+        })
+        .await?;
+        tracing::debug!(topic = %self.topic, ?positions, "kafka reader assigned");
+        Ok(Box::new(reader::KafkaReader::new(
+            self, consumer, positions, columns,
+        )?))
+    }
+
+    async fn end_positions(&self, partitions: Vec<i32>) -> Positions {
+        self.end_offsets(partitions).await.unwrap_or_default()
+    }
 }
 
 #[cfg(test)]

@@ -14,11 +14,11 @@ use datafusion::prelude::SessionContext;
 
 use super::*;
 use crate::bench::drive::{compile_statement, sql};
+use crate::bench::supplied::{OpenReader, Supplied};
 use crate::checkpoint::Checkpoints;
 use crate::connector::PartitionBatch;
 use crate::engine::Engine;
 use crate::sql::streaming::Emit;
-use crate::view::source::{OpenReader, Supplied};
 
 /// The source every test reads: bids with event time, one second of allowed lateness.
 pub(crate) const SOURCE: &str = "CREATE SOURCE bids (auction BIGINT, price BIGINT, \
@@ -553,7 +553,7 @@ async fn the_watermark_waits_for_the_slowest_partition() {
 /// Let the source `name` of `engine` read `bids` from memory, starting at the positions
 /// `start` holds when a reader is opened.
 fn supply(engine: &Engine, name: &str, bids: &[&[Bid]], start: Arc<Mutex<Positions>>) {
-    let schema = engine.streams().source(name).unwrap().schema.clone();
+    let schema = engine.catalog().source(name).unwrap().schema.clone();
     let script = script(&schema, bids);
     let count = bids.iter().map(|b| b.len() as u64).sum();
     let open: Arc<OpenReader> = Arc::new(move |_columns: &[usize]| {
@@ -561,8 +561,8 @@ fn supply(engine: &Engine, name: &str, bids: &[&[Bid]], start: Arc<Mutex<Positio
         Ok(Box::new(Scripted::resumed(script.clone(), true, &at)) as Box<dyn SourceReader>)
     });
     engine
-        .streams()
-        .supply(engine.context(), name, Supplied { open, count })
+        .catalog()
+        .supply(engine.context(), name, Supplied::new(open, count))
         .unwrap();
 }
 
@@ -595,14 +595,14 @@ async fn restore_matches_uninterrupted(
     let engine = supplied_engine(bids, Arc::clone(&start)).await;
 
     let whole = view(&engine, query, suffix).await;
-    let mut pipeline = Pipeline::open(Arc::clone(&whole), Start::Fresh)
+    let mut pipeline = Pipeline::open(Arc::clone(&whole), ViewStart::Fresh)
         .await
         .unwrap();
     run_pipeline(&mut pipeline).await;
     let expected = rows(&whole.snapshot().unwrap());
 
     let first = view(&engine, query, suffix).await;
-    let mut pipeline = Pipeline::open(Arc::clone(&first), Start::Fresh)
+    let mut pipeline = Pipeline::open(Arc::clone(&first), ViewStart::Fresh)
         .await
         .unwrap();
     for _ in 0..cut {
@@ -629,7 +629,7 @@ async fn restore_matches_uninterrupted(
     *start.lock().unwrap() = meta.positions.clone();
 
     let resumed = view(&engine, query, suffix).await;
-    let mut pipeline = Pipeline::open(Arc::clone(&resumed), Start::Restore(restored, meta))
+    let mut pipeline = Pipeline::open(Arc::clone(&resumed), ViewStart::Restore(restored, meta))
         .await
         .unwrap();
     assert_eq!(pipeline.origin, Positions::from([(0, 0)]));
@@ -662,7 +662,7 @@ async fn a_windowed_view_restored_from_a_checkpoint_ends_like_an_uninterrupted_r
     // Checkpointed with one window closed, one open, and a late row counted.
     let got = restore_matches_uninterrupted(TUMBLE_VIEW, "", &bids, 4).await;
     let engine = engine().await;
-    let schema = engine.streams().source("bids").unwrap().schema.clone();
+    let schema = engine.catalog().source("bids").unwrap().schema.clone();
     let accepted: Vec<Bid> = bids
         .concat()
         .into_iter()
@@ -699,7 +699,7 @@ async fn top_n_per_window_restored_from_a_checkpoint_matches_a_batch_oracle() {
     ];
     let got = restore_matches_uninterrupted(query, "", &bids, 3).await;
     let engine = engine().await;
-    let schema = engine.streams().source("bids").unwrap().schema.clone();
+    let schema = engine.catalog().source("bids").unwrap().schema.clone();
     let oracle_sql = "SELECT * FROM (SELECT \
          date_bin(INTERVAL '10 seconds', date_time, TIMESTAMP '1970-01-01') AS window_start, \
          auction, price, ROW_NUMBER() OVER (PARTITION BY \
@@ -767,14 +767,14 @@ async fn an_interval_join_restored_from_a_checkpoint_matches_a_batch_join() {
 
     let whole = view(&engine, query, "").await;
     assert!(matches!(whole.plan.operator, Operator::Join(_)));
-    let mut pipeline = Pipeline::open(Arc::clone(&whole), Start::Fresh)
+    let mut pipeline = Pipeline::open(Arc::clone(&whole), ViewStart::Fresh)
         .await
         .unwrap();
     run_pipeline(&mut pipeline).await;
     let expected = rows(&whole.snapshot().unwrap());
 
     let first = view(&engine, query, "").await;
-    let mut pipeline = Pipeline::open(Arc::clone(&first), Start::Fresh)
+    let mut pipeline = Pipeline::open(Arc::clone(&first), ViewStart::Fresh)
         .await
         .unwrap();
     // Each side polled twice (the joined reader takes them in turn).
@@ -806,7 +806,7 @@ async fn an_interval_join_restored_from_a_checkpoint_matches_a_batch_join() {
         *start.lock().unwrap() = split(&meta.positions, side);
     }
     let resumed = view(&engine, query, "").await;
-    let mut pipeline = Pipeline::open(Arc::clone(&resumed), Start::Restore(restored, meta))
+    let mut pipeline = Pipeline::open(Arc::clone(&resumed), ViewStart::Restore(restored, meta))
         .await
         .unwrap();
     run_pipeline(&mut pipeline).await;
@@ -819,8 +819,8 @@ async fn an_interval_join_restored_from_a_checkpoint_matches_a_batch_join() {
     );
 
     let ctx = SessionContext::new();
-    let auction_schema = engine.streams().source("auctions").unwrap().schema.clone();
-    let bid_schema = engine.streams().source("bids").unwrap().schema.clone();
+    let auction_schema = engine.catalog().source("auctions").unwrap().schema.clone();
+    let bid_schema = engine.catalog().source("bids").unwrap().schema.clone();
     ctx.register_batch("auctions", batch(&auction_schema, &auctions.concat()))
         .unwrap();
     ctx.register_batch("bids", batch(&bid_schema, &bids.concat()))
@@ -843,12 +843,12 @@ async fn a_flush_is_answered_once_the_reader_has_reached_the_end_it_was_given() 
     let bids: [&[Bid]; 3] = [&[(1, 1, 1_000)], &[(1, 2, 2_000)], &[(2, 3, 12_000)]];
     let engine = supplied_engine(&bids, Arc::new(Mutex::new(Positions::new()))).await;
     let view = view(&engine, TUMBLE_VIEW, "").await;
-    let mut pipeline = Pipeline::open(Arc::clone(&view), Start::Fresh)
+    let mut pipeline = Pipeline::open(Arc::clone(&view), ViewStart::Fresh)
         .await
         .unwrap();
     pipeline.step().await.unwrap();
     let (reply, mut answer) = oneshot::channel();
-    assert!(pipeline.command(Command::Flush(reply)).await);
+    assert!(pipeline.command(ViewCommand::Flush(reply)).await);
     assert!(answer.try_recv().is_err(), "1 of 3 records read");
     pipeline.step().await.unwrap();
     assert!(answer.try_recv().is_err(), "2 of 3 records read");
@@ -867,9 +867,9 @@ async fn a_flush_is_answered_once_the_reader_has_reached_the_end_it_was_given() 
     pipeline.step().await.unwrap();
     assert!(pipeline.driver.ended());
     let (reply, mut answer) = oneshot::channel();
-    assert!(pipeline.command(Command::Flush(reply)).await);
+    assert!(pipeline.command(ViewCommand::Flush(reply)).await);
     answer.try_recv().unwrap().unwrap();
-    assert!(!pipeline.command(Command::Stop).await);
+    assert!(!pipeline.command(ViewCommand::Stop).await);
 }
 
 /// A reader whose source fails at its first poll.
@@ -901,17 +901,17 @@ async fn a_view_whose_source_fails_stops_and_says_why() {
     let open: Arc<OpenReader> =
         Arc::new(|_columns: &[usize]| Ok(Box::new(Failing) as Box<dyn SourceReader>));
     engine
-        .streams()
-        .supply(engine.context(), "bids", Supplied { open, count: 1 })
+        .catalog()
+        .supply(engine.context(), "bids", Supplied::new(open, 1))
         .unwrap();
     let view = view(&engine, TUMBLE_VIEW, "").await;
-    let pipeline = Pipeline::open(Arc::clone(&view), Start::Fresh)
+    let pipeline = Pipeline::open(Arc::clone(&view), ViewStart::Fresh)
         .await
         .unwrap();
     let (commands, rx) = mpsc::unbounded_channel();
     let test = async {
         let (reply, answer) = oneshot::channel();
-        commands.send(Command::Flush(reply)).unwrap();
+        commands.send(ViewCommand::Flush(reply)).unwrap();
         let e = answer.await.unwrap().unwrap_err().to_string();
         assert!(
             e.contains("materialized view \"v\" stopped: ") && e.contains("the source broke"),
@@ -920,7 +920,7 @@ async fn a_view_whose_source_fails_stops_and_says_why() {
         assert!(view.failure().unwrap().contains("the source broke"));
         let e = view.snapshot().unwrap_err().to_string();
         assert!(e.contains("materialized view \"v\" stopped"), "{e}");
-        commands.send(Command::Stop).unwrap();
+        commands.send(ViewCommand::Stop).unwrap();
     };
     // The pipeline on this task, next to the test: it ends at the Stop.
     tokio::time::timeout(Duration::from_secs(20), async {

@@ -273,7 +273,7 @@ async fn outcome(engine: &Engine, statement: &str) -> String {
     if let Err(e) = sql(engine, statement).await {
         return format!("error: {e}");
     }
-    let Some(view) = engine.streams().view("v") else {
+    let Some(view) = engine.catalog().view("v") else {
         return "ok".into();
     };
     let shown = shape(&view);
