@@ -49,6 +49,10 @@ pub enum WeirError {
     /// Local or remote storage.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// A source or destination that cannot be reached now (brokers down, a network
+    /// error): trying again later can succeed.
+    #[error("{0}")]
+    Transient(String),
     /// Dropping an object that others still read (`DROP SOURCE` without `CASCADE`).
     #[error("{0}")]
     DependentObjects(String),
@@ -86,11 +90,10 @@ impl From<datafusion::parquet::errors::ParquetError> for WeirError {
 }
 
 impl WeirError {
-    /// Whether trying again later can succeed: a source, destination or storage that
-    /// cannot be reached now. Readers and writers retry these with back-off; every
-    /// other error is permanent.
+    /// Whether trying again later can succeed: a source or destination that cannot be
+    /// reached now. Readers retry these with back-off; every other error is permanent.
     pub fn is_transient(&self) -> bool {
-        matches!(self, WeirError::Io(_))
+        matches!(self, WeirError::Transient(_))
     }
 
     /// The five-character PostgreSQL error code for this error.
@@ -108,6 +111,7 @@ impl WeirError {
             WeirError::Config(_) => "F0000",
             WeirError::DataFusion(e) => datafusion_sqlstate(e),
             WeirError::Io(_) => "58030",
+            WeirError::Transient(_) => "08006",
             WeirError::DependentObjects(_) => "2BP01",
             WeirError::Stopped(_) | WeirError::Lagged { .. } => "55000",
             WeirError::ShuttingDown => "57P01",

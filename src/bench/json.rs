@@ -127,7 +127,7 @@ pub async fn run(events: u64, runs: usize) -> Result<()> {
         decoder.per_core(events) / base,
         fed.per_core(events) / base
     );
-    let (counted, rows) = counted(&view.snapshot()?)?;
+    let (counted, rows) = counted(&view.rows_now()?)?;
     println!(
         "  check: sum(bids) = {} over {} windows, {} (auction, window) rows, {} late rows dropped",
         thousands(counted),
@@ -154,7 +154,7 @@ pub async fn run(events: u64, runs: usize) -> Result<()> {
 
 /// Every bid counted once by the view, or dropped as late.
 fn check(view: &View, events: u64) -> Result<()> {
-    let (counted, _) = counted(&view.snapshot()?)?;
+    let (counted, _) = counted(&view.rows_now()?)?;
     let late = view.stats.late_rows.load(Ordering::Relaxed);
     if counted + late != events {
         return Err(WeirError::Internal(format!(

@@ -81,7 +81,7 @@ pub async fn run(brokers: &str, events: u64, broker_pid: Option<u32>) -> Result<
         .into_iter()
         .next()
         .ok_or_else(|| WeirError::Internal("the view is gone".into()))?;
-    let (counted, rows) = counted(&view.snapshot()?)?;
+    let (counted, rows) = counted(&view.rows_now()?)?;
     let late = view.stats.late_rows.load(Ordering::Relaxed);
     let read = view.stats.rows_in.load(Ordering::Relaxed);
     let errors = view.stats.decode_errors.load(Ordering::Relaxed);

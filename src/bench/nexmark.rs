@@ -162,7 +162,7 @@ pub async fn run(
             last = Some((view, driver.stages));
         }
         let (view, stages) = last.expect("one run at least");
-        let rows: usize = view.snapshot()?.iter().map(|b| b.num_rows()).sum();
+        let rows: usize = view.rows_now()?.iter().map(|b| b.num_rows()).sum();
         report(name, events, &mut measured, rows);
         println!("    stages of the last run (wall): {}", stages.describe());
     }
@@ -263,7 +263,7 @@ async fn on_engine(
             .iter()
             .find(|v| v.name == name)
             .ok_or_else(|| WeirError::Internal(format!("no view {name}")))?;
-        rows = view.snapshot()?.iter().map(|b| b.num_rows()).sum();
+        rows = view.rows_now()?.iter().map(|b| b.num_rows()).sum();
         for (table, _) in counts {
             sql(&engine, &format!("DROP SOURCE {table} CASCADE")).await?;
         }

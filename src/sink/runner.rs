@@ -20,6 +20,7 @@ use crate::connector::{Poll, Positions, SourceReader, now_micros, reached};
 use crate::error::{Result, WeirError};
 use crate::locks::Unpoisoned;
 use crate::view::pipeline::FLUSH_OUTAGE_WAIT;
+use crate::view::upstream::ViewReader;
 
 /// What the catalog asks of a running sink.
 pub enum SinkCommand {
@@ -219,9 +220,11 @@ impl Runner {
                 }
             }
             (Upstream::View(v), Delivery::Append) => {
-                let source = v.as_source()?;
-                let columns: Vec<usize> = (0..source.schema.fields().len()).collect();
-                let reader = source.open(&columns, None).await?;
+                // Read as a view reads a view, but never holding the view back: a sink
+                // may retry its destination for long.
+                v.as_source()?;
+                let reader: Box<dyn SourceReader> =
+                    Box::new(ViewReader::open(Arc::clone(v), false));
                 let from = reader.positions().get(&0).copied().unwrap_or(0);
                 let at = resume.as_ref().and_then(|r| r.get(&0)).copied();
                 let skip = match at {

@@ -10,6 +10,8 @@ pub mod plan;
 pub mod query;
 pub mod source;
 pub mod state;
+pub mod stats;
+pub mod table;
 pub mod upstream;
 
 use std::collections::BTreeMap;

@@ -104,7 +104,42 @@ pub fn plan_time_unit(plan: &ViewPlan) -> TimeUnit {
     }
 }
 
-/// Wall time spent in each part of the path, summed over the polls.
+/// The stage timers' clock: the time since the last split, read only when the
+/// `stage-timers` feature is on (`weir bench` reports them then); free otherwise.
+#[derive(Clone, Copy)]
+struct Lap {
+    #[cfg(feature = "stage-timers")]
+    at: Instant,
+}
+
+impl Lap {
+    fn start() -> Lap {
+        Lap {
+            #[cfg(feature = "stage-timers")]
+            at: Instant::now(),
+        }
+    }
+
+    /// The time since the start or the last split, restarting from now.
+    fn split(&mut self) -> Duration {
+        #[cfg(feature = "stage-timers")]
+        {
+            let now = Instant::now();
+            let d = now - self.at;
+            self.at = now;
+            d
+        }
+        #[cfg(not(feature = "stage-timers"))]
+        Duration::ZERO
+    }
+
+    fn elapsed(mut self) -> Duration {
+        self.split()
+    }
+}
+
+/// Wall time spent in each part of the path, summed over the polls (with the
+/// `stage-timers` feature; zero without).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Stages {
     /// `SourceReader::poll` (fetching and decoding).
@@ -121,6 +156,9 @@ pub struct Stages {
 
 impl Stages {
     pub fn describe(&self) -> String {
+        if !cfg!(feature = "stage-timers") {
+            return "not timed (build with --features stage-timers)".into();
+        }
         let total = (self.poll + self.window + self.pre + self.aggregate + self.close)
             .as_secs_f64()
             .max(1e-9);
@@ -262,10 +300,10 @@ impl Driver {
     /// Poll `reader` once and fold what it returned in; `false` once the source has ended
     /// (every window is then closed).
     pub async fn step(&mut self, reader: &mut dyn SourceReader) -> Result<bool> {
-        let t = Instant::now();
+        let mut lap = Lap::start();
         let polled = reader.poll().await?;
+        self.stages.poll += lap.split();
         let now = Instant::now();
-        self.stages.poll += now - t;
         let view = Arc::clone(&self.view);
         *view.stats.outage.locked() = reader.outage();
         let errors = self.errors_before + reader.decode_errors();
@@ -294,7 +332,7 @@ impl Driver {
             }
         }
         view.stats.progress(reader.positions(), &read, now);
-        let t = Instant::now();
+        let lap = Lap::start();
         let partitions = reader.partitions();
         for (i, marks) in self.marks.iter_mut().enumerate() {
             marks.know(&of_side(partitions.iter().copied(), i), now);
@@ -320,7 +358,7 @@ impl Driver {
             }
             Ok(())
         })?;
-        self.stages.close += t.elapsed();
+        self.stages.close += lap.elapsed();
         Ok(!self.ended)
     }
 
@@ -338,15 +376,15 @@ impl Driver {
         view.stats
             .rows_in
             .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        state.version += 1;
         if let Operator::Join(spec) = &view.plan.operator {
             let spec = Arc::clone(spec);
             return self.ingest_join(state, &spec, partition, batch, now);
         }
-        let t = Instant::now();
+        let mut lap = Lap::start();
         let max_time = max_event_time(&view.plan.stream.source, &batch)?;
         let batch = windowed_input(view, batch, self.windowed, watermark)?;
-        let t2 = Instant::now();
-        self.stages.window += t2 - t;
+        self.stages.window += lap.split();
         let pre = &view.plan.stream.pre;
         if state.operator.appends() {
             let n = batch.num_rows();
@@ -362,8 +400,7 @@ impl Driver {
                 times = Arc::new(Int64Array::from_value(t, rows.num_rows()));
                 rows
             };
-            let t3 = Instant::now();
-            self.stages.pre += t3 - t2;
+            self.stages.pre += lap.split();
             let rows = view.finish(rows)?;
             let times = times
                 .as_any()
@@ -371,13 +408,12 @@ impl Driver {
                 .expect("Int64")
                 .clone();
             view.append(state, rows, times)?;
-            self.stages.aggregate += t3.elapsed();
+            self.stages.aggregate += lap.split();
         } else {
             let batch = pre.apply(batch)?;
-            let t3 = Instant::now();
-            self.stages.pre += t3 - t2;
+            self.stages.pre += lap.split();
             state.operator.process_batch(&batch)?;
-            self.stages.aggregate += t3.elapsed();
+            self.stages.aggregate += lap.split();
         }
         self.marks[0].observe(partition, max_time, now);
         Ok(())
@@ -397,7 +433,7 @@ impl Driver {
         let view = Arc::clone(&self.view);
         let (side, _) = side_of(partition);
         let Side { source, pre, .. } = view.plan.sides()[side];
-        let t = Instant::now();
+        let mut lap = Lap::start();
         let max_time = max_event_time(source, &batch)?;
         let marks = &mut self.marks[side];
         let mut times: ArrayRef = match source.event_time {
@@ -425,8 +461,7 @@ impl Driver {
             }
         }
         let rows = pre.chain.apply_carrying(batch, Some(&mut times))?;
-        let t2 = Instant::now();
-        self.stages.pre += t2 - t;
+        self.stages.pre += lap.split();
         let join = state
             .operator
             .as_any_mut()
@@ -459,7 +494,7 @@ impl Driver {
         } else {
             join.out.process_batch(&joined)?;
         }
-        self.stages.aggregate += t2.elapsed();
+        self.stages.aggregate += lap.split();
         self.marks[side].observe(partition, max_time, now);
         Ok(())
     }
@@ -484,6 +519,40 @@ struct Pipeline {
     /// Where the view began reading (kept across checkpoints).
     origin: Positions,
     rebuild: Option<Rebuild>,
+    /// When the rows queries read were last published, and what publishing cost.
+    published_at: Instant,
+    publish_cost: Duration,
+}
+
+/// While queries read the view, its rows are published after a poll once this much of
+/// the pipeline's time has passed per unit of the last publication's cost (publishing
+/// takes at most a fifth of the pipeline's time, however large the view).
+const PUBLISH_COST_RATIO: u32 = 4;
+/// While no query reads the view, its rows are published this often at most.
+const PUBLISH_IDLE: Duration = Duration::from_secs(1);
+
+/// The reader of a pipeline that stopped on an error: a view reading another lets go of
+/// it, so that its rows no longer hold that view back.
+struct Stopped;
+
+#[async_trait::async_trait]
+impl SourceReader for Stopped {
+    async fn poll(&mut self) -> Result<Poll> {
+        Ok(Poll::End)
+    }
+    async fn end_positions(&mut self) -> Result<Positions> {
+        Ok(Positions::new())
+    }
+    fn positions(&self) -> &Positions {
+        static NONE: std::sync::OnceLock<Positions> = std::sync::OnceLock::new();
+        NONE.get_or_init(Positions::new)
+    }
+    fn partitions(&self) -> Vec<i32> {
+        Vec::new()
+    }
+    fn decode_errors(&self) -> u64 {
+        0
+    }
 }
 
 /// A view read again from its origin: how far it has to go, for the log.
@@ -526,6 +595,8 @@ impl Pipeline {
             }
             None => reader.positions().clone(),
         };
+        // A restored view's rows are there for queries at once.
+        view.publish()?;
         let rebuild = if rebuilding {
             let to = reader.end_positions().await?;
             let now = Instant::now();
@@ -551,6 +622,8 @@ impl Pipeline {
             lookup_error: None,
             origin,
             rebuild,
+            published_at: Instant::now(),
+            publish_cost: Duration::ZERO,
         })
     }
 
@@ -621,6 +694,22 @@ impl Pipeline {
                     Err(mpsc::error::TryRecvError::Empty) => break,
                 }
             }
+            // Rows wait for a view reading this one: hand them over before reading more
+            // (back-pressure), still answering commands meanwhile.
+            if view.backlogged() {
+                tokio::select! {
+                    command = commands.recv() => {
+                        let Some(command) = command else {
+                            return;
+                        };
+                        if !self.command(command).await {
+                            return;
+                        }
+                    }
+                    _ = view.deliver() => {}
+                }
+                continue;
+            }
             if self.driver.ended() || view.failure().is_some() {
                 let Some(command) = commands.recv().await else {
                     return;
@@ -634,6 +723,7 @@ impl Pipeline {
                 let message = e.to_string();
                 warn!(target: "weir::view", "materialized view {} stopped: {message}", view.name);
                 view.fail(message.clone());
+                self.reader = Box::new(Stopped);
                 for Waiting { reply, .. } in self.pending.drain(..) {
                     let _ = reply.send(Err(WeirError::Stopped(format!(
                         "materialized view \"{}\" stopped: {message}",
@@ -677,11 +767,31 @@ impl Pipeline {
         self.answer().await;
     }
 
-    /// One poll, then answer the `FLUSH`es whose positions were reached.
+    /// One poll, then publish the rows queries read when due, and answer the `FLUSH`es
+    /// whose positions were reached.
     async fn step(&mut self) -> Result<()> {
         self.driver.step(self.reader.as_mut()).await?;
         self.rebuild_progress();
+        self.publish_if_due()?;
         self.answer().await;
+        Ok(())
+    }
+
+    /// Publish the rows queries read: after a poll while queries read the view, as often
+    /// as its cost allows; once a second at most while none does; at once when the
+    /// source ends.
+    fn publish_if_due(&mut self) -> Result<()> {
+        let view = &self.driver.view;
+        let since = self.published_at.elapsed();
+        let due = self.driver.ended()
+            || (since >= self.publish_cost * PUBLISH_COST_RATIO
+                && (since >= PUBLISH_IDLE || view.take_wanted()));
+        if due {
+            let t = Instant::now();
+            view.publish()?;
+            self.publish_cost = t.elapsed();
+            self.published_at = Instant::now();
+        }
         Ok(())
     }
 
@@ -719,11 +829,15 @@ impl Pipeline {
         let view = Arc::clone(&self.driver.view);
         let reached_by =
             |w: &Waiting| ended || w.target.as_ref().is_some_and(|t| reached(&positions, t));
-        // What a FLUSH waited for reaches subscribers before the FLUSH returns.
-        if self.pending.iter().any(reached_by)
-            && let Err(e) = view.with_state(|s| view.publish_open(s))
-        {
-            warn!(target: "weir::view", "materialized view {}: telling subscribers failed: {e}", view.name);
+        // What a FLUSH waited for reaches queries and subscribers before it returns.
+        if self.pending.iter().any(reached_by) {
+            if let Err(e) = view.with_state(|s| view.publish_open(s)) {
+                warn!(target: "weir::view", "materialized view {}: telling subscribers failed: {e}", view.name);
+            }
+            if let Err(e) = view.publish() {
+                warn!(target: "weir::view", "materialized view {}: publishing its rows failed: {e}", view.name);
+            }
+            self.published_at = Instant::now();
         }
         for w in std::mem::take(&mut self.pending) {
             let done = reached_by(&w);

@@ -110,7 +110,7 @@ impl SourceDef {
     ) -> Result<Box<dyn SourceReader>> {
         match &self.connector {
             ConnectorSpec::Connector(c) => c.reader(columns, resume).await,
-            ConnectorSpec::View(v) => Ok(Box::new(ViewReader::open(Arc::clone(v)))),
+            ConnectorSpec::View(v) => Ok(Box::new(ViewReader::open(Arc::clone(v), true))),
         }
     }
 }

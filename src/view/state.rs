@@ -1,22 +1,17 @@
 //! A materialized view's state and what readers see: the final rows of closed windows,
 //! the current rows of open ones (default emit mode), appended rows (views without
 //! aggregation), and the counters behind the system tables. Final rows also go to the
-//! views that read this one. `ViewTable` is the view's name in SQL; each read is one
-//! snapshot.
+//! views that read this one, over bounded channels. `ViewTable` is the view's name in
+//! SQL: a query reads the rows the pipeline last published, without taking the state's
+//! lock, so readers and the pipeline never wait on each other.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
-use async_trait::async_trait;
+use arc_swap::ArcSwap;
 use datafusion::arrow::array::{Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::Result as DfResult;
-use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::logical_expr::{Expr, TableType};
-use datafusion::physical_plan::ExecutionPlan;
 use tokio::sync::mpsc;
 
 use crate::checkpoint::Counters;
@@ -30,82 +25,6 @@ use crate::view::pipeline::ViewCommand;
 use crate::view::plan::{Operator, Tag, ViewPlan};
 use crate::view::source::{ConnectorSpec, EventTime, SourceDef};
 use crate::window::operator::{OperatorState, Sections, tagged, untag};
-
-/// Counters of a running view, read without locking.
-#[derive(Debug, Default)]
-pub struct ViewStats {
-    /// Records read from the source.
-    pub rows_in: AtomicU64,
-    /// (row, window) pairs dropped because the window had already closed.
-    pub late_rows: AtomicU64,
-    /// Windows closed so far.
-    pub windows_closed: AtomicU64,
-    /// Current watermark in the time column's unit (`i64::MIN` before the first).
-    pub watermark: AtomicI64,
-    /// Records the source could not decode.
-    pub decode_errors: AtomicU64,
-    /// The last few of them (joined partition numbers for joins).
-    pub decode_samples: Mutex<Vec<crate::connector::DecodeSample>>,
-    /// When rows were last folded in, in microseconds since the Unix epoch (0: never).
-    pub last_update: AtomicI64,
-    /// How far the view's reader is in each partition of its source.
-    pub partitions: Mutex<BTreeMap<i32, PartitionProgress>>,
-    /// The reader's outage while its source cannot be reached and it retries.
-    pub outage: Mutex<Option<crate::connector::Outage>>,
-}
-
-/// A view's reader in one partition of its source.
-#[derive(Debug, Clone, Default)]
-pub struct PartitionProgress {
-    /// The next offset to read.
-    pub next_offset: i64,
-    /// Records read from the partition.
-    pub rows: u64,
-    /// Records per second over the last second or so.
-    pub rows_per_second: f64,
-    /// The start of the current rate interval and the rows read then.
-    interval: Option<(Instant, u64)>,
-}
-
-impl ViewStats {
-    /// The reader's outage now (`None`: it reads).
-    pub fn outage(&self) -> Option<crate::connector::Outage> {
-        self.outage.locked().clone()
-    }
-
-    /// The reader's progress per partition, as it is now.
-    pub fn progress_now(&self) -> BTreeMap<i32, PartitionProgress> {
-        self.partitions.locked().clone()
-    }
-
-    /// Record the reader's positions, the rows just read per partition, at `now`.
-    pub fn progress(
-        &self,
-        positions: &crate::connector::Positions,
-        read: &[(i32, usize)],
-        now: Instant,
-    ) {
-        let mut partitions = self.partitions.locked();
-        for (&p, &next) in positions {
-            partitions.entry(p).or_default().next_offset = next;
-        }
-        for &(p, n) in read {
-            partitions.entry(p).or_default().rows += n as u64;
-        }
-        for progress in partitions.values_mut() {
-            match progress.interval {
-                None => progress.interval = Some((now, progress.rows)),
-                Some((start, rows)) => {
-                    let elapsed = now.duration_since(start).as_secs_f64();
-                    if elapsed >= 1.0 {
-                        progress.rows_per_second = (progress.rows - rows) as f64 / elapsed;
-                        progress.interval = Some((now, progress.rows));
-                    }
-                }
-            }
-        }
-    }
-}
 
 /// The view's appended rows (views without aggregation, joins of streams without one).
 pub fn appended(op: &mut dyn OperatorState) -> Option<&mut AppendLog> {
@@ -133,7 +52,86 @@ pub enum Emitted {
     End,
 }
 
-/// The mutable part, behind one lock shared by the pipeline and readers.
+/// Batches a view reading this one may have in flight; beyond them the rows wait in
+/// the sending view, whose pipeline stops reading its source until they are taken.
+pub const DOWNSTREAM_CAPACITY: usize = 16;
+
+/// A reader of this view's final rows: its channel, and what waits for room in it.
+struct Downstream {
+    tx: DownstreamTx,
+    waiting: VecDeque<Emitted>,
+}
+
+/// A view reading this one gets a bounded channel (back-pressure); a sink, which may
+/// retry its destination for long, an unbounded one (the view is never held back by it).
+enum DownstreamTx {
+    Bounded(mpsc::Sender<Emitted>),
+    Unbounded(mpsc::UnboundedSender<Emitted>),
+}
+
+/// The receiving end of [`View::subscribe`].
+pub enum Emissions {
+    Bounded(mpsc::Receiver<Emitted>),
+    Unbounded(mpsc::UnboundedReceiver<Emitted>),
+}
+
+impl Emissions {
+    /// The next emission; `None` once the view is gone.
+    pub async fn recv(&mut self) -> Option<Emitted> {
+        match self {
+            Emissions::Bounded(rx) => rx.recv().await,
+            Emissions::Unbounded(rx) => rx.recv().await,
+        }
+    }
+
+    /// The next emission if one is there.
+    pub fn try_recv(&mut self) -> std::result::Result<Emitted, mpsc::error::TryRecvError> {
+        match self {
+            Emissions::Bounded(rx) => rx.try_recv(),
+            Emissions::Unbounded(rx) => rx.try_recv(),
+        }
+    }
+}
+
+impl Downstream {
+    /// Send `e`, or keep it while the channel is full; `false` once the reader is gone.
+    fn offer(&mut self, e: Emitted) -> bool {
+        if !self.waiting.is_empty() {
+            self.waiting.push_back(e);
+            return true;
+        }
+        match &self.tx {
+            DownstreamTx::Unbounded(tx) => tx.send(e).is_ok(),
+            DownstreamTx::Bounded(tx) => match tx.try_send(e) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(e)) => {
+                    self.waiting.push_back(e);
+                    true
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            },
+        }
+    }
+
+    /// The bounded channel of a view that has rows waiting for room in it.
+    fn backlog(&self) -> Option<&mpsc::Sender<Emitted>> {
+        match &self.tx {
+            DownstreamTx::Bounded(tx) if !self.waiting.is_empty() => Some(tx),
+            _ => None,
+        }
+    }
+}
+
+/// The rows queries read: what the pipeline last published, and the state version it
+/// reflects.
+#[derive(Default)]
+pub struct Published {
+    pub version: u64,
+    pub rows: Vec<RecordBatch>,
+}
+
+/// The mutable part, behind the lock of the pipeline (readers of the state's rows take
+/// [`Published`] instead).
 pub struct ViewState {
     pub operator: Box<dyn OperatorState>,
     /// Final rows of closed windows with their window end, in closing order.
@@ -141,13 +139,17 @@ pub struct ViewState {
     /// Current rows of open windows, by window end.
     open: BTreeMap<i64, RecordBatch>,
     /// Views reading this one.
-    readers: Vec<mpsc::UnboundedSender<Emitted>>,
+    readers: Vec<Downstream>,
+    /// Bumped by every change to the rows (what was published tells which it shows).
+    pub version: u64,
     /// Clients following the view's changes.
     feed: Feed,
     ended: bool,
 }
 
 pub use crate::checkpoint::Section;
+pub use crate::view::stats::{PartitionProgress, ViewStats};
+pub use crate::view::table::ViewTable;
 
 impl ViewState {
     /// Rows of closed windows kept for readers.
@@ -177,6 +179,7 @@ impl ViewState {
         }
         self.operator.restore("", &mut sections)?;
         self.open.clear();
+        self.version += 1;
         Ok(())
     }
 }
@@ -196,6 +199,10 @@ pub struct View {
     /// Whether it started from the checkpoint read at start.
     pub resumed: std::sync::atomic::AtomicBool,
     state: Mutex<ViewState>,
+    /// The rows queries read, as the pipeline last published them.
+    published: ArcSwap<Published>,
+    /// A query read the published rows since the pipeline last published.
+    wanted: AtomicBool,
     failure: Mutex<Option<String>>,
     pub(crate) commands: mpsc::UnboundedSender<ViewCommand>,
 }
@@ -227,9 +234,12 @@ impl View {
                 closed: VecDeque::new(),
                 open: BTreeMap::new(),
                 readers: Vec::new(),
+                version: 0,
                 feed,
                 ended: false,
             }),
+            published: ArcSwap::from_pointee(Published::default()),
+            wanted: AtomicBool::new(false),
             failure: Mutex::new(None),
             commands,
         }
@@ -263,7 +273,7 @@ impl View {
             .fetch_add(rows.num_rows() as u64, Ordering::Relaxed);
         state
             .readers
-            .retain(|r| r.send(Emitted::Rows(rows.clone())).is_ok());
+            .retain_mut(|r| r.offer(Emitted::Rows(rows.clone())));
     }
 
     /// Append the view's rows (a view without aggregation), with their event times.
@@ -287,6 +297,9 @@ impl View {
     /// Close every window that ended at or before `watermark`.
     pub fn close(&self, state: &mut ViewState, watermark: i64) -> Result<()> {
         let closed = state.operator.on_watermark(watermark)?;
+        if !closed.is_empty() {
+            state.version += 1;
+        }
         for (end, rows) in closed {
             let shown = state.open.remove(&end);
             let out = self.finish(rows)?;
@@ -314,6 +327,9 @@ impl View {
             if let Some(log) = appended(state.operator.as_mut()) {
                 gone.extend(log.evict(cutoff)?);
             }
+            if !gone.is_empty() {
+                state.version += 1;
+            }
             state.feed.publish_expired(&gone)?;
         }
         Ok(())
@@ -327,25 +343,36 @@ impl View {
     /// The source has ended: tell the views reading this one.
     pub fn end(&self, state: &mut ViewState) {
         state.ended = true;
-        for r in state.readers.drain(..) {
-            let _ = r.send(Emitted::End);
-        }
+        state.version += 1;
+        state.readers.retain_mut(|r| r.offer(Emitted::End));
         state.feed.end();
     }
 
     /// Start reading this view's final rows: those kept so far, then each new one; also
     /// the count of rows emitted before the kept ones (those retention dropped).
-    pub fn subscribe(&self) -> (Vec<RecordBatch>, u64, mpsc::UnboundedReceiver<Emitted>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// `bounded`: a view reading this one, held to [`DOWNSTREAM_CAPACITY`] batches in
+    /// flight; else a sink, never holding this view back.
+    pub fn subscribe(&self, bounded: bool) -> (Vec<RecordBatch>, u64, Emissions) {
+        let (tx, rx) = if bounded {
+            let (tx, rx) = mpsc::channel(DOWNSTREAM_CAPACITY);
+            (DownstreamTx::Bounded(tx), Emissions::Bounded(rx))
+        } else {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (DownstreamTx::Unbounded(tx), Emissions::Unbounded(rx))
+        };
         self.with_state(|state| {
             let kept = match appended_rows(state.operator.as_ref()) {
                 Some(rows) => rows,
                 None => state.closed.iter().map(|(_, b)| b.clone()).collect(),
             };
+            let mut reader = Downstream {
+                tx,
+                waiting: VecDeque::new(),
+            };
             if state.ended {
-                let _ = tx.send(Emitted::End);
+                reader.offer(Emitted::End);
             } else {
-                state.readers.push(tx);
+                state.readers.push(reader);
             }
             let kept_rows: u64 = kept.iter().map(|b| b.num_rows() as u64).sum();
             let before = self
@@ -367,10 +394,75 @@ impl View {
         }
     }
 
-    /// The rows a query sees now.
-    pub fn snapshot(&self) -> Result<Vec<RecordBatch>> {
+    /// The rows a query reads: those the pipeline last published (when read often, as of
+    /// its last poll; else as of a second ago at most; `FLUSH` publishes before it
+    /// returns). Neither waits for the pipeline nor makes it wait.
+    pub fn published_rows(&self) -> Result<Vec<RecordBatch>> {
         self.check_running()?;
-        self.with_state(|state| self.current_rows(state))
+        self.wanted.store(true, Ordering::Relaxed);
+        Ok(self.published.load().rows.clone())
+    }
+
+    /// Whether a query read the published rows since they were last published; clears it.
+    pub fn take_wanted(&self) -> bool {
+        self.wanted.swap(false, Ordering::Relaxed)
+    }
+
+    /// Publish the rows queries read, if the state changed since they were last
+    /// published (computing the open windows' current rows under the state's lock).
+    pub fn publish(&self) -> Result<()> {
+        let seen = self.published.load().version;
+        let fresh = self.with_state(|state| -> Result<Option<Published>> {
+            if state.version == seen {
+                return Ok(None);
+            }
+            Ok(Some(Published {
+                version: state.version,
+                rows: self.current_rows(state)?,
+            }))
+        })?;
+        if let Some(p) = fresh {
+            self.published.store(Arc::new(p));
+        }
+        Ok(())
+    }
+
+    /// The rows a query sees now: published at once (a view driven on the caller's
+    /// thread, in benchmarks and tests).
+    pub fn rows_now(&self) -> Result<Vec<RecordBatch>> {
+        self.check_running()?;
+        self.publish()?;
+        Ok(self.published.load().rows.clone())
+    }
+
+    /// Whether rows wait for room in the channel of a view reading this one.
+    pub fn backlogged(&self) -> bool {
+        self.with_state(|s| s.readers.iter().any(|r| r.backlog().is_some()))
+    }
+
+    /// Hand the rows waiting for views reading this one over, as their channels make room
+    /// (cancel-safe: nothing is lost when the wait is dropped).
+    pub async fn deliver(&self) {
+        loop {
+            let Some(tx) = self.with_state(|s| s.readers.iter().find_map(|r| r.backlog().cloned()))
+            else {
+                return;
+            };
+            let same = |r: &Downstream| r.backlog().is_some_and(|t| t.same_channel(&tx));
+            match tx.reserve().await {
+                Ok(permit) => self.with_state(|s| {
+                    if let Some(e) = s
+                        .readers
+                        .iter_mut()
+                        .find(|r| same(r))
+                        .and_then(|r| r.waiting.pop_front())
+                    {
+                        permit.send(e);
+                    }
+                }),
+                Err(_) => self.with_state(|s| s.readers.retain(|r| !same(r))),
+            }
+        }
     }
 
     /// The rows a query sees now, under the state's lock.
@@ -531,53 +623,5 @@ impl View {
             options: Default::default(),
             definition: self.definition.clone(),
         }))
-    }
-}
-
-/// A view's name in SQL.
-pub struct ViewTable {
-    pub view: Arc<View>,
-}
-
-impl std::fmt::Debug for ViewTable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ViewTable({})", self.view.name)
-    }
-}
-
-#[async_trait]
-impl TableProvider for ViewTable {
-    fn schema(&self) -> SchemaRef {
-        self.view.schema()
-    }
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-    fn get_table_definition(&self) -> Option<&str> {
-        Some(&self.view.definition)
-    }
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let batches = self
-            .view
-            .snapshot()
-            .map_err(|e| datafusion::error::DataFusionError::Execution(e.to_string()))?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[batches],
-            self.view.schema(),
-            projection.cloned(),
-        )?)
-    }
-}
-
-impl ViewTable {
-    /// The view as a stream another view reads.
-    pub fn as_source(&self) -> Result<Arc<SourceDef>> {
-        self.view.as_source()
     }
 }

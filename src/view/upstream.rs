@@ -13,19 +13,21 @@ use tokio::sync::mpsc;
 
 use crate::connector::{PartitionBatch, Poll, Positions, SourceReader};
 use crate::error::Result;
-use crate::view::state::{Emitted, View};
+use crate::view::state::{Emissions, Emitted, View};
 
 pub struct ViewReader {
     upstream: Arc<View>,
     kept: VecDeque<RecordBatch>,
-    rows: mpsc::UnboundedReceiver<Emitted>,
+    rows: Emissions,
     positions: Positions,
     ended: bool,
 }
 
 impl ViewReader {
-    pub fn open(upstream: Arc<View>) -> Self {
-        let (kept, before, rows) = upstream.subscribe();
+    /// A view reading `upstream` (`bounded`: over a bounded channel, holding `upstream`
+    /// back when it falls behind; a sink reads over an unbounded one).
+    pub fn open(upstream: Arc<View>, bounded: bool) -> Self {
+        let (kept, before, rows) = upstream.subscribe(bounded);
         ViewReader {
             upstream,
             kept: kept.into(),

@@ -234,11 +234,11 @@ impl KafkaSpec {
     }
 
     fn broker_error(&self, what: &str, e: KafkaError) -> WeirError {
-        WeirError::Io(std::io::Error::other(format!(
+        WeirError::Transient(format!(
             "{what} topic '{}' on brokers '{}': {e}",
             self.topic,
             self.brokers()
-        )))
+        ))
     }
 
     /// The topic's partitions, from a fresh metadata request.
@@ -484,7 +484,7 @@ where
 }
 
 fn kafka_io(msg: String) -> WeirError {
-    WeirError::Io(std::io::Error::other(msg))
+    WeirError::Transient(msg)
 }
 
 #[async_trait::async_trait]

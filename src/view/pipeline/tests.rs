@@ -226,7 +226,7 @@ async fn rows_in_order_match_a_batch_group_by() {
     let all: Vec<Bid> = polls.concat();
     let mut reader = Scripted::new(script(&schema, &polls), true);
     run_to_end(&view, &mut reader).await;
-    let got = rows(&view.snapshot().unwrap());
+    let got = rows(&view.rows_now().unwrap());
     assert_eq!(got, oracle(&schema, &all, TUMBLE_ORACLE).await);
     assert_eq!(
         got[0], "1|1970-01-01T00:00:00|1970-01-01T00:00:10|2|40|30",
@@ -276,7 +276,7 @@ async fn rows_out_of_order_within_the_delay_count_and_late_ones_are_dropped() {
         );
     }
     assert_eq!(counter(&view.stats.late_rows), 1);
-    let before_end = rows(&view.snapshot().unwrap());
+    let before_end = rows(&view.rows_now().unwrap());
     assert!(
         before_end.contains(&"1|1970-01-01T00:00:00|1970-01-01T00:00:10|3|7|4".to_string()),
         "the closed window does not count the late bid: {before_end:?}"
@@ -288,7 +288,7 @@ async fn rows_out_of_order_within_the_delay_count_and_late_ones_are_dropped() {
         .filter(|b| b.1 != 100)
         .collect();
     assert_eq!(
-        rows(&view.snapshot().unwrap()),
+        rows(&view.rows_now().unwrap()),
         oracle(&schema, &accepted, TUMBLE_ORACLE).await
     );
     assert_eq!(counter(&view.stats.rows_in), 7);
@@ -325,7 +325,7 @@ async fn a_watermark_jump_closes_every_window_behind_it_in_window_order() {
     driver.step(&mut reader).await.unwrap();
     assert_eq!(view.stats.watermark.load(Ordering::Relaxed), ms(500));
     assert_eq!(view.with_state(|s| s.operator.windows()), 4);
-    assert!(view.snapshot().unwrap().is_empty(), "nothing final yet");
+    assert!(view.rows_now().unwrap().is_empty(), "nothing final yet");
     driver.step(&mut reader).await.unwrap();
     // 99 s: the four windows up to [30, 40) close at once, oldest first.
     assert_eq!(view.stats.watermark.load(Ordering::Relaxed), ms(99_000));
@@ -333,7 +333,7 @@ async fn a_watermark_jump_closes_every_window_behind_it_in_window_order() {
     assert_eq!(view.with_state(|s| s.operator.windows()), 1);
     assert_eq!(view.with_state(|s| s.operator.groups()), 1);
     let starts: Vec<String> = view
-        .snapshot()
+        .rows_now()
         .unwrap()
         .iter()
         .map(|b| array_value_to_string(b.column(1), 0).unwrap())
@@ -348,7 +348,7 @@ async fn a_watermark_jump_closes_every_window_behind_it_in_window_order() {
         ]
     );
     assert_eq!(
-        rows(&view.snapshot().unwrap())[0],
+        rows(&view.rows_now().unwrap())[0],
         "1|1970-01-01T00:00:00|1970-01-01T00:00:10|2|2|1",
         "both partitions' bids of the first window"
     );
@@ -390,24 +390,24 @@ async fn emit_on_update_shows_provisional_rows_and_on_window_close_only_final_on
     };
     step().await;
     assert_eq!(
-        rows(&updating.snapshot().unwrap()),
+        rows(&updating.rows_now().unwrap()),
         ["1|1970-01-01T00:00:00|1970-01-01T00:00:10|2|30|20"]
     );
-    assert!(rows(&closing.snapshot().unwrap()).is_empty());
+    assert!(rows(&closing.rows_now().unwrap()).is_empty());
     step().await;
     assert_eq!(
-        rows(&updating.snapshot().unwrap()),
+        rows(&updating.rows_now().unwrap()),
         ["1|1970-01-01T00:00:00|1970-01-01T00:00:10|3|35|20"],
         "the provisional row is replaced, not added to"
     );
-    assert!(rows(&closing.snapshot().unwrap()).is_empty());
+    assert!(rows(&closing.rows_now().unwrap()).is_empty());
     step().await;
     let closed = "1|1970-01-01T00:00:00|1970-01-01T00:00:10|3|35|20";
     assert_eq!(
-        rows(&updating.snapshot().unwrap()),
+        rows(&updating.rows_now().unwrap()),
         [closed, "2|1970-01-01T00:00:10|1970-01-01T00:00:20|1|1|1"]
     );
-    assert_eq!(rows(&closing.snapshot().unwrap()), [closed]);
+    assert_eq!(rows(&closing.rows_now().unwrap()), [closed]);
     assert_eq!(updating.emitted.load(Ordering::Relaxed), 1);
     assert_eq!(closing.emitted.load(Ordering::Relaxed), 1);
 }
@@ -433,7 +433,7 @@ async fn hop_windows_match_a_batch_oracle() {
          UNION ALL \
          SELECT auction, price, date_bin(INTERVAL '5 seconds', date_time, TIMESTAMP '1970-01-01') \
            - INTERVAL '5 seconds' AS ws FROM bids) GROUP BY 1, 2";
-    let got = rows(&view.snapshot().unwrap());
+    let got = rows(&view.rows_now().unwrap());
     assert_eq!(got, oracle(&schema, &all, oracle_sql).await);
     // Every bid is in two windows.
     let total: i64 = got
@@ -476,7 +476,7 @@ async fn filters_and_having_match_a_batch_oracle() {
     let oracle_sql = "SELECT auction, \
          date_bin(INTERVAL '10 seconds', date_time, TIMESTAMP '1970-01-01') + INTERVAL '10 seconds', \
          count(*), avg(price) FROM bids WHERE price >= 10 GROUP BY 1, 2 HAVING count(*) > 1";
-    let got = rows(&view.snapshot().unwrap());
+    let got = rows(&view.rows_now().unwrap());
     assert_eq!(got, oracle(&schema, &all, oracle_sql).await);
     assert_eq!(
         got,
@@ -507,11 +507,11 @@ async fn running_totals_without_a_window_never_close_nor_drop_old_rows() {
     }
     let oracle_sql = "SELECT auction, count(*), sum(price) FROM bids GROUP BY auction";
     assert_eq!(
-        rows(&view.snapshot().unwrap()),
+        rows(&view.rows_now().unwrap()),
         oracle(&schema, &all, oracle_sql).await
     );
     assert_eq!(
-        rows(&view.snapshot().unwrap()),
+        rows(&view.rows_now().unwrap()),
         ["1|2|11", "2|2|22", "3|1|3"]
     );
     assert_eq!(counter(&view.stats.late_rows), 0);
@@ -545,7 +545,7 @@ async fn the_watermark_waits_for_the_slowest_partition() {
     // [0, 10) closes; [10, 20) held no bid, so there was nothing to close.
     assert_eq!(counter(&view.stats.windows_closed), 1);
     assert_eq!(
-        rows(&view.snapshot().unwrap()),
+        rows(&view.rows_now().unwrap()),
         ["2|1970-01-01T00:00:00|1970-01-01T00:00:10|1|2|2"]
     );
 }
@@ -599,7 +599,7 @@ async fn restore_matches_uninterrupted(
         .await
         .unwrap();
     run_pipeline(&mut pipeline).await;
-    let expected = rows(&whole.snapshot().unwrap());
+    let expected = rows(&whole.rows_now().unwrap());
 
     let first = view(&engine, query, suffix).await;
     let mut pipeline = Pipeline::open(Arc::clone(&first), ViewStart::Fresh)
@@ -634,7 +634,7 @@ async fn restore_matches_uninterrupted(
         .unwrap();
     assert_eq!(pipeline.origin, Positions::from([(0, 0)]));
     run_pipeline(&mut pipeline).await;
-    let got = rows(&resumed.snapshot().unwrap());
+    let got = rows(&resumed.rows_now().unwrap());
     assert_eq!(got, expected);
     let (a, b) = (whole.counters(), resumed.counters());
     assert_eq!(
@@ -771,7 +771,7 @@ async fn an_interval_join_restored_from_a_checkpoint_matches_a_batch_join() {
         .await
         .unwrap();
     run_pipeline(&mut pipeline).await;
-    let expected = rows(&whole.snapshot().unwrap());
+    let expected = rows(&whole.rows_now().unwrap());
 
     let first = view(&engine, query, "").await;
     let mut pipeline = Pipeline::open(Arc::clone(&first), ViewStart::Fresh)
@@ -810,7 +810,7 @@ async fn an_interval_join_restored_from_a_checkpoint_matches_a_batch_join() {
         .await
         .unwrap();
     run_pipeline(&mut pipeline).await;
-    let got = rows(&resumed.snapshot().unwrap());
+    let got = rows(&resumed.rows_now().unwrap());
     assert_eq!(got, expected);
     assert_eq!(
         resumed.counters().emitted,
@@ -857,7 +857,7 @@ async fn a_flush_is_answered_once_the_reader_has_reached_the_end_it_was_given() 
     // What the FLUSH waited for is in the view when it returns.
     assert_eq!(counter(&view.stats.rows_in), 3);
     assert_eq!(
-        rows(&view.snapshot().unwrap()),
+        rows(&view.rows_now().unwrap()),
         [
             "1|1970-01-01T00:00:00|1970-01-01T00:00:10|2|3|2",
             "2|1970-01-01T00:00:10|1970-01-01T00:00:20|1|3|3"
@@ -918,7 +918,7 @@ async fn a_view_whose_source_fails_stops_and_says_why() {
             "{e}"
         );
         assert!(view.failure().unwrap().contains("the source broke"));
-        let e = view.snapshot().unwrap_err().to_string();
+        let e = view.rows_now().unwrap_err().to_string();
         assert!(e.contains("materialized view \"v\" stopped"), "{e}");
         commands.send(ViewCommand::Stop).unwrap();
     };
@@ -928,4 +928,90 @@ async fn a_view_whose_source_fails_stops_and_says_why() {
     })
     .await
     .expect("the pipeline stopped");
+}
+
+#[tokio::test]
+async fn queries_read_the_published_rows_while_the_pipeline_holds_the_state() {
+    let engine = engine().await;
+    let view = view(
+        &engine,
+        "SELECT auction, count(*) AS n FROM bids GROUP BY auction",
+        "",
+    )
+    .await;
+    let schema = source_schema(&view);
+    let mut reader = Scripted::new(script(&schema, &[&[(1, 10, 1_000), (2, 20, 2_000)]]), false);
+    let mut driver = Driver::new(Arc::clone(&view), &reader.partitions());
+    driver.step(&mut reader).await.unwrap();
+    // Nothing published yet: queries see the rows as last published (none).
+    assert!(view.published_rows().unwrap().is_empty());
+    view.publish().unwrap();
+    assert_eq!(rows(&view.published_rows().unwrap()), ["1|1", "2|1"]);
+
+    // While the pipeline holds the state (for two seconds), a query still answers at
+    // once, with the published rows.
+    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let holder = {
+        let (view, released) = (Arc::clone(&view), Arc::clone(&released));
+        std::thread::spawn(move || {
+            view.with_state(|_| {
+                held_tx.send(()).unwrap();
+                std::thread::sleep(Duration::from_secs(2));
+            });
+            released.store(true, Ordering::SeqCst);
+        })
+    };
+    held_rx.recv().unwrap();
+    assert_eq!(rows(&view.published_rows().unwrap()), ["1|1", "2|1"]);
+    assert!(
+        !released.load(Ordering::SeqCst),
+        "the query waited for the pipeline's lock"
+    );
+    holder.join().unwrap();
+
+    // New rows reach queries at the next publication, not before.
+    let mut reader = Scripted::new(script(&schema, &[&[(1, 30, 3_000)]]), false);
+    driver.step(&mut reader).await.unwrap();
+    assert_eq!(rows(&view.published_rows().unwrap()), ["1|1", "2|1"]);
+    assert_eq!(rows(&view.rows_now().unwrap()), ["1|2", "2|1"]);
+    assert_eq!(rows(&view.published_rows().unwrap()), ["1|2", "2|1"]);
+}
+
+#[tokio::test]
+async fn a_reading_view_that_falls_behind_holds_rows_back_in_order_and_loses_none() {
+    let engine = engine().await;
+    let view = view(&engine, "SELECT auction, price FROM bids", "").await;
+    let schema = source_schema(&view);
+    let (kept, before, mut rx) = view.subscribe(true);
+    assert!(kept.is_empty() && before == 0);
+    // Three times the channel's room, one batch per poll, without the reader taking any.
+    let polls: Vec<Vec<Bid>> = (0..3 * crate::view::state::DOWNSTREAM_CAPACITY as i64)
+        .map(|i| vec![(i, i, 1_000 + i)])
+        .collect();
+    let polls: Vec<&[Bid]> = polls.iter().map(|p| p.as_slice()).collect();
+    let mut reader = Scripted::new(script(&schema, &polls), true);
+    run_to_end(&view, &mut reader).await;
+    assert!(
+        view.backlogged(),
+        "rows beyond the channel's room wait in the view"
+    );
+    // Taken in order as the reader makes room; the end comes last.
+    let deliver = {
+        let view = Arc::clone(&view);
+        tokio::spawn(async move { view.deliver().await })
+    };
+    let mut auctions = Vec::new();
+    loop {
+        match rx.recv().await {
+            Some(crate::view::state::Emitted::Rows(b)) => {
+                let a = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+                auctions.extend(a.iter().flatten());
+            }
+            Some(crate::view::state::Emitted::End) | None => break,
+        }
+    }
+    deliver.await.unwrap();
+    assert_eq!(auctions, (0..polls.len() as i64).collect::<Vec<_>>());
+    assert!(!view.backlogged());
 }
