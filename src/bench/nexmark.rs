@@ -237,7 +237,7 @@ async fn on_engine(
             });
             engine
                 .catalog()
-                .supply(engine.context(), table, Supplied::new(open, *n))?;
+                .supply(engine.context(), table, Supplied::connector(open, *n))?;
         }
         let span = Span::start();
         for statement in crate::sql::split_statements(text)? {

@@ -21,7 +21,7 @@ pub struct Supplied {
 }
 
 impl Supplied {
-    pub fn new(open: Arc<OpenReader>, count: u64) -> Arc<dyn SourceConnector> {
+    pub fn connector(open: Arc<OpenReader>, count: u64) -> Arc<dyn SourceConnector> {
         Arc::new(Supplied { open, count })
     }
 }

@@ -170,7 +170,7 @@ fn sink(
         schema: schema(),
         event_time: None,
         idle_timeout: Duration::from_secs(10),
-        connector: ConnectorSpec::Connector(Supplied::new(
+        connector: ConnectorSpec::Connector(Supplied::connector(
             open,
             polls.iter().map(|p| p.len() as u64).sum(),
         )),

@@ -562,7 +562,7 @@ fn supply(engine: &Engine, name: &str, bids: &[&[Bid]], start: Arc<Mutex<Positio
     });
     engine
         .catalog()
-        .supply(engine.context(), name, Supplied::new(open, count))
+        .supply(engine.context(), name, Supplied::connector(open, count))
         .unwrap();
 }
 
@@ -902,7 +902,7 @@ async fn a_view_whose_source_fails_stops_and_says_why() {
         Arc::new(|_columns: &[usize]| Ok(Box::new(Failing) as Box<dyn SourceReader>));
     engine
         .catalog()
-        .supply(engine.context(), "bids", Supplied::new(open, 1))
+        .supply(engine.context(), "bids", Supplied::connector(open, 1))
         .unwrap();
     let view = view(&engine, TUMBLE_VIEW, "").await;
     let pipeline = Pipeline::open(Arc::clone(&view), ViewStart::Fresh)
@@ -1002,14 +1002,9 @@ async fn a_reading_view_that_falls_behind_holds_rows_back_in_order_and_loses_non
         tokio::spawn(async move { view.deliver().await })
     };
     let mut auctions = Vec::new();
-    loop {
-        match rx.recv().await {
-            Some(crate::view::state::Emitted::Rows(b)) => {
-                let a = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
-                auctions.extend(a.iter().flatten());
-            }
-            Some(crate::view::state::Emitted::End) | None => break,
-        }
+    while let Some(crate::view::state::Emitted::Rows(b)) = rx.recv().await {
+        let a = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        auctions.extend(a.iter().flatten());
     }
     deliver.await.unwrap();
     assert_eq!(auctions, (0..polls.len() as i64).collect::<Vec<_>>());
