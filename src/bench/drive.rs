@@ -1,5 +1,5 @@
 //! Running a view's streaming path on the calling thread: the view is compiled by a real
-//! engine (`view::plan::compile`), and the pipeline's own `Driver` does per poll what the
+//! engine (`view::plan::compile`), and the pipeline's own `Processor` does per poll what the
 //! view's thread does (watermark, window assignment, late rows, pre-chain, aggregation).
 
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use crate::engine::{Engine, Outcome};
 use crate::error::{Result, WeirError};
 use crate::sql::streaming::StreamingStatement;
 use crate::sql::{Statement, classify, parse_postgres};
-pub use crate::view::pipeline::Driver;
+pub use crate::view::pipeline::Processor;
 use crate::view::plan::compile;
 use crate::view::state::View;
 

@@ -10,7 +10,7 @@ use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{Int64Type, SchemaRef};
 
 use crate::bench::bids::{self, BID_COLUMNS, BID_VIEW, CHUNK, JsonReader, Payloads};
-use crate::bench::drive::{Driver, compile_view, sql};
+use crate::bench::drive::{Processor, compile_view, sql};
 use crate::bench::measure::{Measured, Span, mib, rate, thousands};
 use crate::connector::{Poll, SourceReader};
 use crate::engine::Engine;
@@ -78,7 +78,7 @@ pub async fn run(events: u64, runs: usize) -> Result<()> {
             schema.clone(),
             &view.plan.stream.columns,
         )?;
-        let mut driver = Driver::new(Arc::clone(&view), &reader.partitions());
+        let mut driver = Processor::new(Arc::clone(&view), &reader.partitions());
         let span = Span::start();
         while driver.step(&mut reader).await? {}
         full.push(span.stop());

@@ -8,7 +8,7 @@ use std::time::Instant;
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, TimestampNanosecondArray};
 use datafusion::arrow::compute::cast;
 
-use crate::bench::drive::{Driver, compile_view, sql};
+use crate::bench::drive::{Processor, compile_view, sql};
 use crate::bench::measure::{mib, rss_bytes, thousands};
 use crate::engine::Engine;
 use crate::error::{Result, WeirError};
@@ -42,7 +42,7 @@ pub async fn run(groups: u64) -> Result<()> {
     .await?;
     let view = compile_view(&engine, "m", VIEW).await?;
     let schema = view.plan.stream.source.schema.clone();
-    let mut driver = Driver::new(Arc::clone(&view), &[0]);
+    let mut driver = Processor::new(Arc::clone(&view), &[0]);
 
     let rss_before = rss_bytes();
     let t = Instant::now();

@@ -1,5 +1,5 @@
 //! `weir bench nexmark`: the Nexmark queries of `examples/nexmark/`, each compiled as the
-//! server compiles it. A view over bids alone is driven by the pipeline's own `Driver` over
+//! server compiles it. A view over bids alone is driven by the pipeline's own `Processor` over
 //! the in-process bid generator, or over bids decoded from a JSON-lines file; the joins
 //! (and q8's views on views) run on their own pipelines, as in the server, until `FLUSH`.
 //! Events per second per core.
@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::bench::bids::{JsonReader, Payloads};
-use crate::bench::drive::{Driver, compile_statement, sql};
+use crate::bench::drive::{Processor, compile_statement, sql};
 use crate::bench::measure::{Measured, Span, mib, rate, thousands};
 use crate::bench::supplied::{OpenReader, Supplied};
 use crate::connector::{Poll, SourceReader};
@@ -148,7 +148,7 @@ pub async fn run(
                     &view.plan.stream.columns,
                 )?),
             };
-            let mut driver = Driver::new(Arc::clone(&view), &reader.partitions());
+            let mut driver = Processor::new(Arc::clone(&view), &reader.partitions());
             let span = Span::start();
             while driver.step(reader.as_mut()).await? {}
             measured.push(span.stop());

@@ -35,7 +35,7 @@ use crate::sql::loader::{self, Definition};
 use crate::sql::streaming::StreamingStatement;
 use crate::sql::{Statement, parse_postgres};
 use crate::storage::{ObjectStores, resolve_location};
-use crate::view::changes::{Subscription, change_schema};
+use crate::view::changes::{ChangeStream, change_schema};
 
 /// The one database the catalog shows.
 pub const DATABASE: &str = "weir";
@@ -49,7 +49,7 @@ pub enum Outcome {
     /// A command that completed, with its PostgreSQL command tag (`CREATE TABLE`, `DROP VIEW`…).
     Done(String),
     /// A view's changes, for as long as the client follows them (`SUBSCRIBE`).
-    Changes(Subscription),
+    Changes(ChangeStream),
 }
 
 /// A statement planned without running anything, to run later (once or many times, with

@@ -124,23 +124,50 @@ async fn connect(
         *sink.stats.retrying.locked() = Some(message.clone());
         tokio::time::sleep(backoff.delay()).await;
         loop {
-            match commands.try_recv() {
-                Ok(SinkCommand::Stop) | Err(mpsc::error::TryRecvError::Disconnected) => {
-                    return None;
-                }
-                Ok(SinkCommand::Flush(reply)) => deferred.push((Instant::now(), reply)),
-                Ok(SinkCommand::Prepare(reply)) => {
-                    let _ = reply.send(Err(WeirError::Stopped(format!(
-                        "sink \"{}\" cannot open its destination: {message}",
-                        sink.name
-                    ))));
-                }
-                // Committed at start once the destination is reached.
-                Ok(SinkCommand::Commit(..)) => {}
+            let command = match commands.try_recv() {
+                Ok(command) => command,
+                Err(mpsc::error::TryRecvError::Disconnected) => return None,
                 Err(mpsc::error::TryRecvError::Empty) => break,
+            };
+            let why = || {
+                format!(
+                    "sink \"{}\" cannot open its destination: {message}",
+                    sink.name
+                )
+            };
+            match meanwhile(command, &mut deferred, why) {
+                Meanwhile::Stop => return None,
+                // Committed at start once the destination is reached.
+                Meanwhile::Commit(..) | Meanwhile::Done => {}
             }
         }
         give_up_late(&mut deferred, &sink.name, &message);
+    }
+}
+
+/// What a command that comes while the destination cannot be written leaves to do.
+enum Meanwhile {
+    Done,
+    /// A checkpoint's commit, for the caller.
+    Commit(Vec<Staged>, oneshot::Sender<()>),
+    Stop,
+}
+
+/// A command while the destination cannot be written: a `FLUSH` waits (failed after
+/// `FLUSH_OUTAGE_WAIT`, see [`give_up_late`]), a checkpoint's prepare is refused with
+/// `why`, a commit and a stop go back to the caller.
+fn meanwhile(command: SinkCommand, deferred: &mut Deferred, why: impl Fn() -> String) -> Meanwhile {
+    match command {
+        SinkCommand::Stop => Meanwhile::Stop,
+        SinkCommand::Flush(reply) => {
+            deferred.push((Instant::now(), reply));
+            Meanwhile::Done
+        }
+        SinkCommand::Prepare(reply) => {
+            let _ = reply.send(Err(WeirError::Stopped(why())));
+            Meanwhile::Done
+        }
+        SinkCommand::Commit(staged, done) => Meanwhile::Commit(staged, done),
     }
 }
 
@@ -436,22 +463,17 @@ impl Runner {
                     *stats.retrying.locked() = Some(message.clone());
                     tokio::time::sleep(backoff.delay()).await;
                     while let Ok(command) = commands.try_recv() {
-                        match command {
-                            SinkCommand::Stop => {
+                        let why = || {
+                            format!("sink \"{}\" is retrying a write: {message}", self.sink.name)
+                        };
+                        match meanwhile(command, &mut self.deferred, why) {
+                            Meanwhile::Stop => {
                                 return Err(WeirError::Stopped("stopped while retrying".into()));
                             }
-                            SinkCommand::Flush(reply) => {
-                                self.deferred.push((Instant::now(), reply))
-                            }
-                            SinkCommand::Prepare(reply) => {
-                                let _ = reply.send(Err(WeirError::Stopped(format!(
-                                    "sink \"{}\" is retrying a write: {message}",
-                                    self.sink.name
-                                ))));
-                            }
-                            SinkCommand::Commit(staged, done) => {
+                            Meanwhile::Commit(staged, done) => {
                                 self.commit_checkpointed(&staged, done).await;
                             }
+                            Meanwhile::Done => {}
                         }
                     }
                     give_up_late(&mut self.deferred, &self.sink.name, &message);

@@ -53,7 +53,7 @@ pub fn change_schema(view: &Schema) -> SchemaRef {
 }
 
 /// A view's subscribers.
-pub struct Feed {
+pub struct ChangeFeed {
     sender: broadcast::Sender<Change>,
     view: SchemaRef,
     schema: SchemaRef,
@@ -61,9 +61,9 @@ pub struct Feed {
     last: i64,
 }
 
-impl Feed {
-    pub fn new(view: SchemaRef) -> Feed {
-        Feed {
+impl ChangeFeed {
+    pub fn new(view: SchemaRef) -> ChangeFeed {
+        ChangeFeed {
             sender: broadcast::Sender::new(CAPACITY),
             schema: change_schema(&view),
             view,
@@ -138,7 +138,7 @@ impl Feed {
         current: Option<Vec<RecordBatch>>,
         ended: bool,
         expired: bool,
-    ) -> Result<Subscription> {
+    ) -> Result<ChangeStream> {
         let first = match current {
             Some(rows) => {
                 let at = self.stamp();
@@ -148,7 +148,7 @@ impl Feed {
         };
         let first = futures::stream::iter(first.map(Ok));
         if ended {
-            return Ok(Subscription {
+            return Ok(ChangeStream {
                 schema: Arc::clone(&self.schema),
                 stream: first.boxed(),
             });
@@ -180,7 +180,7 @@ impl Feed {
                 Some((item, next))
             },
         );
-        Ok(Subscription {
+        Ok(ChangeStream {
             schema: Arc::clone(&self.schema),
             stream: first.chain(rest).boxed(),
         })
@@ -213,7 +213,7 @@ impl Feed {
 }
 
 /// A view's changes as a client reads them.
-pub struct Subscription {
+pub struct ChangeStream {
     /// [`change_schema`] of the view.
     pub schema: SchemaRef,
     /// Batches of that schema, as the view changes; ends when the view's source ends.
@@ -399,7 +399,7 @@ mod tests {
     #[tokio::test]
     async fn subscribers_read_the_rows_then_each_change_once_in_order() {
         let view = batch(&[], &[]).schema();
-        let mut feed = Feed::new(Arc::clone(&view));
+        let mut feed = ChangeFeed::new(Arc::clone(&view));
         assert!(!feed.active());
         feed.publish(&[], &[batch(&["before"], &[0])]).unwrap();
         let sub = feed
@@ -445,7 +445,7 @@ mod tests {
     #[tokio::test]
     async fn a_subscriber_that_falls_behind_is_told() {
         let view = batch(&[], &[]).schema();
-        let mut feed = Feed::new(view);
+        let mut feed = ChangeFeed::new(view);
         let mut sub = feed.subscribe("v", None, false, true).unwrap();
         for i in 0..(CAPACITY as i64 + 10) {
             feed.publish(&[], &[batch(&["x"], &[i])]).unwrap();

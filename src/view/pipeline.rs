@@ -185,7 +185,7 @@ impl Stages {
 /// The per-poll work of a view: poll the reader, track watermarks, assign windows, drop
 /// late rows, fold rows into the aggregation and close windows. The pipeline thread runs
 /// it between commands; a benchmark drives it on its own thread.
-pub struct Driver {
+pub struct Processor {
     pub view: Arc<View>,
     /// The watermarks of each stream the view reads (two for a join of streams).
     marks: Vec<Watermarks>,
@@ -206,7 +206,7 @@ pub struct Driver {
 /// events arrive; `FLUSH` and closing windows tell them at once.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
-impl Driver {
+impl Processor {
     pub fn new(view: Arc<View>, partitions: &[i32]) -> Self {
         let unit = time_unit(&view);
         let marks = view
@@ -223,7 +223,7 @@ impl Driver {
             })
             .collect();
         let windowed = view.plan.operator.window().is_some();
-        Driver {
+        Processor {
             view,
             marks,
             unit,
@@ -252,7 +252,7 @@ impl Driver {
         (marks, self.last_watermark, self.view.counters())
     }
 
-    /// Bring back what [`Driver::export`] gave.
+    /// Bring back what [`Processor::export`] gave.
     fn import(&mut self, marks: &[MarkState], last_watermark: i64, counters: &Counters) {
         let now = Instant::now();
         for (m, s) in self.marks.iter_mut().zip(marks) {
@@ -508,9 +508,9 @@ struct Waiting {
     reply: oneshot::Sender<Result<()>>,
 }
 
-/// A running view: its driver and reader, and the `FLUSH`es waiting for positions.
+/// A running view: its processor and reader, and the `FLUSH`es waiting for positions.
 struct Pipeline {
-    driver: Driver,
+    processor: Processor,
     reader: Box<dyn SourceReader>,
     pending: Vec<Waiting>,
     /// The last failed look-up of the end positions (the reader retries on its own
@@ -586,10 +586,10 @@ impl Pipeline {
         };
         let resume = restore.as_ref().map(|m| &m.positions).or(resume.as_ref());
         let mut reader = open_reader(&view, resume).await?;
-        let mut driver = Driver::new(Arc::clone(&view), &reader.partitions());
+        let mut processor = Processor::new(Arc::clone(&view), &reader.partitions());
         let origin = match &restore {
             Some(meta) => {
-                driver.import(&meta.marks, meta.last_watermark, &meta.counters);
+                processor.import(&meta.marks, meta.last_watermark, &meta.counters);
                 view.stats.progress(reader.positions(), &[], Instant::now());
                 meta.origin.clone()
             }
@@ -616,7 +616,7 @@ impl Pipeline {
             None
         };
         Ok(Pipeline {
-            driver,
+            processor,
             reader,
             pending: Vec::new(),
             lookup_error: None,
@@ -629,11 +629,11 @@ impl Pipeline {
 
     /// The view's state and where its reader stands, for a checkpoint.
     fn snapshot(&mut self) -> Result<ViewSnapshot> {
-        let view = Arc::clone(&self.driver.view);
+        let view = Arc::clone(&self.processor.view);
         let (sections, rows) = view.with_state(|s| -> Result<_> {
             Ok((s.export()?, (s.operator.groups() + s.closed_rows()) as u64))
         })?;
-        let (marks, last_watermark, counters) = self.driver.export();
+        let (marks, last_watermark, counters) = self.processor.export();
         Ok(ViewSnapshot {
             meta: ViewMeta {
                 name: view.name.clone(),
@@ -657,10 +657,10 @@ impl Pipeline {
             return;
         };
         let positions = self.reader.positions();
-        let name = &self.driver.view.name;
+        let name = &self.processor.view.name;
         let total = r.total;
         let done = || total - between(positions, &r.to);
-        if reached(positions, &r.to) || self.driver.ended() {
+        if reached(positions, &r.to) || self.processor.ended() {
             info!(
                 target: "weir::view",
                 "materialized view {name} rebuilt: {} records read again in {:.1?}",
@@ -680,7 +680,7 @@ impl Pipeline {
     }
 
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<ViewCommand>) {
-        let view = Arc::clone(&self.driver.view);
+        let view = Arc::clone(&self.processor.view);
         info!(target: "weir::view", "materialized view {} started", view.name);
         loop {
             loop {
@@ -710,7 +710,7 @@ impl Pipeline {
                 }
                 continue;
             }
-            if self.driver.ended() || view.failure().is_some() {
+            if self.processor.ended() || view.failure().is_some() {
                 let Some(command) = commands.recv().await else {
                     return;
                 };
@@ -747,7 +747,7 @@ impl Pipeline {
     }
 
     async fn flush(&mut self, reply: oneshot::Sender<Result<()>>) {
-        let view = &self.driver.view;
+        let view = &self.processor.view;
         if let Some(f) = view.failure() {
             let _ = reply.send(Err(WeirError::Stopped(format!(
                 "materialized view \"{}\" stopped: {f}",
@@ -755,7 +755,7 @@ impl Pipeline {
             ))));
             return;
         }
-        if self.driver.ended() {
+        if self.processor.ended() {
             let _ = reply.send(Ok(()));
             return;
         }
@@ -770,7 +770,7 @@ impl Pipeline {
     /// One poll, then publish the rows queries read when due, and answer the `FLUSH`es
     /// whose positions were reached.
     async fn step(&mut self) -> Result<()> {
-        self.driver.step(self.reader.as_mut()).await?;
+        self.processor.step(self.reader.as_mut()).await?;
         self.rebuild_progress();
         self.publish_if_due()?;
         self.answer().await;
@@ -781,9 +781,9 @@ impl Pipeline {
     /// as its cost allows; once a second at most while none does; at once when the
     /// source ends.
     fn publish_if_due(&mut self) -> Result<()> {
-        let view = &self.driver.view;
+        let view = &self.processor.view;
         let since = self.published_at.elapsed();
-        let due = self.driver.ended()
+        let due = self.processor.ended()
             || (since >= self.publish_cost * PUBLISH_COST_RATIO
                 && (since >= PUBLISH_IDLE || view.take_wanted()));
         if due {
@@ -824,9 +824,9 @@ impl Pipeline {
             }
         }
         let positions = self.reader.positions().clone();
-        let ended = self.driver.ended();
+        let ended = self.processor.ended();
         let outage = self.reader.outage();
-        let view = Arc::clone(&self.driver.view);
+        let view = Arc::clone(&self.processor.view);
         let reached_by =
             |w: &Waiting| ended || w.target.as_ref().is_some_and(|t| reached(&positions, t));
         // What a FLUSH waited for reaches queries and subscribers before it returns.

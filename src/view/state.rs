@@ -18,7 +18,7 @@ use crate::checkpoint::Counters;
 use crate::error::{Result, WeirError};
 use crate::locks::Unpoisoned;
 use crate::sql::streaming::Emit;
-use crate::view::changes::{Feed, Subscription};
+use crate::view::changes::{ChangeFeed, ChangeStream};
 use crate::view::join::JoinState;
 use crate::view::log::AppendLog;
 use crate::view::pipeline::ViewCommand;
@@ -143,7 +143,7 @@ pub struct ViewState {
     /// Bumped by every change to the rows (what was published tells which it shows).
     pub version: u64,
     /// Clients following the view's changes.
-    feed: Feed,
+    feed: ChangeFeed,
     ended: bool,
 }
 
@@ -219,7 +219,7 @@ impl View {
         let operator = plan.operator.state();
         let stats = ViewStats::default();
         stats.watermark.store(i64::MIN, Ordering::Relaxed);
-        let feed = Feed::new(plan.schema.clone());
+        let feed = ChangeFeed::new(plan.schema.clone());
         View {
             name,
             definition,
@@ -503,7 +503,7 @@ impl View {
     /// Follow the view's changes: its rows now as inserts (`snapshot`), then every
     /// change as it happens, until the view's source ends. `expired`: rows that pass the
     /// view's retention come as deletes (subscribers mirror the view; sinks keep them).
-    pub fn subscribe_changes(&self, snapshot: bool, expired: bool) -> Result<Subscription> {
+    pub fn subscribe_changes(&self, snapshot: bool, expired: bool) -> Result<ChangeStream> {
         self.check_running()?;
         self.with_state(|state| {
             // Brought up to date either way: later changes are told against it.

@@ -35,7 +35,7 @@ use crate::error::WeirError;
 use crate::server::metrics::Metrics;
 use crate::sql::names::output_names;
 use crate::sql::{Statement, classify, split_statements};
-use crate::view::changes::Subscription;
+use crate::view::changes::ChangeStream;
 
 /// A prepared statement: its text, and for ordinary SQL the parsed statement and plan.
 /// Statements Weir runs itself keep only their text and are planned at execution.
@@ -132,7 +132,7 @@ impl QueryHandler {
     async fn follow<C>(
         &self,
         client: &mut C,
-        changes: Subscription,
+        changes: ChangeStream,
         format: &Format,
         describe: bool,
     ) -> PgWireResult<Response>

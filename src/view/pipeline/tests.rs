@@ -1,5 +1,5 @@
 //! The view pipeline driven without a server: a scripted in-memory reader feeds the
-//! pipeline's own `Driver` (and `Pipeline` for checkpoints) one poll at a time, and the
+//! pipeline's own `Processor` (and `Pipeline` for checkpoints) one poll at a time, and the
 //! view's rows are compared with DataFusion running the equivalent `GROUP BY` over the
 //! same rows in memory. The helpers are shared with the other core tests.
 
@@ -194,8 +194,8 @@ fn source_schema(view: &View) -> SchemaRef {
 }
 
 /// Drive `view` over `reader` until its source ends.
-async fn run_to_end(view: &Arc<View>, reader: &mut Scripted) -> Driver {
-    let mut driver = Driver::new(Arc::clone(view), &reader.partitions());
+async fn run_to_end(view: &Arc<View>, reader: &mut Scripted) -> Processor {
+    let mut driver = Processor::new(Arc::clone(view), &reader.partitions());
     let mut polls = 0;
     while driver.step(reader).await.unwrap() {
         polls += 1;
@@ -245,7 +245,7 @@ async fn rows_out_of_order_within_the_delay_count_and_late_ones_are_dropped() {
     let engine = engine().await;
     let view = view(&engine, TUMBLE_VIEW, "").await;
     let schema = source_schema(&view);
-    let mut driver = Driver::new(Arc::clone(&view), &[0]);
+    let mut driver = Processor::new(Arc::clone(&view), &[0]);
     let steps: [(&[Bid], i64, u64); 6] = [
         // (bids, watermark after the poll in ms, windows closed so far)
         (&[(1, 1, 9_000)], 8_000, 0),
@@ -321,7 +321,7 @@ async fn a_watermark_jump_closes_every_window_behind_it_in_window_order() {
         ],
         false,
     );
-    let mut driver = Driver::new(Arc::clone(&view), &reader.partitions());
+    let mut driver = Processor::new(Arc::clone(&view), &reader.partitions());
     driver.step(&mut reader).await.unwrap();
     assert_eq!(view.stats.watermark.load(Ordering::Relaxed), ms(500));
     assert_eq!(view.with_state(|s| s.operator.windows()), 4);
@@ -380,8 +380,8 @@ async fn emit_on_update_shows_provisional_rows_and_on_window_close_only_final_on
         Scripted::new(script(&schema, &polls), false),
     ];
     let mut drivers = [
-        Driver::new(Arc::clone(&updating), &[0]),
-        Driver::new(Arc::clone(&closing), &[0]),
+        Processor::new(Arc::clone(&updating), &[0]),
+        Processor::new(Arc::clone(&closing), &[0]),
     ];
     let mut step = async || {
         for (d, r) in drivers.iter_mut().zip(readers.iter_mut()) {
@@ -501,7 +501,7 @@ async fn running_totals_without_a_window_never_close_nor_drop_old_rows() {
     ];
     let all: Vec<Bid> = polls.concat();
     let mut reader = Scripted::new(script(&schema, &polls), false);
-    let mut driver = Driver::new(Arc::clone(&view), &[0]);
+    let mut driver = Processor::new(Arc::clone(&view), &[0]);
     for _ in 0..polls.len() {
         driver.step(&mut reader).await.unwrap();
     }
@@ -533,7 +533,7 @@ async fn the_watermark_waits_for_the_slowest_partition() {
         false,
     );
     assert_eq!(reader.partitions(), [0, 1]);
-    let mut driver = Driver::new(Arc::clone(&view), &reader.partitions());
+    let mut driver = Processor::new(Arc::clone(&view), &reader.partitions());
     driver.step(&mut reader).await.unwrap();
     // Partition 1 has sent nothing: no watermark yet.
     assert_eq!(view.stats.watermark.load(Ordering::Relaxed), i64::MIN);
@@ -575,7 +575,7 @@ async fn supplied_engine(bids: &[&[Bid]], start: Arc<Mutex<Positions>>) -> Engin
 
 async fn run_pipeline(pipeline: &mut Pipeline) {
     let mut polls = 0;
-    while !pipeline.driver.ended() {
+    while !pipeline.processor.ended() {
         pipeline.step().await.unwrap();
         polls += 1;
         assert!(polls < 1000, "the scripted source never ended");
@@ -865,7 +865,7 @@ async fn a_flush_is_answered_once_the_reader_has_reached_the_end_it_was_given() 
     );
     // Once the source has ended, a FLUSH is answered at once.
     pipeline.step().await.unwrap();
-    assert!(pipeline.driver.ended());
+    assert!(pipeline.processor.ended());
     let (reply, mut answer) = oneshot::channel();
     assert!(pipeline.command(ViewCommand::Flush(reply)).await);
     answer.try_recv().unwrap().unwrap();
@@ -941,7 +941,7 @@ async fn queries_read_the_published_rows_while_the_pipeline_holds_the_state() {
     .await;
     let schema = source_schema(&view);
     let mut reader = Scripted::new(script(&schema, &[&[(1, 10, 1_000), (2, 20, 2_000)]]), false);
-    let mut driver = Driver::new(Arc::clone(&view), &reader.partitions());
+    let mut driver = Processor::new(Arc::clone(&view), &reader.partitions());
     driver.step(&mut reader).await.unwrap();
     // Nothing published yet: queries see the rows as last published (none).
     assert!(view.published_rows().unwrap().is_empty());
