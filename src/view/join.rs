@@ -15,9 +15,9 @@ use datafusion::arrow::row::{RowConverter, Rows};
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::error::Result;
-use crate::view::log::AppendLog;
 use crate::view::plan::{Chain, JoinBy, JoinSpec};
 use crate::window::aggregate::WindowedAggregate;
+use crate::window::log::AppendLog;
 use crate::window::operator::{OperatorState, Sections, tagged, take_section, untag};
 
 /// The equality keys of a join (`ON l.a = r.b AND …`), evaluated over each side's rows.
@@ -273,11 +273,6 @@ impl JoinState {
         self.sides[0].evict(cutoff(marks[1], marks[1].saturating_sub(bound.hi)));
         self.sides[1].evict(cutoff(marks[0], marks[0].saturating_add(bound.lo)));
     }
-
-    /// The appended rows the joined rows go to, when they are not aggregated.
-    pub fn appended(&mut self) -> Option<&mut AppendLog> {
-        self.out.as_any_mut().downcast_mut::<AppendLog>()
-    }
 }
 
 impl OperatorState for JoinState {
@@ -330,6 +325,13 @@ impl OperatorState for JoinState {
             }
         }
         self.out.restore(&format!("{prefix}out."), sections)
+    }
+    /// The joined rows' log, when they are not aggregated.
+    fn appended(&mut self) -> Option<&mut AppendLog> {
+        self.out.appended()
+    }
+    fn appended_rows(&self) -> Option<Vec<RecordBatch>> {
+        self.out.appended_rows()
     }
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self

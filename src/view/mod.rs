@@ -4,7 +4,6 @@
 
 pub mod changes;
 pub mod join;
-pub mod log;
 pub mod pipeline;
 pub mod plan;
 pub mod query;

@@ -531,9 +531,9 @@ const PUBLISH_COST_RATIO: u32 = 4;
 /// While no query reads the view, its rows are published this often at most.
 const PUBLISH_IDLE: Duration = Duration::from_secs(1);
 
-/// The reader of a pipeline that stopped on an error: a view reading another lets go of
-/// it, so that its rows no longer hold that view back.
-struct Stopped;
+/// The reader of a pipeline that stopped on an error, at the positions it had reached: a
+/// view reading another lets go of it, so that its rows no longer hold that view back.
+struct Stopped(Positions);
 
 #[async_trait::async_trait]
 impl SourceReader for Stopped {
@@ -544,8 +544,7 @@ impl SourceReader for Stopped {
         Ok(Positions::new())
     }
     fn positions(&self) -> &Positions {
-        static NONE: std::sync::OnceLock<Positions> = std::sync::OnceLock::new();
-        NONE.get_or_init(Positions::new)
+        &self.0
     }
     fn partitions(&self) -> Vec<i32> {
         Vec::new()
@@ -723,7 +722,8 @@ impl Pipeline {
                 let message = e.to_string();
                 warn!(target: "weir::view", "materialized view {} stopped: {message}", view.name);
                 view.fail(message.clone());
-                self.reader = Box::new(Stopped);
+                // Where it stood stays, for the checkpoints it still answers.
+                self.reader = Box::new(Stopped(self.reader.positions().clone()));
                 for Waiting { reply, .. } in self.pending.drain(..) {
                     let _ = reply.send(Err(WeirError::Stopped(format!(
                         "materialized view \"{}\" stopped: {message}",

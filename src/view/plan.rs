@@ -24,13 +24,13 @@ use datafusion::physical_planner::create_aggregate_expr_and_maybe_filter;
 
 use crate::error::{Result, WeirError};
 use crate::view::join::{JoinKeys, JoinState};
-use crate::view::log::AppendLog;
 use crate::view::query::{BatchQuery, materialize};
 use crate::view::source::{SourceDef, SourceTable, WindowedTable};
 use crate::view::state::ViewTable;
 use crate::window::aggregate::{AggregateCall, AggregateSpec, WindowKey, WindowedAggregate};
 use crate::window::assign::{WINDOW_END, WINDOW_START, WindowSpec, nanos_per};
 use crate::window::buffer::WindowBuffer;
+use crate::window::log::AppendLog;
 use crate::window::operator::OperatorState;
 
 /// A row-wise step.

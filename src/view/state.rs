@@ -19,29 +19,10 @@ use crate::error::{Result, WeirError};
 use crate::locks::Unpoisoned;
 use crate::sql::streaming::Emit;
 use crate::view::changes::{ChangeFeed, ChangeStream};
-use crate::view::join::JoinState;
-use crate::view::log::AppendLog;
 use crate::view::pipeline::ViewCommand;
 use crate::view::plan::{Operator, Tag, ViewPlan};
 use crate::view::source::{ConnectorSpec, EventTime, SourceDef};
 use crate::window::operator::{OperatorState, Sections, tagged, untag};
-
-/// The view's appended rows (views without aggregation, joins of streams without one).
-pub fn appended(op: &mut dyn OperatorState) -> Option<&mut AppendLog> {
-    if op.as_any().is::<JoinState>() {
-        return op.as_any_mut().downcast_mut::<JoinState>()?.appended();
-    }
-    op.as_any_mut().downcast_mut::<AppendLog>()
-}
-
-/// A copy of the view's appended rows.
-fn appended_rows(op: &dyn OperatorState) -> Option<Vec<RecordBatch>> {
-    let op = match op.as_any().downcast_ref::<JoinState>() {
-        Some(join) => join.out.as_ref(),
-        None => op,
-    };
-    op.as_any().downcast_ref::<AppendLog>().map(|l| l.batches())
-}
 
 /// What a view sends the views that read it.
 #[derive(Debug, Clone)]
@@ -288,7 +269,7 @@ impl View {
         }
         self.emit_rows(state, &rows);
         state.feed.publish(&[], std::slice::from_ref(&rows))?;
-        if let Some(log) = appended(state.operator.as_mut()) {
+        if let Some(log) = state.operator.appended() {
             log.push(rows, times);
         }
         Ok(())
@@ -324,7 +305,7 @@ impl View {
             while state.closed.front().is_some_and(|(end, _)| *end <= cutoff) {
                 gone.extend(state.closed.pop_front().map(|(_, rows)| rows));
             }
-            if let Some(log) = appended(state.operator.as_mut()) {
+            if let Some(log) = state.operator.appended() {
                 gone.extend(log.evict(cutoff)?);
             }
             if !gone.is_empty() {
@@ -361,7 +342,7 @@ impl View {
             (DownstreamTx::Unbounded(tx), Emissions::Unbounded(rx))
         };
         self.with_state(|state| {
-            let kept = match appended_rows(state.operator.as_ref()) {
+            let kept = match state.operator.appended_rows() {
                 Some(rows) => rows,
                 None => state.closed.iter().map(|(_, b)| b.clone()).collect(),
             };
@@ -467,7 +448,7 @@ impl View {
 
     /// The rows a query sees now, under the state's lock.
     fn current_rows(&self, state: &mut ViewState) -> Result<Vec<RecordBatch>> {
-        if let Some(rows) = appended_rows(state.operator.as_ref()) {
+        if let Some(rows) = state.operator.appended_rows() {
             return Ok(rows);
         }
         let mut out: Vec<RecordBatch> = state.closed.iter().map(|(_, b)| b.clone()).collect();

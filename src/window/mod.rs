@@ -7,6 +7,7 @@
 pub mod aggregate;
 pub mod assign;
 pub mod buffer;
+pub mod log;
 pub mod operator;
 pub mod watermark;
 

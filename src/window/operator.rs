@@ -10,6 +10,7 @@ use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
 use crate::error::{Result, WeirError};
+use crate::window::log::AppendLog;
 
 /// A checkpoint's sections of one view, by name: batches whose first column is a tag (a
 /// window end, or an event time per row), see [`tagged`].
@@ -43,6 +44,15 @@ pub trait OperatorState: Send {
     /// pipeline then appends them with their event times instead of `process_batch`.
     fn appends(&self) -> bool {
         false
+    }
+    /// The log of the view's appended rows, when it keeps one (views without
+    /// aggregation, joins of streams without one).
+    fn appended(&mut self) -> Option<&mut AppendLog> {
+        None
+    }
+    /// A copy of those rows.
+    fn appended_rows(&self) -> Option<Vec<RecordBatch>> {
+        None
     }
     /// The operator itself, to reach its own methods (the appended rows, a join's sides).
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any;

@@ -138,6 +138,12 @@ impl OperatorState for AppendLog {
     fn appends(&self) -> bool {
         true
     }
+    fn appended(&mut self) -> Option<&mut AppendLog> {
+        Some(self)
+    }
+    fn appended_rows(&self) -> Option<Vec<RecordBatch>> {
+        Some(self.batches())
+    }
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self
     }
