@@ -63,6 +63,21 @@ pub struct Config {
     /// JSON (`{"pg": "127.0.0.1:5433", "flight": …, "http": …}`): with port 0 in a listen
     /// address the system picks a free port, and this says which. Default: none.
     pub ready_file: Option<PathBuf>,
+    /// Where SQL may read and write files (`[storage]` in `weir.toml`).
+    pub storage: Storage,
+    /// The file this configuration was read from, if any (never reachable from SQL).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// `[storage]`: the locations SQL may reach.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Storage {
+    /// Folders and URL prefixes (`/srv/exports`, `s3://bucket/prefix`,
+    /// `hdfs://namenode:8020/data`) that SQL may read and write besides the `.sql` folder
+    /// and `data_dir/files`. Default: none.
+    pub allowed_locations: Vec<String>,
 }
 
 /// A password given in the configuration: kept as given, never shown by `Debug`.
@@ -110,6 +125,8 @@ impl Default for Config {
             tls_key: None,
             tls_required: false,
             ready_file: None,
+            storage: Storage::default(),
+            source: None,
         }
     }
 }
@@ -185,15 +202,22 @@ pub struct Overrides {
     /// Write the listeners' addresses to this file as JSON once they are open
     #[arg(long, env = "WEIR_READY_FILE")]
     pub ready_file: Option<PathBuf>,
+    /// Folders and URL prefixes SQL may read and write besides the .sql folder and
+    /// data_dir/files, comma-separated (storage.allowed_locations) [default: none]
+    #[arg(long, env = "WEIR_STORAGE_ALLOWED_LOCATIONS", value_delimiter = ',')]
+    pub storage_allowed_locations: Option<Vec<String>>,
 }
 
 impl Config {
     /// Read `file` (or `./weir.toml` when it exists and no file is named), then apply
     /// `overrides`.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config> {
+        let file = file.or_else(|| Some(Path::new("weir.toml")).filter(|p| p.exists()));
         let mut config = match file {
-            Some(path) => Self::from_file(path)?,
-            None if Path::new("weir.toml").exists() => Self::from_file(Path::new("weir.toml"))?,
+            Some(path) => Self {
+                source: Some(path.to_path_buf()),
+                ..Self::from_file(path)?
+            },
             None => Config::default(),
         };
         config.apply(overrides);
@@ -219,8 +243,8 @@ impl Config {
         // Every key of `Overrides` (the pattern is exhaustive, so a key missing here does
         // not compile); `into` also wraps a value for the optional keys.
         macro_rules! apply {
-            ($($key:ident),* $(,)?) => {
-                let Overrides { $($key),* } = o;
+            ($($key:ident),* $(,)?; $($nested:ident),*) => {
+                let Overrides { $($key),*, $($nested),* } = o;
                 $(if let Some(v) = $key {
                     self.$key = v.clone().into();
                 })*
@@ -244,8 +268,31 @@ impl Config {
             tls_cert,
             tls_key,
             tls_required,
-            ready_file,
+            ready_file;
+            storage_allowed_locations
         );
+        if let Some(v) = storage_allowed_locations {
+            self.storage.allowed_locations = v.clone();
+        }
+    }
+
+    /// The folder of files SQL may always reach: `data_dir/files`.
+    pub fn files_dir(&self) -> PathBuf {
+        self.data_dir.join("files")
+    }
+
+    /// The server's own files, which SQL never reaches whatever `storage.allowed_locations`
+    /// says: checkpoints, the durable catalog, the users file, the TLS files, this file.
+    pub fn private_files(&self) -> Vec<PathBuf> {
+        let mut private = vec![
+            self.data_dir.join("checkpoints"),
+            self.data_dir.join("catalog"),
+        ];
+        private.extend(self.auth_users_file.iter().cloned());
+        private.extend(self.tls_key.iter().cloned());
+        private.extend(self.tls_cert.iter().cloned());
+        private.extend(self.source.iter().cloned());
+        private
     }
 
     /// The limits each PostgreSQL session runs under.

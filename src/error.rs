@@ -53,6 +53,10 @@ pub enum WeirError {
     /// error): trying again later can succeed.
     #[error("{0}")]
     Transient(String),
+    /// What the user's role, or the server's rules, do not allow (a location outside the
+    /// allowed ones, DDL as a reader, `SET` of a server setting): 42501.
+    #[error("{0}")]
+    InsufficientPrivilege(String),
     /// Dropping an object that others still read (`DROP SOURCE` without `CASCADE`).
     #[error("{0}")]
     DependentObjects(String),
@@ -113,6 +117,7 @@ impl WeirError {
             WeirError::Io(_) => "58030",
             WeirError::Transient(_) => "08006",
             WeirError::DependentObjects(_) => "2BP01",
+            WeirError::InsufficientPrivilege(_) => "42501",
             WeirError::Stopped(_) | WeirError::Lagged { .. } => "55000",
             WeirError::ShuttingDown => "57P01",
             WeirError::Internal(_) => "XX000",

@@ -292,7 +292,7 @@ pub(crate) fn write(
     };
     let text = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| WeirError::Internal(format!("checkpoint manifest: {e}")))?;
-    write_atomically(&root.join(MANIFEST), &text, false)?;
+    write_atomically(&root.join(MANIFEST), &text, true)?;
     remove_others(root, Some(&folder));
     Ok(Taken {
         sequence,

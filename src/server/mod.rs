@@ -20,6 +20,7 @@ use crate::checkpoint::{self, Checkpoints};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{Result, WeirError};
+use crate::storage::locations::Locations;
 use metrics::Metrics;
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
@@ -95,6 +96,15 @@ pub async fn run(config: Config) -> Result<()> {
         ))
     })?;
 
+    let files = config.files_dir();
+    std::fs::create_dir_all(&files)
+        .map_err(|e| WeirError::Config(format!("cannot create {}: {e}", files.display())))?;
+    Locations::new(
+        &[config.sql_dir.clone(), files],
+        &config.storage.allowed_locations,
+        &config.private_files(),
+    )?
+    .install()?;
     let engine = Arc::new(Engine::with_query_memory(config.query_memory()).await?);
     let (checkpoints, restored) = Checkpoints::open(&config.data_dir)?;
     if let Some(r) = &restored {

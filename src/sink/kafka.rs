@@ -63,11 +63,7 @@ impl KafkaSinkSpec {
                 )));
             }
         }
-        let properties: BTreeMap<String, String> = options
-            .0
-            .iter()
-            .filter_map(|(k, v)| Some((k.strip_prefix("properties.")?.to_string(), v.clone())))
-            .collect();
+        let properties = crate::connector::kafka::properties(options)?;
         let key_columns: Vec<String> = options
             .get("key.columns")
             .map(|v| {

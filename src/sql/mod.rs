@@ -2,9 +2,11 @@
 //! sorting each statement into what Weir runs itself and what goes to the
 //! PostgreSQL-compatible DataFusion front. Parsing only; nothing here executes.
 
+pub mod access;
 pub mod compat;
 pub mod loader;
 pub mod names;
+pub mod redact;
 pub mod streaming;
 
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};

@@ -3,6 +3,8 @@
 //! environment) to one `ObjectStore` code path, so every location kind is read and
 //! written the same way. Stores are created on first use, one per namenode or bucket.
 
+pub mod locations;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -90,9 +92,16 @@ impl ObjectStoreRegistry for ObjectStores {
 const SUPPORTED: &str = "supported: file://, hdfs://, s3://";
 
 /// Resolve a table location as written in SQL: URLs (`hdfs://…`, `file://…`) stay as
-/// they are; a plain path is taken relative to `base` (the `.sql` file's folder).
+/// they are; a plain path is taken relative to `base` (the `.sql` file's folder). A
+/// location outside the allowed ones is refused ([`locations`]).
 pub fn resolve_location(location: &str, base: Option<&Path>) -> Result<String> {
-    if location.contains("://") {
+    let resolved = resolve(location, base)?;
+    locations::admit(&resolved)?;
+    Ok(resolved)
+}
+
+fn resolve(location: &str, base: Option<&Path>) -> Result<String> {
+    if location.contains(':') && url::Url::parse(location).is_ok_and(|u| u.scheme().len() > 1) {
         let url = Url::parse(location).map_err(|e| {
             WeirError::InvalidParameter(format!("invalid location \"{location}\": {e}"))
         })?;

@@ -55,9 +55,11 @@ pub fn retention(
     ))
 }
 
-/// A definition on one line, for `SHOW` and the catalogs.
+/// A definition on one line, for `SHOW`, the catalogs and the checkpoint manifest, with
+/// its secrets hidden ([`crate::sql::redact`]).
 pub(crate) fn one_line(text: &str) -> String {
-    text.trim()
+    crate::sql::redact::statement(text)
+        .trim()
         .trim_end_matches(';')
         .split_whitespace()
         .collect::<Vec<_>>()

@@ -110,11 +110,7 @@ impl KafkaSpec {
             ));
         }
         required(CONNECTOR, options, "properties.bootstrap.servers")?;
-        let properties: BTreeMap<String, String> = options
-            .0
-            .iter()
-            .filter_map(|(k, v)| Some((k.strip_prefix("properties.")?.to_string(), v.clone())))
-            .collect();
+        let properties = properties(options)?;
 
         let mode = one_of(
             options,
@@ -524,6 +520,57 @@ impl crate::connector::SourceConnector for KafkaSpec {
     async fn end_positions(&self, partitions: Vec<i32>) -> Positions {
         self.end_offsets(partitions).await.unwrap_or_default()
     }
+}
+
+/// librdkafka settings that load code or run a command on the server: never from SQL.
+const CODE_PROPERTIES: &[&str] = &[
+    "plugin.library.paths",
+    "ssl.engine.location",
+    "ssl.providers",
+    "sasl.kerberos.kinit.cmd",
+];
+
+/// librdkafka settings that name a file on the server: it must be an allowed location.
+const FILE_PROPERTIES: &[&str] = &[
+    "ssl.key.location",
+    "ssl.certificate.location",
+    "ssl.ca.location",
+    "ssl.crl.location",
+    "ssl.keystore.location",
+    "sasl.kerberos.keytab",
+    "sasl.oauthbearer.assertion.private.key.file",
+    "sasl.oauthbearer.assertion.jwt.template.file",
+];
+
+/// The `properties.*` options without their prefix, for librdkafka (sources, sinks):
+/// settings that load code are refused, and files must lie in the allowed locations
+/// (42501 either way).
+pub fn properties(options: &Options) -> Result<BTreeMap<String, String>> {
+    let mut properties = BTreeMap::new();
+    for (key, value) in &options.0 {
+        let Some(name) = key.strip_prefix("properties.") else {
+            continue;
+        };
+        let lower = name.to_ascii_lowercase();
+        if CODE_PROPERTIES.contains(&lower.as_str()) {
+            return Err(WeirError::InsufficientPrivilege(format!(
+                "option '{key}' is refused: it would load code or run a command on the server"
+            )));
+        }
+        // `ssl.ca.location = 'probe'` asks librdkafka to find the system's certificates.
+        let value = if FILE_PROPERTIES.contains(&lower.as_str()) && value != "probe" {
+            crate::storage::resolve_location(value, None).map_err(|e| match e {
+                WeirError::InsufficientPrivilege(m) => {
+                    WeirError::InsufficientPrivilege(format!("option '{key}': {m}"))
+                }
+                other => other,
+            })?
+        } else {
+            value.clone()
+        };
+        properties.insert(name.to_string(), value);
+    }
+    Ok(properties)
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use tracing::warn;
 
 use crate::locks::Unpoisoned;
 use crate::server::pgwire::auth::Users;
+use crate::sql::access::Role;
 
 /// A token unused for this long is forgotten; the client logs in again.
 const TOKEN_IDLE_LIFETIME: Duration = Duration::from_secs(8 * 60 * 60);
@@ -170,6 +171,11 @@ impl Interceptor for Gate {
                 );
             })?,
         };
+        let role = match (&caller, &self.auth) {
+            (Caller::Password(user) | Caller::Token(user), Some(auth)) => auth.users.role(user),
+            _ => Role::Admin,
+        };
+        request.extensions_mut().insert(role);
         request.extensions_mut().insert(caller);
         Ok(request)
     }

@@ -42,6 +42,7 @@ use crate::engine::{Engine, Outcome, Prepared};
 use crate::error::{Result, WeirError};
 use crate::locks::Unpoisoned;
 use crate::server::metrics::Metrics;
+use crate::sql::access::{self, Role};
 use crate::sql::{classify, numbered_placeholders, split_statements};
 use auth::{Auth, Caller, Gate};
 use statements::{MAX_PREPARED, PreparedStatements, parameter_rows};
@@ -107,7 +108,7 @@ impl FlightSql {
 
     /// One statement of text, planned without running: split (exactly one), `?`
     /// placeholders numbered, classified as the PostgreSQL port does, planned by the engine.
-    async fn prepare(&self, sql: &str) -> Result<Prepared> {
+    async fn prepare(&self, sql: &str, role: Role) -> Result<Prepared> {
         let mut pieces = split_statements(sql)?;
         match pieces.len() {
             1 => {}
@@ -118,12 +119,15 @@ impl FlightSql {
                 )));
             }
         }
-        self.prepare_one(&pieces.remove(0).text).await
+        self.prepare_one(&pieces.remove(0).text, role).await
     }
 
-    async fn prepare_one(&self, text: &str) -> Result<Prepared> {
+    /// [`Self::prepare`] of one statement, which `role` must be allowed to run.
+    async fn prepare_one(&self, text: &str, role: Role) -> Result<Prepared> {
         let text = numbered_placeholders(text)?;
-        let prepared = self.engine.prepare(classify(&text)?).await?;
+        let statement = classify(&text)?;
+        access::check(role, &statement)?;
+        let prepared = self.engine.prepare(statement).await?;
         if prepared.is_session_statement() {
             return Err(WeirError::NotSupported(
                 "SET, transaction and PREPARE statements over Arrow Flight SQL: it keeps no session, every statement runs alone (autocommit)".into(),
@@ -227,8 +231,9 @@ impl FlightSql {
         &self,
         sql: &str,
         descriptor: FlightDescriptor,
+        role: Role,
     ) -> Result<Response<FlightInfo>, Status> {
-        let prepared = self.prepare(sql).await.map_err(|e| self.failed(e))?;
+        let prepared = self.prepare(sql, role).await.map_err(|e| self.failed(e))?;
         no_parameters(&prepared, " (CreatePreparedStatement, then DoPut)")
             .map_err(|e| self.failed(e))?;
         match prepared.schema() {
@@ -311,6 +316,7 @@ pub fn status(e: &WeirError) -> Status {
     let code = match sqlstate {
         "42P01" | "58P01" => Code::NotFound,
         "42P07" => Code::AlreadyExists,
+        "42501" => Code::PermissionDenied,
         "57P01" => Code::Unavailable,
         "57014" => Code::Cancelled,
         "53200" | "53300" => Code::ResourceExhausted,
@@ -325,7 +331,8 @@ pub fn status(e: &WeirError) -> Status {
         }
         _ => Code::Internal,
     };
-    let mut status = Status::new(code, format!("{e} [SQLSTATE {sqlstate}]"));
+    let message = crate::sql::redact::url_passwords(&e.to_string());
+    let mut status = Status::new(code, format!("{message} [SQLSTATE {sqlstate}]"));
     if let Ok(value) = sqlstate.parse() {
         status.metadata_mut().insert("x-weir-sqlstate", value);
     }
@@ -459,19 +466,23 @@ impl FlightSqlService for FlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.statement_info(&query.query, request.into_inner())
+        let role = role_of(&request);
+        self.statement_info(&query.query, request.into_inner(), role)
             .await
     }
 
     async fn do_get_statement(
         &self,
         ticket: TicketStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let rows =
             match statements::Ticket::decode(&ticket.statement_handle).map_err(|e| status(&e))? {
                 statements::Ticket::Query(sql) => {
-                    let prepared = self.prepare(&sql).await.map_err(|e| self.failed(e))?;
+                    let prepared = self
+                        .prepare(&sql, role_of(&request))
+                        .await
+                        .map_err(|e| self.failed(e))?;
                     self.rows(&prepared, None).await.map_err(|e| status(&e))?
                 }
                 statements::Ticket::Done => Rows::none(),
@@ -488,6 +499,7 @@ impl FlightSqlService for FlightSql {
             .statements
             .get(&cmd.prepared_statement_handle)
             .map_err(|e| status(&e))?;
+        access::check(role_of(&request), open.prepared.statement()).map_err(|e| self.failed(e))?;
         let parameters = open.bound().map_err(|e| status(&e))?;
         let schema = open
             .prepared
@@ -515,12 +527,13 @@ impl FlightSqlService for FlightSql {
     async fn do_get_prepared_statement(
         &self,
         cmd: CommandPreparedStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let open = self
             .statements
             .get(&cmd.prepared_statement_handle)
             .map_err(|e| status(&e))?;
+        access::check(role_of(&request), open.prepared.statement()).map_err(|e| self.failed(e))?;
         let parameters = open.bound().map_err(|e| status(&e))?;
         let rows = self
             .rows(&open.prepared, parameters)
@@ -532,8 +545,9 @@ impl FlightSqlService for FlightSql {
     async fn do_put_statement_update(
         &self,
         cmd: CommandStatementUpdate,
-        _request: Request<PeekableFlightDataStream>,
+        request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
+        let role = role_of(&request);
         // A script runs statement after statement (each planned once the ones before it
         // ran), stopping at the first error.
         let pieces = split_statements(&cmd.query).map_err(|e| self.failed(e))?;
@@ -543,7 +557,7 @@ impl FlightSqlService for FlightSql {
         let mut total = 0i64;
         for piece in pieces {
             let prepared = self
-                .prepare_one(&piece.text)
+                .prepare_one(&piece.text, role)
                 .await
                 .map_err(|e| self.failed(e))?;
             no_parameters(&prepared, "").map_err(|e| self.failed(e))?;
@@ -595,6 +609,7 @@ impl FlightSqlService for FlightSql {
             .statements
             .get(&cmd.prepared_statement_handle)
             .map_err(|e| status(&e))?;
+        access::check(role_of(&request), open.prepared.statement()).map_err(|e| self.failed(e))?;
         let rows = self
             .parameter_rows(request, &open.parameter_types)
             .await
@@ -624,10 +639,10 @@ impl FlightSqlService for FlightSql {
     async fn do_action_create_prepared_statement(
         &self,
         query: ActionCreatePreparedStatementRequest,
-        _request: Request<arrow_flight::Action>,
+        request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let prepared = self
-            .prepare(&query.query)
+            .prepare(&query.query, role_of(&request))
             .await
             .map_err(|e| self.failed(e))?;
         let dataset = prepared
@@ -887,6 +902,15 @@ fn until_shutdown(
 
 /// Serve Flight SQL on `listener` until `shutdown`; then stop accepting, refuse new calls
 /// (Unavailable) and let running ones finish.
+/// The role the gate found for the caller; a call it did not see may only read.
+fn role_of<T>(request: &Request<T>) -> Role {
+    request
+        .extensions()
+        .get::<Role>()
+        .copied()
+        .unwrap_or(Role::Reader)
+}
+
 pub async fn serve(
     listener: TcpListener,
     mut flight: FlightSql,

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::{Result, WeirError};
+use crate::sql::access::Role;
 
 /// The SASL mechanism offered to clients.
 pub const SCRAM_SHA_256: &str = "SCRAM-SHA-256";
@@ -146,6 +147,8 @@ fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
 /// The users who may connect, with their verifiers.
 pub struct Users {
     by_name: HashMap<String, Verifier>,
+    /// The role of each user of the file (`admin` unless its line says `reader`).
+    roles: HashMap<String, Role>,
     /// `auth_password`: the verifier of every user not in the file.
     any: Option<Verifier>,
     /// Makes a stable fake salt for names nobody has, so that an unknown user goes
@@ -171,6 +174,7 @@ impl Users {
             return Ok(None);
         }
         let mut by_name = HashMap::new();
+        let mut roles = HashMap::new();
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 WeirError::Config(format!(
@@ -178,9 +182,12 @@ impl Users {
                     path.display()
                 ))
             })?;
-            by_name = Self::parse_file(&text).map_err(|(line, msg)| {
+            for (user, (verifier, role)) in Self::parse_file(&text).map_err(|(line, msg)| {
                 WeirError::Config(format!("auth_users_file {}:{line}: {msg}", path.display()))
-            })?;
+            })? {
+                roles.insert(user.clone(), role);
+                by_name.insert(user, verifier);
+            }
         }
         let any = match password {
             Some("") => {
@@ -195,6 +202,7 @@ impl Users {
         };
         Ok(Some(Users {
             by_name,
+            roles,
             any,
             mock_secret: rand::random(),
         }))
@@ -210,7 +218,11 @@ impl Users {
     }
 
     /// Errors carry the 1-based line and never the line's text (it holds a password).
-    fn parse_file(text: &str) -> std::result::Result<HashMap<String, Verifier>, (usize, String)> {
+    /// A line may end with `:admin` or `:reader`, the user's role (`admin` when left out).
+    #[allow(clippy::type_complexity)]
+    fn parse_file(
+        text: &str,
+    ) -> std::result::Result<HashMap<String, (Verifier, Role)>, (usize, String)> {
         let mut users = HashMap::new();
         for (i, line) in text.lines().enumerate() {
             let n = i + 1;
@@ -221,7 +233,7 @@ impl Users {
             let Some((user, secret)) = line.split_once(':') else {
                 return Err((
                     n,
-                    "expected user:password or user:SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>"
+                    "expected user:password[:role] or user:SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>[:role]"
                         .into(),
                 ));
             };
@@ -229,15 +241,27 @@ impl Users {
             if user.is_empty() {
                 return Err((n, "empty user name".into()));
             }
+            let (secret, role) = match secret.rsplit_once(':') {
+                Some((secret, role)) if Role::parse(role).is_some() && !secret.is_empty() => {
+                    (secret, Role::parse(role).expect("checked"))
+                }
+                _ => (secret, Role::Admin),
+            };
             if secret.is_empty() {
                 return Err((n, format!("empty password for user \"{user}\"")));
             }
             let verifier = Self::secret(secret).map_err(|e| (n, e))?;
-            if users.insert(user.to_string(), verifier).is_some() {
+            if users.insert(user.to_string(), (verifier, role)).is_some() {
                 return Err((n, format!("user \"{user}\" is listed twice")));
             }
         }
         Ok(users)
+    }
+
+    /// The role of a user who logged in: the file's, or `admin` for a user that only
+    /// `auth_password` lets in.
+    pub fn role(&self, user: &str) -> Role {
+        self.roles.get(user).copied().unwrap_or(Role::Admin)
     }
 
     /// How many users the file names.
@@ -421,8 +445,10 @@ mod tests {
     use super::*;
 
     fn users(file: &str) -> Users {
+        let parsed = Users::parse_file(file).unwrap();
         Users {
-            by_name: Users::parse_file(file).unwrap(),
+            roles: parsed.iter().map(|(u, (_, r))| (u.clone(), *r)).collect(),
+            by_name: parsed.into_iter().map(|(u, (v, _))| (u, v)).collect(),
             any: None,
             mock_secret: [7; 32],
         }
@@ -439,6 +465,22 @@ mod tests {
             .finish(server_final.as_bytes())
             .expect("the server's signature verifies");
         Ok(server_final)
+    }
+
+    #[test]
+    fn lines_may_end_with_a_role() {
+        let u = users("ann:pw1\nbob:pw2:reader\ncid:pw3:admin\ndee:a:b:c\n");
+        assert_eq!(u.role("ann"), Role::Admin);
+        assert_eq!(u.role("bob"), Role::Reader);
+        assert_eq!(u.role("cid"), Role::Admin);
+        assert!(login(&u, "bob", "pw2").is_ok());
+        assert!(login(&u, "bob", "pw2:reader").is_err());
+        // A password with colons that do not end in a role stays whole.
+        assert!(login(&u, "dee", "a:b:c").is_ok());
+        let verifier = Verifier::from_password("s3cret").to_string();
+        let u = users(&format!("eve:{verifier}:reader\n"));
+        assert_eq!(u.role("eve"), Role::Reader);
+        assert!(login(&u, "eve", "s3cret").is_ok());
     }
 
     #[test]

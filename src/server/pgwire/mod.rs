@@ -40,6 +40,7 @@ use crate::engine::functions::server_version;
 use crate::error::{Result, WeirError};
 use crate::locks::Unpoisoned;
 use crate::server::metrics::Metrics;
+use crate::sql::access::Role;
 use auth::{Exchange, Refusal, SCRAM_SHA_256, Users};
 use cancel::Cancels;
 use query::QueryHandler;
@@ -272,6 +273,12 @@ impl Startup {
         client
             .session_extensions()
             .insert(Arc::clone(&self.activity));
+        // What this session may run: the users file's role, admin without authentication.
+        let role = match &shared.users {
+            Some(users) => users.role(&user_of(client)),
+            None => Role::Admin,
+        };
+        client.session_extensions().insert(role);
         if let Some(timeout) = shared.statement_timeout {
             client.metadata_mut().insert(
                 session::STATEMENT_TIMEOUT_KEY.to_string(),

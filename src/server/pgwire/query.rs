@@ -23,6 +23,7 @@ use pgwire::api::{ClientInfo, ClientPortalStore, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::{DataRow, RowDescription};
+use pgwire::messages::startup::ParameterStatus;
 use pgwire::types::format::FormatOptions;
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +34,7 @@ use super::session::{Activity, Busy, statement_timeout};
 use crate::engine::{Engine, Outcome};
 use crate::error::WeirError;
 use crate::server::metrics::Metrics;
+use crate::sql::access::{self, Role};
 use crate::sql::names::output_names;
 use crate::sql::{Statement, classify, split_statements};
 use crate::view::changes::ChangeStream;
@@ -87,7 +89,12 @@ impl QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        match classify(text).map_err(|e| pg_error(&e))? {
+        let statement = classify(text).map_err(|e| pg_error(&e))?;
+        authorize(client, &statement).map_err(|e| pg_error(&e))?;
+        if let Some(response) = session_time_zone(client, &statement).await? {
+            return Ok(vec![response]);
+        }
+        match statement {
             Statement::Postgres(sql) => {
                 let pending = self.engine.before_sql(&sql);
                 let responses = SimpleQueryHandler::do_query(&*self.df, client, &sql)
@@ -208,6 +215,42 @@ impl QueryHandler {
     }
 }
 
+/// May this session run `statement`? Its role was set when it logged in; a session
+/// without one may only read.
+fn authorize<C: ClientInfo>(client: &C, statement: &Statement) -> Result<(), WeirError> {
+    let role = client
+        .session_extensions()
+        .get::<Role>()
+        .map_or(Role::Reader, |r| *r);
+    access::check(role, statement)
+}
+
+/// `SET TIME ZONE …` / `SET timezone = …`: the session's own time zone, reported back
+/// as PostgreSQL does. DataFusion would set it on the context every session shares.
+async fn session_time_zone<C>(
+    client: &mut C,
+    statement: &Statement,
+) -> PgWireResult<Option<Response>>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let Some(zone) = access::time_zone_set(statement) else {
+        return Ok(None);
+    };
+    client
+        .metadata_mut()
+        .insert("timezone".to_string(), zone.clone());
+    client
+        .send(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+            "TimeZone".to_string(),
+            zone,
+        )))
+        .await?;
+    Ok(Some(Response::Execution(Tag::new("SET"))))
+}
+
 /// Give unaliased columns PostgreSQL's names (see [`crate::sql::names`]).
 fn pg_names(sql: &str, fields: Arc<Vec<FieldInfo>>) -> Arc<Vec<FieldInfo>> {
     let fields = asyncpg_introspection_types(sql, fields);
@@ -266,7 +309,7 @@ pub fn pg_error(e: &WeirError) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
         severity.to_string(),
         e.sqlstate().to_string(),
-        e.to_string(),
+        crate::sql::redact::url_passwords(&e.to_string()),
     )))
 }
 
@@ -447,6 +490,15 @@ impl ExtendedQueryHandler for QueryHandler {
             }
         })?;
         let result = match &portal.statement.statement {
+            (text, _) if let Err(e) = classify(text).and_then(|s| authorize(client, &s)) => {
+                Err(pg_error(&e))
+            }
+            (text, Some(_))
+                if let Ok(statement) = classify(text)
+                    && let Some(response) = session_time_zone(client, &statement).await? =>
+            {
+                Ok(response)
+            }
             (text, Some(_)) => {
                 let pending = self.engine.before_sql(text);
                 let result = ExtendedQueryHandler::do_query(&*self.df, client, portal, max_rows)
