@@ -3,19 +3,19 @@
 -- WEIR_ARCHIVE is hdfs://namenode:8020/shopnow/raw in docker-compose.yml.
 
 CREATE SINK raw_page_views FROM page_views WITH (connector = 'parquet',
-  path = '${WEIR_ARCHIVE:-file:///tmp/weir-archive}/page_views/', 'partition.by' = 'dt');
+  path = '${WEIR_ARCHIVE:-archive}/page_views/', 'partition.by' = 'dt');
 
 CREATE SINK raw_cart_additions FROM cart_additions WITH (connector = 'parquet',
-  path = '${WEIR_ARCHIVE:-file:///tmp/weir-archive}/cart_additions/', 'partition.by' = 'dt');
+  path = '${WEIR_ARCHIVE:-archive}/cart_additions/', 'partition.by' = 'dt');
 
 CREATE SINK raw_orders FROM orders WITH (connector = 'parquet',
-  path = '${WEIR_ARCHIVE:-file:///tmp/weir-archive}/orders/', 'partition.by' = 'dt');
+  path = '${WEIR_ARCHIVE:-archive}/orders/', 'partition.by' = 'dt');
 
 CREATE SINK raw_payments FROM payments WITH (connector = 'parquet',
-  path = '${WEIR_ARCHIVE:-file:///tmp/weir-archive}/payments/', 'partition.by' = 'dt');
+  path = '${WEIR_ARCHIVE:-archive}/payments/', 'partition.by' = 'dt');
 
 CREATE SINK raw_stock_updates FROM stock_updates WITH (connector = 'parquet',
-  path = '${WEIR_ARCHIVE:-file:///tmp/weir-archive}/stock_updates/', 'partition.by' = 'dt');
+  path = '${WEIR_ARCHIVE:-archive}/stock_updates/', 'partition.by' = 'dt');
 
 -- Stock alerts for the back office, keyed by product.
 CREATE SINK stock_alerts_out FROM stock_alerts WITH (connector = 'kafka',

@@ -9,10 +9,10 @@ GROUP BY window_start, window_end, city, category
 EMIT ON WINDOW CLOSE;
 
 CREATE SINK raw_sales FROM sales WITH (connector = 'parquet',
-  path = '${WEIR_ARCHIVE:-file:///tmp/weir-archive}/shopsphere/transactions/', 'partition.by' = 'dt');
+  path = '${WEIR_ARCHIVE:-archive}/shopsphere/transactions/', 'partition.by' = 'dt');
 
 CREATE SINK daily_sales_archive FROM sales_daily_closed WITH (connector = 'parquet',
-  path = '${WEIR_ARCHIVE:-file:///tmp/weir-archive}/shopsphere/daily/');
+  path = '${WEIR_ARCHIVE:-archive}/shopsphere/daily/');
 
 -- Low-stock alerts on a Kafka topic for the purchasing team, keyed by product.
 CREATE SINK alerts FROM low_stock WITH (connector = 'kafka', topic = 'low-stock-alerts',

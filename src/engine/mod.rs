@@ -361,7 +361,7 @@ impl Engine {
             )),
             Statement::Show(name) => self.show(name, None),
             Statement::Accepted(tag) => Ok(Outcome::Done(tag.to_string())),
-            Statement::Streaming(s, text) => self.execute_streaming(s, text).await,
+            Statement::Streaming(s, text) => self.execute_streaming(s, text, base).await,
             Statement::Postgres(text) => self.execute_datafusion(parse_postgres(text)?, base).await,
         }
     }

@@ -2,6 +2,7 @@
 //! VIEW`, `FLUSH`, `SHOW SOURCES | MATERIALIZED VIEWS | SINKS`, `DROP` and `SUBSCRIBE`, run against
 //! the streaming catalog (`crate::catalog::Catalog`) and answered like any statement.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
@@ -10,7 +11,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use super::{Engine, Outcome};
 use crate::engine::system::{SinkRow, ViewRow, source_rows};
 use crate::error::{Result, WeirError};
-use crate::sql::streaming::{ObjectKind, StreamingStatement};
+use crate::sql::streaming::{CreateSink, ObjectKind, StreamingStatement};
 
 fn text_schema(columns: &[&str]) -> SchemaRef {
     Arc::new(Schema::new(
@@ -82,11 +83,24 @@ fn rows(columns: &[&str], rows: Vec<Vec<Option<String>>>) -> Result<RecordBatch>
     Ok(RecordBatch::try_new(text_schema(columns), arrays)?)
 }
 
+/// A sink's relative `path` taken from the `.sql` file's folder, as table locations are.
+fn located(create: &CreateSink, base: Option<&Path>) -> CreateSink {
+    let mut create = create.clone();
+    if let (Some(base), Some(path)) = (base, create.options.0.get_mut("path"))
+        && !path.contains(':')
+        && Path::new(path.as_str()).is_relative()
+    {
+        *path = base.join(path.as_str()).to_string_lossy().into_owned();
+    }
+    create
+}
+
 impl Engine {
     pub(super) async fn execute_streaming(
         &self,
         statement: &StreamingStatement,
         text: &str,
+        base: Option<&Path>,
     ) -> Result<Outcome> {
         let catalog = &self.catalog;
         let ctx = &self.ctx;
@@ -104,7 +118,9 @@ impl Engine {
                 Ok(Outcome::Done("CREATE MATERIALIZED VIEW".into()))
             }
             StreamingStatement::CreateSink(create) => {
-                catalog.create_sink(ctx, create, text).await?;
+                catalog
+                    .create_sink(ctx, &located(create, base), text)
+                    .await?;
                 Ok(Outcome::Done("CREATE SINK".into()))
             }
             StreamingStatement::Flush => {

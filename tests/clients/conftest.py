@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 import signal
 import socket
 import subprocess
@@ -120,6 +121,8 @@ def weir(tmp_path_factory) -> Weir:
         "--http-listen", f"127.0.0.1:{http_port}",
         "--flight-listen", f"127.0.0.1:{flight_port}",
         "--data-dir", str(data_dir),
+        # The repository's fixtures and data, and the temporary folders the tests write into.
+        "--storage-allowed-locations", f"{ROOT},{tempfile.gettempdir()}",
     ]
     log = open(log_path, "wb")
     proc = subprocess.Popen(

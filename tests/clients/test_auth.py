@@ -46,6 +46,8 @@ def weir_server(tmp_path, *extra, flight_port=None):
         "--http-listen", f"127.0.0.1:{http_port}",
         "--flight-listen", f"127.0.0.1:{flight_port}",
         "--data-dir", str(tmp_path / f"data-{pg_port}"),
+        # The fixtures read the repository's data.
+        "--storage-allowed-locations", str(ROOT),
         *extra,
     ]
     with open(log_path, "wb") as log:

@@ -174,6 +174,18 @@ impl Server {
         let log_path = run.path().join("weir.log");
         let log = std::fs::File::create(&log_path).unwrap();
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        // The tests read the repository's fixtures and data and write into temporary
+        // folders and moto's bucket; a test that names its own allowed locations keeps them.
+        let allowed = format!(
+            "{},{},s3://weir-test/",
+            root.display(),
+            std::env::temp_dir().display()
+        );
+        let allowed: &[&str] = if extra.contains(&"--storage-allowed-locations") {
+            &[]
+        } else {
+            &["--storage-allowed-locations", &allowed]
+        };
         let mut child = Command::new(weir_bin())
             .current_dir(root)
             .args(["serve", "--sql-dir", sql_dir])
@@ -184,6 +196,7 @@ impl Server {
             .arg(data_dir)
             .arg("--ready-file")
             .arg(&ready)
+            .args(allowed)
             .args(extra)
             .env("WEIR_LOG", "error")
             .envs(env.iter().copied())

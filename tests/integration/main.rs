@@ -15,5 +15,6 @@ mod kafka_outage;
 mod limits;
 mod object_store;
 mod protocol;
+mod security;
 mod sinks;
 mod slt;

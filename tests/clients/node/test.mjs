@@ -62,7 +62,9 @@ class Server {
       ['serve', '--sql-dir', path.join(ROOT, 'tests/fixtures/sql'),
         '--pg-listen', `127.0.0.1:${this.port}`, '--http-listen', `127.0.0.1:${httpPort}`,
         '--flight-listen', '127.0.0.1:0',
-        '--data-dir', path.join(this.dir, 'data')],
+        '--data-dir', path.join(this.dir, 'data'),
+        // The fixtures read the repository's data.
+        '--storage-allowed-locations', ROOT],
       { cwd: ROOT, stdio: ['ignore', log, log] },
     );
     fs.closeSync(log);
