@@ -6,6 +6,7 @@
 //! covers its rows is durable.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -53,6 +54,8 @@ enum PartitionBy {
 pub struct ParquetSinkSpec {
     /// The folder, as written.
     location: String,
+    /// A local folder (`file://`): staged files are synced to disk before they count.
+    local: bool,
     store: Arc<dyn ObjectStore>,
     folder: StorePath,
     partition: Option<PartitionBy>,
@@ -80,6 +83,7 @@ impl ParquetSinkSpec {
         }
         let location = required(CONNECTOR, options, "path")?.to_string();
         let url = folder_url(&location)?;
+        let local = url.scheme() == "file";
         let base = ObjectStoreUrl::parse(&url[..url::Position::BeforePath])?;
         let store = ctx.runtime_env().object_store(&base)?;
         let folder = StorePath::from_url_path(url.path())
@@ -153,6 +157,7 @@ impl ParquetSinkSpec {
         };
         Ok(ParquetSinkSpec {
             location,
+            local,
             store,
             folder,
             partition,
@@ -181,6 +186,7 @@ impl ParquetSinkSpec {
             store: Arc::clone(&self.store),
             folder: self.folder.clone(),
             location: self.location.clone(),
+            local: self.local,
             partition: self.partition.clone(),
             rollover: self.rollover,
             properties: WriterProperties::builder()
@@ -263,6 +269,7 @@ struct ParquetWriter {
     store: Arc<dyn ObjectStore>,
     folder: StorePath,
     location: String,
+    local: bool,
     partition: Option<PartitionBy>,
     rollover: usize,
     properties: WriterProperties,
@@ -342,11 +349,30 @@ impl ParquetWriter {
             .put(&staged, PutPayload::from(bytes))
             .await
             .map_err(|e| self.io("writing", &staged, e))?;
+        self.sync_local(&staged)?;
         self.finished.push(Staged {
             staged: staged.to_string(),
             target: target.to_string(),
         });
         Ok(())
+    }
+
+    /// A staged file in a local folder reaches the disk (its bytes and its name) before
+    /// it counts as prepared; object stores acknowledge a put once it is durable.
+    fn sync_local(&self, path: &StorePath) -> Result<()> {
+        if !self.local {
+            return Ok(());
+        }
+        let file = Path::new("/").join(path.as_ref());
+        let sync = |p: &Path| std::fs::File::open(p).and_then(|f| f.sync_all());
+        sync(&file)
+            .and_then(|()| file.parent().map_or(Ok(()), sync))
+            .map_err(|e| {
+                WeirError::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("syncing {}: {e}", file.display()),
+                ))
+            })
     }
 
     fn io(&self, what: &str, path: &StorePath, e: object_store::Error) -> WeirError {

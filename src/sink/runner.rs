@@ -206,6 +206,10 @@ struct Runner {
     checkpointing: bool,
     /// Without checkpoints: when files were last made visible.
     committed: Instant,
+    /// Files staged and not yet committed: every checkpoint lists them again (its
+    /// `prepare` may have been cancelled, its commit may have failed) until a commit
+    /// of them succeeds, so a restart commits them instead of discarding them.
+    uncommitted: Vec<Staged>,
     /// When the writer was last flushed by the timer.
     flushed: Instant,
     /// `FLUSH`es that came while a write was failing.
@@ -230,7 +234,11 @@ impl Runner {
                 sink.stats
                     .rows_written
                     .store(meta.rows_written, Ordering::Relaxed);
-                sink.stats.commits.store(meta.commits, Ordering::Relaxed);
+                // The checkpoint's files are committed now, or were before the restart:
+                // either way they count.
+                sink.stats
+                    .commits
+                    .store(meta.commits + meta.staged.len() as u64, Ordering::Relaxed);
                 writer.commit(&meta.staged).await?;
                 Some(meta.positions.clone())
             }
@@ -291,6 +299,7 @@ impl Runner {
             ended: false,
             checkpointing,
             committed: Instant::now(),
+            uncommitted: Vec::new(),
             flushed: Instant::now(),
             deferred: Vec::new(),
         })
@@ -575,11 +584,15 @@ impl Runner {
         }
         self.committed = Instant::now();
         let staged = self.writer.prepare().await?;
-        self.commit(&staged).await
+        self.uncommitted.extend(staged);
+        let all = self.uncommitted.clone();
+        self.commit(&all).await
     }
 
+    /// Make `staged` visible (idempotent: a file committed before counts as committed).
     async fn commit(&mut self, staged: &[Staged]) -> Result<()> {
         self.writer.commit(staged).await?;
+        self.uncommitted.retain(|s| !staged.contains(s));
         let stats = &self.sink.stats;
         if !staged.is_empty() || !self.sink.connector.two_phase() {
             stats
@@ -607,6 +620,8 @@ impl Runner {
     /// A checkpoint's first phase.
     async fn prepare(&mut self) -> Result<SinkMeta> {
         let staged = self.writer.prepare().await?;
+        self.uncommitted.extend(staged);
+        let staged = self.uncommitted.clone();
         if !self.sink.connector.two_phase() {
             self.sink
                 .stats
