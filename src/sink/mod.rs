@@ -56,7 +56,8 @@ pub use crate::checkpoint::Staged;
 #[async_trait]
 pub trait SinkWriter: Send {
     /// Take rows: the input's schema for [`Delivery::Append`], the change schema for
-    /// [`Delivery::Changes`]. A writer may buffer them.
+    /// [`Delivery::Changes`]. A writer may buffer them. An `Err` means the batch was not
+    /// taken: the runner hands the same batch again.
     async fn write(&mut self, batch: RecordBatch) -> Result<()>;
     /// Everything taken so far reaches the destination (`FLUSH`, before a checkpoint).
     async fn flush(&mut self) -> Result<()>;

@@ -173,6 +173,8 @@ def demo(tmp_path_factory) -> Demo:
         "--http-listen", f"127.0.0.1:{http_port}",
         "--flight-listen", f"127.0.0.1:{flight_port}",
         "--data-dir", str(work / "data"),
+        # The documentation's examples write under /tmp/weir-docs, as it says to allow.
+        "--storage-allowed-locations", str(SCRATCH),
     ]
     env = dict(os.environ)
     for key in [k for k in env if k.startswith(("PG", "WEIR_"))]:

@@ -235,8 +235,12 @@ def test_errors_carry_message_and_sqlstate(conn):
             cur.fetchall()
         assert "division by zero" in str(err.value).lower() or "divide by zero" in str(err.value).lower()
         with pytest.raises(adbc_driver_manager.Error) as err:
-            cur.execute("SET datafusion.execution.batch_size = 1")
+            cur.execute("SET application_name = 'x'")
         assert "no session" in str(err.value)
+        # A setting of the server is refused outright, here as on the PostgreSQL port.
+        with pytest.raises(adbc_driver_manager.Error) as err:
+            cur.execute("SET datafusion.execution.batch_size = 1")
+        assert "42501" in str(err.value) and "setting of the server" in str(err.value)
         cur.execute("SELECT 'still here' AS s")
         assert cur.fetchall() == [("still here",)]
 

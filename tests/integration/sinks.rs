@@ -420,6 +420,47 @@ async fn postgres_writer_retries_through_a_server_restart() {
 }
 
 #[tokio::test]
+async fn postgres_failed_write_is_retried_without_copies() {
+    let Some(pg) = Postgres::start() else { return };
+    // batch.size 1: every tenth row flushes inside `write`.
+    let mut writer = pg_writer(
+        &pg,
+        Delivery::Append,
+        &[
+            ("create.table", "true"),
+            ("batch.size", "1"),
+            ("retry.max_elapsed", "300ms"),
+        ],
+    )
+    .await;
+    let first: Vec<Row> = (0..5).map(|i| (i, "a", 1, 1)).collect();
+    writer.write(appended(&first)).await.unwrap();
+    let mut pg = tokio::task::spawn_blocking(move || {
+        let mut pg = pg;
+        pg.stop();
+        pg
+    })
+    .await
+    .unwrap();
+    // The write that fills the batch fails while the server is away, twice, as the
+    // runner retries it; then the server is back and the same batch goes in once.
+    let second: Vec<Row> = (5..12).map(|i| (i, "b", 1, 1)).collect();
+    for _ in 0..2 {
+        assert!(writer.write(appended(&second)).await.is_err());
+    }
+    pg = tokio::task::spawn_blocking(move || {
+        pg.start_again();
+        pg
+    })
+    .await
+    .unwrap();
+    writer.write(appended(&second)).await.unwrap();
+    writer.flush().await.unwrap();
+    let client = pg.client().await;
+    assert_eq!(table_rows(&client, "revenue").await.len(), 12);
+}
+
+#[tokio::test]
 async fn postgres_option_errors() {
     let parse = |delivery, pairs: &[(&str, &str)]| {
         let mut all = vec![("url", "postgres://u:pw@127.0.0.1:1/db"), ("table", "t")];

@@ -154,8 +154,14 @@ impl SinkWriter for PostgresWriter {
             Delivery::Append => (batch, vec![false; rows]),
         });
         self.pending_rows += rows;
-        if self.pending_rows >= self.spec.batch_size.saturating_mul(AUTO_FLUSH_STATEMENTS) {
-            self.flush().await?;
+        if self.pending_rows >= self.spec.batch_size.saturating_mul(AUTO_FLUSH_STATEMENTS)
+            && let Err(e) = self.flush().await
+        {
+            // A failed write keeps nothing of its batch: the runner hands the same batch
+            // again, and keeping it too would write its rows twice.
+            self.pending.pop();
+            self.pending_rows -= rows;
+            return Err(e);
         }
         Ok(())
     }
