@@ -162,7 +162,8 @@ impl KafkaSinkSpec {
                     input.sink, self.topic
                 ))
             })?;
-        let producer: FutureProducer = self.client_config().create().map_err(|e| {
+        let config = self.client_config();
+        let producer: FutureProducer = config.create().map_err(|e| {
             invalid(format!(
                 "kafka sink '{}': producer for brokers '{}': {e}",
                 input.sink,
@@ -171,25 +172,49 @@ impl KafkaSinkSpec {
         })?;
         Ok(Box::new(KafkaWriter {
             producer,
+            config,
             topic: self.topic.clone(),
             sink: input.sink.clone(),
             delivery: input.delivery,
             key,
             in_flight: VecDeque::new(),
+            undelivered: Vec::new(),
+            last_failure: None,
         }))
     }
 }
 
 struct KafkaWriter {
     producer: FutureProducer,
+    /// The producer's settings, to make a new one when this one cannot go on.
+    config: ClientConfig,
     topic: String,
     sink: String,
     delivery: Delivery,
     /// Indexes of the key columns.
     key: Vec<usize>,
     /// Records handed to the producer and not yet known delivered, oldest first.
-    in_flight: VecDeque<DeliveryFuture>,
+    in_flight: VecDeque<InFlight>,
+    /// Records the producer gave up on (the broker was away longer than
+    /// `message.timeout.ms`): kept, and sent again at the next flush, so that a flush (and
+    /// the checkpoint that waits for it) succeeds only once every record is delivered.
+    undelivered: Vec<Record>,
+    /// Why the last record was not delivered.
+    last_failure: Option<String>,
 }
+
+/// A record's key and value (`None`: a tombstone).
+type Record = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// A record handed to the producer, kept until its delivery is known.
+struct InFlight {
+    delivery: DeliveryFuture,
+    record: Record,
+}
+
+/// How many times a flush sends the undelivered records again before it reports failure
+/// (each time waits up to `message.timeout.ms` for them).
+const FLUSH_ROUNDS: usize = 3;
 
 /// Each row of `batch` as a JSON object (NULL columns included as `null`).
 pub fn json_rows(batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
@@ -251,12 +276,15 @@ impl KafkaWriter {
             }
             match self.producer.send_result(record) {
                 Ok(delivery) => {
-                    self.in_flight.push_back(delivery);
+                    self.in_flight.push_back(InFlight {
+                        delivery,
+                        record: (key.map(<[u8]>::to_vec), payload.map(<[u8]>::to_vec)),
+                    });
                     return Ok(());
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     match self.in_flight.pop_front() {
-                        Some(oldest) => self.settle(oldest).await?,
+                        Some(oldest) => self.settle(oldest).await,
                         None => tokio::time::sleep(Duration::from_millis(10)).await,
                     }
                 }
@@ -270,18 +298,26 @@ impl KafkaWriter {
         }
     }
 
-    /// Waits for one record's delivery.
-    async fn settle(&self, delivery: DeliveryFuture) -> Result<()> {
-        match delivery.await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err((e, _))) => Err(WeirError::Stopped(format!(
-                "kafka sink '{}': a record was not delivered to topic '{}': {e}",
+    /// Waits for one record's delivery; a record not delivered is kept to be sent again.
+    async fn settle(&mut self, in_flight: InFlight) {
+        let failure = match in_flight.delivery.await {
+            Ok(Ok(_)) => return,
+            Ok(Err((e, _))) => format!(
+                "kafka sink '{}': records were not delivered to topic '{}' (sent again at the next flush): {e}",
                 self.sink, self.topic
-            ))),
-            Err(_) => Err(WeirError::Stopped(format!(
+            ),
+            Err(_) => format!(
                 "kafka sink '{}': the producer for topic '{}' stopped before a record's delivery",
                 self.sink, self.topic
-            ))),
+            ),
+        };
+        self.last_failure = Some(failure);
+        self.undelivered.push(in_flight.record);
+    }
+
+    async fn settle_all(&mut self) {
+        while let Some(oldest) = self.in_flight.pop_front() {
+            self.settle(oldest).await;
         }
     }
 
@@ -323,16 +359,34 @@ impl SinkWriter for KafkaWriter {
         }
     }
 
-    /// Waits until every record is delivered; the first failure is returned after all
-    /// have been waited for.
+    /// Waits until every record is delivered, sending again the ones the producer gave
+    /// up on; if some still are not, says why and keeps them for the next flush.
     async fn flush(&mut self) -> Result<()> {
-        let mut first_error = None;
-        while let Some(delivery) = self.in_flight.pop_front() {
-            if let Err(e) = self.settle(delivery).await {
-                first_error.get_or_insert(e);
+        self.settle_all().await;
+        for _ in 0..FLUSH_ROUNDS {
+            if self.undelivered.is_empty() {
+                self.last_failure = None;
+                return Ok(());
             }
+            // The idempotent producer that gave up on records keeps their sequence numbers,
+            // which a broker may refuse from then on: a new producer sends them.
+            self.producer = self.config.create().map_err(|e| {
+                WeirError::Transient(format!("kafka sink '{}': a new producer: {e}", self.sink))
+            })?;
+            for (key, payload) in std::mem::take(&mut self.undelivered) {
+                self.send(key.as_deref(), payload.as_deref()).await?;
+            }
+            self.settle_all().await;
         }
-        first_error.map_or(Ok(()), Err)
+        if self.undelivered.is_empty() {
+            self.last_failure = None;
+            return Ok(());
+        }
+        Err(WeirError::Transient(format!(
+            "{} ({} records waiting)",
+            self.last_failure.clone().unwrap_or_default(),
+            self.undelivered.len()
+        )))
     }
 }
 

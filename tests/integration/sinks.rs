@@ -586,6 +586,35 @@ async fn kafka_writer(
 }
 
 #[tokio::test]
+async fn kafka_sink_keeps_records_the_broker_missed_until_delivered() {
+    let mut broker = Broker::start();
+    let mut writer = kafka_writer(
+        &broker,
+        "kept_records",
+        Delivery::Append,
+        &[("properties.message.timeout.ms", "1500")],
+    )
+    .await;
+    let rows =
+        |from: i64, n: i64| -> Vec<Row> { (from..from + n).map(|i| (i, "k", 1, 1)).collect() };
+    writer.write(appended(&rows(0, 3))).await.unwrap();
+    writer.flush().await.unwrap();
+    // The broker is away longer than message.timeout.ms: the producer gives up on the
+    // records, the flush says so, and nothing is dropped.
+    broker.kill();
+    writer.write(appended(&rows(3, 4))).await.unwrap();
+    let e = writer.flush().await.unwrap_err();
+    assert!(e.to_string().contains("not delivered"), "{e}");
+    broker.restart();
+    writer.flush().await.unwrap();
+    let got = consume(&broker, "kept_records", 7);
+    let ids: std::collections::BTreeSet<String> =
+        got.iter().map(|(_, v)| v.clone().unwrap()).collect();
+    assert_eq!(got.len(), 7, "{got:?}");
+    assert_eq!(ids.len(), 7, "{got:?}");
+}
+
+#[tokio::test]
 async fn kafka_sink_produces_keyed_json_records_and_tombstones() {
     let broker = Broker::start();
     // The topic does not exist yet: the sink makes it.
