@@ -896,7 +896,7 @@ impl SourceReader for Failing {
 }
 
 #[tokio::test]
-async fn a_view_whose_source_fails_stops_and_says_why() {
+async fn a_view_whose_source_fails_is_restarted_then_stays_failed_and_says_why() {
     let engine = engine().await;
     let open: Arc<OpenReader> =
         Arc::new(|_columns: &[usize]| Ok(Box::new(Failing) as Box<dyn SourceReader>));
@@ -912,19 +912,40 @@ async fn a_view_whose_source_fails_stops_and_says_why() {
     let test = async {
         let (reply, answer) = oneshot::channel();
         commands.send(ViewCommand::Flush(reply)).unwrap();
+        // The FLUSH waits through the restarts, then fails naming the view.
         let e = answer.await.unwrap().unwrap_err().to_string();
         assert!(
-            e.contains("materialized view \"v\" stopped: ") && e.contains("the source broke"),
+            e.contains("materialized view \"v\" failed: ")
+                && e.contains("the source broke")
+                && e.contains("gave up after 5 restarts"),
             "{e}"
         );
         assert!(view.failure().unwrap().contains("the source broke"));
         let e = view.rows_now().unwrap_err().to_string();
-        assert!(e.contains("materialized view \"v\" stopped"), "{e}");
+        assert!(e.contains("materialized view \"v\" failed"), "{e}");
+        // Without a checkpoint, a failed view is left out of one.
+        let (reply, answer) = oneshot::channel();
+        commands.send(ViewCommand::Checkpoint(reply)).unwrap();
+        assert!(answer.await.is_err());
+        // ALTER … RESTART tries again (and fails again here).
+        let (reply, answer) = oneshot::channel();
+        commands.send(ViewCommand::Restart(reply)).unwrap();
+        let (reply2, answer2) = oneshot::channel();
+        commands.send(ViewCommand::Flush(reply2)).unwrap();
+        assert!(
+            answer.await.unwrap().is_ok(),
+            "the restart opened the reader"
+        );
+        let e = answer2.await.unwrap().unwrap_err().to_string();
+        assert!(e.contains("the source broke"), "{e}");
         commands.send(ViewCommand::Stop).unwrap();
     };
     // The pipeline on this task, next to the test: it ends at the Stop.
-    tokio::time::timeout(Duration::from_secs(20), async {
-        tokio::join!(pipeline.run(rx), test)
+    tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(
+            Supervisor::new(Arc::clone(&view), None).run(pipeline, rx),
+            test
+        )
     })
     .await
     .expect("the pipeline stopped");
