@@ -1,6 +1,6 @@
 //! The test-only fault hook: `weir_test_panic(condition)` panics on the thread that
 //! evaluates it (a view's pipeline) when `condition` is true. It exists only on a server
-//! started with `WEIR_TEST_FAULTS=N` (N > 0: how many panics it causes in all).
+//! started with `WEIR_TEST_FAULTS=N` (how many panics it causes in all; 0: none).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -11,30 +11,30 @@ use datafusion::common::exec_err;
 use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
 
-/// Panics left to cause; read from `WEIR_TEST_FAULTS` once.
-static LEFT: std::sync::OnceLock<AtomicI64> = std::sync::OnceLock::new();
+/// Panics left to cause, read from `WEIR_TEST_FAULTS` once; `None` without it.
+static LEFT: std::sync::OnceLock<Option<AtomicI64>> = std::sync::OnceLock::new();
 
-fn left() -> &'static AtomicI64 {
+fn left() -> Option<&'static AtomicI64> {
     LEFT.get_or_init(|| {
-        let n = std::env::var("WEIR_TEST_FAULTS")
+        std::env::var("WEIR_TEST_FAULTS")
             .ok()
             .and_then(|v| v.trim().parse::<i64>().ok())
-            .unwrap_or(0);
-        AtomicI64::new(n.max(0))
+            .map(|n| AtomicI64::new(n.max(0)))
     })
+    .as_ref()
 }
 
-/// Register `weir_test_panic` on `ctx` when `WEIR_TEST_FAULTS` asks for faults.
+/// Register `weir_test_panic` on `ctx` when `WEIR_TEST_FAULTS` is set.
 pub fn install(ctx: &SessionContext) {
-    if left().load(Ordering::SeqCst) <= 0 {
+    let Some(left) = left() else {
         return;
-    }
+    };
     ctx.register_udf(create_udf(
         "weir_test_panic",
         vec![DataType::Boolean],
         DataType::Boolean,
         Volatility::Volatile,
-        Arc::new(|args: &[ColumnarValue]| {
+        Arc::new(move |args: &[ColumnarValue]| {
             let array = match &args[0] {
                 ColumnarValue::Array(a) => Arc::clone(a),
                 ColumnarValue::Scalar(s) => s.to_array()?,
@@ -43,7 +43,7 @@ pub fn install(ctx: &SessionContext) {
                 return exec_err!("weir_test_panic takes a boolean");
             };
             let hit = values.iter().any(|v| v == Some(true));
-            if hit && left().fetch_sub(1, Ordering::SeqCst) > 0 {
+            if hit && left.fetch_sub(1, Ordering::SeqCst) > 0 {
                 panic!("weir_test_panic: a fault injected for a test");
             }
             Ok(ColumnarValue::Array(Arc::new(values.clone())))

@@ -1,7 +1,8 @@
 //! Supervision against a real `weir serve` reading a real Kafka-protocol broker: a view
 //! whose thread panics (the test-only `weir_test_panic`, present only on a server started
 //! with `WEIR_TEST_FAULTS`) shows `failed` with the reason, `FLUSH` fails naming it once
-//! its restarts are used up, and it recovers from its checkpoint, automatically and with
+//! its restarts are used up, checkpoints keep its last checkpointed state, and it
+//! recovers from that state: after a restart of the server, automatically and with
 //! `ALTER MATERIALIZED VIEW … RESTART`.
 
 use crate::harness::{Broker, Server, connect, first_value, rows};
@@ -14,16 +15,31 @@ fn ids(range: std::ops::Range<i64>) -> Vec<String> {
     range.map(|i| format!("{{\"id\":{i}}}")).collect()
 }
 
+/// `FLUSH` fails naming `totals`, which gave up after its restarts.
+async fn flush_fails_naming_totals(client: &tokio_postgres::Client) {
+    let e = client.batch_execute("FLUSH").await.unwrap_err();
+    let db = e.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "55000", "{db:?}");
+    assert!(
+        db.message().contains("materialized view \"totals\" failed")
+            && db.message().contains("weir_test_panic")
+            && db.message().contains("gave up after 5 restarts"),
+        "{}",
+        db.message()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_view_whose_thread_panics_fails_and_recovers_from_its_checkpoint() {
     let broker = Broker::start();
     broker.create_topic("faults", 1).await;
-    let sql = tempfile::tempdir().unwrap();
-    // Seven panics in all: the first and five restarts (then the view stays failed), and
-    // one more after ALTER … RESTART (recovered from by an automatic restart).
-    let server = Server::start_with_env(sql.path().to_str().unwrap(), &[("WEIR_TEST_FAULTS", "7")]);
+    let dir = tempfile::tempdir().unwrap();
+    let (sql, data) = (dir.path().join("sql"), dir.path().join("data"));
+    std::fs::create_dir(&sql).unwrap();
+    // Six panics: at the first read of record 1000 and at each of the five restarts.
+    let server = Server::start_on_with_env(&sql, &data, &[], &[("WEIR_TEST_FAULTS", "6")]);
     let client = connect(&server).await;
-    // From the end of the topic: a view that restarted afresh rather than from its
+    // From the end of the topic: a view that started afresh rather than from its
     // checkpoint would miss the records before.
     client
         .batch_execute(&format!(
@@ -43,15 +59,7 @@ async fn a_view_whose_thread_panics_fails_and_recovers_from_its_checkpoint() {
 
     // Record 1000 makes the view's thread panic, at the first read and at each restart.
     broker.produce("faults", 0, &ids(500..1001)).await;
-    let e = client.batch_execute("FLUSH").await.unwrap_err();
-    let db = e.as_db_error().expect("a server error");
-    assert_eq!(db.code().code(), "55000", "{db:?}");
-    assert!(
-        db.message().contains("materialized view \"totals\" failed")
-            && db.message().contains("gave up after 5 restarts"),
-        "{}",
-        db.message()
-    );
+    flush_fails_naming_totals(&client).await;
     let status = value(
         &client,
         "SELECT status || ': ' || status_detail FROM weir_catalog.materialized_views \
@@ -59,11 +67,9 @@ async fn a_view_whose_thread_panics_fails_and_recovers_from_its_checkpoint() {
     )
     .await;
     assert!(
-        status.starts_with("failed: ") && status.contains("weir_test_panic"),
-        "{status}"
-    );
-    assert!(
-        status.contains("ALTER MATERIALIZED VIEW totals RESTART"),
+        status.starts_with("failed: ")
+            && status.contains("panicked: weir_test_panic")
+            && status.contains("ALTER MATERIALIZED VIEW totals RESTART"),
         "{status}"
     );
     let shown = rows(&client, "SHOW MATERIALIZED VIEWS").await;
@@ -86,11 +92,19 @@ async fn a_view_whose_thread_panics_fails_and_recovers_from_its_checkpoint() {
         "{e:?}"
     );
     assert_eq!(value(&client, "SELECT n FROM healthy").await, "1001");
-    // A checkpoint keeps the failed view's last checkpointed state.
+    // Checkpoints keep the failed view's last checkpointed state (500 records read):
+    // this one, and the last at shutdown.
     client.batch_execute("CHECKPOINT").await.unwrap();
+    assert!(server.stop().success());
 
-    // ALTER … RESTART: it panics once more, restarts by itself, and recovers; FLUSH waits
-    // for that. Every record is counted once: 500 from the checkpoint, 501 read again.
+    // The server again, on the same data directory: the view resumes from that state
+    // (else it would start at the topic's end and never panic), fails again, and gives
+    // up again; ALTER … RESTART starts it again: it panics once more, restarts by itself
+    // and recovers, and FLUSH waits for that. Every record is counted once: 500 from the
+    // checkpoint, 501 read again.
+    let server = Server::start_on_with_env(&sql, &data, &[], &[("WEIR_TEST_FAULTS", "7")]);
+    let client = connect(&server).await;
+    flush_fails_naming_totals(&client).await;
     client
         .batch_execute("ALTER MATERIALIZED VIEW totals RESTART")
         .await
@@ -108,7 +122,7 @@ async fn a_view_whose_thread_panics_fails_and_recovers_from_its_checkpoint() {
         .await,
         "running"
     );
-    // On a running view, RESTART does nothing; an unknown one is refused.
+    // On a running view, RESTART does nothing; unknown names are refused.
     client
         .batch_execute("ALTER MATERIALIZED VIEW totals RESTART")
         .await

@@ -606,3 +606,66 @@ async fn the_commit_counter_does_not_go_back_at_a_restart() {
         "part-1 was committed before the restart"
     );
 }
+
+/// A reader whose poll panics.
+struct Panicking;
+
+#[async_trait]
+impl SourceReader for Panicking {
+    async fn poll(&mut self) -> Result<Poll> {
+        panic!("a bug in the reader");
+    }
+    async fn end_positions(&mut self) -> Result<Positions> {
+        Ok(Positions::new())
+    }
+    fn positions(&self) -> &Positions {
+        static NONE: Positions = Positions::new();
+        &NONE
+    }
+    fn partitions(&self) -> Vec<i32> {
+        vec![0]
+    }
+    fn decode_errors(&self) -> u64 {
+        0
+    }
+}
+
+#[tokio::test]
+async fn a_panic_on_a_sinks_thread_fails_it_and_it_restarts() {
+    let (sink, rx, _dir) = sink(&[], no_start());
+    let dest = Arc::new(Mutex::new(Destination::default()));
+    let mut runner = runner(&sink, &dest, SinkStart::Fresh).await;
+    runner.input = Reading::Reader {
+        reader: Box::new(Panicking),
+        skip: 0,
+    };
+    let test = async {
+        // The runner panicked at its first read (before this runs) and is failed,
+        // waiting to restart: the reason says so, a checkpoint keeps its last position.
+        let (status, why) = sink.stats.status();
+        assert_eq!(status, "failed");
+        let why = why.unwrap();
+        assert!(
+            why.contains("panicked: a bug in the reader") && why.contains("restart 1 of 5"),
+            "{why}"
+        );
+        let (reply, answer) = oneshot::channel();
+        sink.commands.send(SinkCommand::Prepare(reply)).unwrap();
+        assert!(answer.await.unwrap().is_err());
+        // A FLUSH waits for the restart (its input opened again).
+        let (reply, answer) = oneshot::channel();
+        sink.commands.send(SinkCommand::Flush(reply)).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .expect("an answer")
+            .unwrap()
+            .unwrap();
+        assert_eq!(sink.stats.status(), ("running", None));
+        sink.commands.send(SinkCommand::Stop).unwrap();
+    };
+    tokio::time::timeout(Duration::from_secs(20), async {
+        tokio::join!(runner.run(rx), test)
+    })
+    .await
+    .expect("the runner stopped");
+}
