@@ -10,6 +10,10 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 
 use crate::error::{Result, WeirError};
 
+/// The most windows of one `HOP` an event may fall into (size / slide): beyond it, one
+/// event would make that many rows under the view's lock.
+pub const MAX_HOPS: i64 = 1000;
+
 pub const WINDOW_START: &str = "window_start";
 pub const WINDOW_END: &str = "window_end";
 
@@ -46,6 +50,14 @@ impl WindowSpec {
             return Err(WeirError::InvalidParameter(format!(
                 "HOP slide ({}) is longer than the window size ({}): events between windows would be lost",
                 describe(slide),
+                describe(size)
+            )));
+        }
+        if size / slide > MAX_HOPS {
+            return Err(WeirError::InvalidParameter(format!(
+                "HOP slide ({}) puts each event into {} windows of size {}; at most {MAX_HOPS}",
+                describe(slide),
+                size / slide,
                 describe(size)
             )));
         }
@@ -265,6 +277,9 @@ mod tests {
         let got: Vec<i64> = starts_ends(&out).iter().map(|r| r.1).collect();
         assert_eq!(got, vec![60_000, 0, -60_000, -120_000, -180_000]);
         assert!(WindowSpec::hop(2, 1, 0).is_err());
+        let e = WindowSpec::hop(1_000_000, 86_400_000_000_000, 0).unwrap_err();
+        assert!(e.to_string().contains("at most 1000"), "{e}");
+        assert!(WindowSpec::hop(1, 1000, 0).is_ok());
         assert_eq!(describe(90_000_000_000), "1m30s");
     }
 
