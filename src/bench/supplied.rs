@@ -42,6 +42,7 @@ impl SourceConnector for Supplied {
         &self,
         columns: &[usize],
         _resume: Option<&Positions>,
+        _guard: Option<crate::decode::TimeGuard>,
     ) -> Result<Box<dyn SourceReader>> {
         (self.open)(columns)
     }

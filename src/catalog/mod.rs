@@ -5,6 +5,7 @@
 
 mod checkpoint;
 mod durable;
+mod faults;
 mod sinks;
 #[cfg(test)]
 mod tests;
@@ -32,8 +33,8 @@ use crate::sql::streaming::{CreateMaterializedView, CreateSource, Emit};
 use crate::view::pipeline::{self, ViewCommand, ViewStart};
 use crate::view::plan;
 use crate::view::source::{
-    ConnectorSpec, EventTime, SourceDef, SourceTable, Sources, WindowFunction, interval_nanos,
-    parse_duration,
+    ConnectorSpec, DEFAULT_MAX_FUTURE, EventTime, SourceDef, SourceTable, Sources, WindowFunction,
+    interval_nanos, parse_duration,
 };
 use crate::view::state::{View, ViewTable};
 use crate::view::{Views, one_line, retention};
@@ -63,6 +64,7 @@ pub struct Catalog {
 impl Catalog {
     /// Register `TUMBLE` and `HOP` on `ctx`.
     pub fn install(&self, ctx: &SessionContext) {
+        faults::install(ctx);
         for (name, hop) in [("tumble", false), ("hop", true)] {
             ctx.register_udtf(
                 name,
@@ -266,9 +268,34 @@ impl Catalog {
                     None => 0,
                     Some(expr) => interval_of(ctx, &expr.to_string()).await?,
                 };
-                Some(EventTime { column, delay })
+                let max_future = match options.get("watermark.max_future") {
+                    None => Some(DEFAULT_MAX_FUTURE),
+                    Some(v) if v.trim().eq_ignore_ascii_case("none") => None,
+                    Some(v) => Some(
+                        parse_duration(v)
+                            .and_then(|d| i64::try_from(d.as_nanos()).ok())
+                            .ok_or_else(|| {
+                                WeirError::InvalidParameter(format!(
+                                    "option 'watermark.max_future' must be an interval such as \
+                                     '1 hour' or '1d', or 'none'; got '{v}'"
+                                ))
+                            })?,
+                    ),
+                };
+                Some(EventTime {
+                    column,
+                    delay,
+                    max_future,
+                })
             }
         };
+        if event_time.is_none() && options.get("watermark.max_future").is_some() {
+            return Err(WeirError::InvalidParameter(format!(
+                "option 'watermark.max_future' needs an event time: \
+                 WATERMARK FOR column AS column - INTERVAL … in source \"{}\"",
+                create.name
+            )));
+        }
         let idle_timeout = match options.get("watermark.idle_timeout") {
             None => DEFAULT_IDLE_TIMEOUT,
             Some(v) => parse_duration(v).ok_or_else(|| {
@@ -349,8 +376,13 @@ impl Catalog {
         // runs nothing.
         if !self.checking() {
             let run = Arc::clone(&view);
+            let checkpoints = self
+                .checkpoints
+                .get()
+                .filter(|_| checkpointed(&view))
+                .cloned();
             threads::start(format!("view-{}", view.name), move |ready| {
-                pipeline::run(run, rx, begin, ready)
+                pipeline::run(run, rx, begin, ready, checkpoints)
             })
             .await?;
         }
@@ -392,6 +424,24 @@ impl Catalog {
         } else {
             Err(WeirError::Stopped(errors.join("; ")))
         }
+    }
+
+    /// `ALTER MATERIALIZED VIEW name RESTART`: a failed view starts again from its last
+    /// checkpointed state (with a fresh count of automatic restarts); a running one is
+    /// left as it is.
+    pub async fn restart_view(&self, name: &str) -> Result<()> {
+        let view = self
+            .view(name)
+            .ok_or_else(|| WeirError::UndefinedTable(name.to_string()))?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        view.commands.send(ViewCommand::Restart(tx)).map_err(|_| {
+            WeirError::Stopped(format!("materialized view \"{name}\" is not running"))
+        })?;
+        rx.await.map_err(|_| {
+            WeirError::Stopped(format!(
+                "materialized view \"{name}\" stopped while restarting"
+            ))
+        })?
     }
 
     /// `DROP SOURCE`; `false` when it did not exist and `IF EXISTS` was given.
@@ -508,7 +558,7 @@ async fn flush_all(views: Vec<Arc<View>>) -> Vec<String> {
             Ok(Err(e)) => errors.push(e.to_string()),
             Err(_) => {
                 if let Some(f) = view.failure() {
-                    errors.push(format!("materialized view \"{}\" stopped: {f}", view.name));
+                    errors.push(format!("materialized view \"{}\" failed: {f}", view.name));
                 }
             }
         }

@@ -140,6 +140,20 @@ impl Catalog {
         }
     }
 
+    /// `ALTER SINK name RESTART`: a failed sink starts again from its last checkpointed
+    /// position (with a fresh count of automatic restarts); a running one is left as it is.
+    pub async fn restart_sink(&self, name: &str) -> Result<()> {
+        let sink = self
+            .sink(name)
+            .ok_or_else(|| WeirError::UndefinedObject(format!("sink \"{name}\" does not exist")))?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        sink.commands
+            .send(SinkCommand::Restart(tx))
+            .map_err(|_| WeirError::Stopped(format!("sink \"{name}\" is not running")))?;
+        rx.await
+            .map_err(|_| WeirError::Stopped(format!("sink \"{name}\" stopped while restarting")))?
+    }
+
     /// `FLUSH`, after the views: every sink has handed its input's rows to its
     /// destination; then a checkpoint commits the files sinks staged.
     pub async fn flush_sinks(&self) -> Vec<String> {

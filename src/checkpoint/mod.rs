@@ -98,6 +98,7 @@ pub struct SinkMeta {
 }
 
 /// What a view's pipeline hands over for a checkpoint.
+#[derive(Clone)]
 pub struct ViewSnapshot {
     pub meta: ViewMeta,
     pub sections: Vec<Section>,
@@ -140,9 +141,13 @@ impl Taken {
 /// The checkpoints of one data directory.
 pub struct Checkpoints {
     root: PathBuf,
+    /// The last sequence number handed out (numbers are never handed out twice).
     sequence: AtomicU64,
     /// One checkpoint at a time.
     writing: tokio::sync::Mutex<()>,
+    /// One writer of files at a time: held by the blocking writer itself, so that a
+    /// checkpoint whose caller was cancelled still finishes before the next one begins.
+    files: Arc<std::sync::Mutex<()>>,
 }
 
 /// The last complete checkpoint, read at start.
@@ -209,9 +214,36 @@ impl Checkpoints {
                 root,
                 sequence: AtomicU64::new(sequence),
                 writing: tokio::sync::Mutex::new(()),
+                files: Arc::default(),
             }),
             restored,
         ))
+    }
+
+    /// The view `name` as the current manifest holds it, its state read into memory
+    /// (`None` when no checkpoint holds it): what a failed view keeps answering to
+    /// checkpoints, and restarts from. Read while no checkpoint writes.
+    pub fn view_snapshot(&self, name: &str) -> Result<Option<ViewSnapshot>> {
+        let _one = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        let path = self.root.join(MANIFEST);
+        let m: Manifest = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| io("cannot read", &path, e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("cannot read", &path, e)),
+        };
+        let folder = self.root.join(&m.folder);
+        let Some(meta) = m.views.into_iter().find(|v| v.name == name) else {
+            return Ok(None);
+        };
+        let restored = Restored {
+            folder,
+            sequence: m.sequence,
+            taken_at: m.taken_at,
+            views: BTreeMap::new(),
+            sinks: BTreeMap::new(),
+        };
+        let sections = restored.sections(&meta)?.into_iter().collect();
+        Ok(Some(ViewSnapshot { meta, sections }))
     }
 
     /// One checkpoint at a time: held from asking the views for their state until the
@@ -221,27 +253,32 @@ impl Checkpoints {
     }
 
     /// Write `snapshots` and `sinks` as the next checkpoint (off the async workers);
-    /// `started`: when it began (views handing over their state included).
+    /// `started`: when it began (views handing over their state included). Its number is
+    /// taken before anything is written, so that a caller cancelled part way (a cancelled
+    /// `FLUSH` or `CHECKPOINT`) never leaves a number to be used again.
     pub async fn write_next(
         &self,
         snapshots: Vec<ViewSnapshot>,
         sinks: Vec<SinkMeta>,
         started: Instant,
     ) -> Result<Taken> {
-        let sequence = self.sequence.load(Ordering::SeqCst) + 1;
+        let sequence = self.sequence.fetch_add(1, Ordering::SeqCst) + 1;
         let root = self.root.clone();
-        let taken =
-            tokio::task::spawn_blocking(move || write(&root, sequence, snapshots, sinks, started))
-                .await
-                .map_err(|e| WeirError::Internal(format!("checkpoint writer: {e}")))??;
-        self.sequence.store(sequence, Ordering::SeqCst);
-        Ok(taken)
+        let files = Arc::clone(&self.files);
+        tokio::task::spawn_blocking(move || {
+            let _one = files.lock().unwrap_or_else(|e| e.into_inner());
+            write(&root, sequence, snapshots, sinks, started)
+        })
+        .await
+        .map_err(|e| WeirError::Internal(format!("checkpoint writer: {e}")))?
     }
 }
 
 /// Write `snapshots` as checkpoint `sequence`: the state files into a new folder, each
 /// synced, then the manifest naming it, synced and renamed over the last one; then the
-/// older folders go.
+/// older folders go. The folder the current manifest names is never touched: a
+/// `sequence` at or below the current manifest's is refused (a newer checkpoint
+/// superseded it).
 /// `started`: when the checkpoint began (views handing over their state included).
 pub(crate) fn write(
     root: &Path,
@@ -250,6 +287,13 @@ pub(crate) fn write(
     sinks: Vec<SinkMeta>,
     started: Instant,
 ) -> Result<Taken> {
+    if let Some(current) = current_sequence(root)?
+        && current >= sequence
+    {
+        return Err(WeirError::Internal(format!(
+            "checkpoint {sequence} not written: the manifest already names checkpoint {current}"
+        )));
+    }
     let name = format!("ckpt-{sequence:010}");
     let folder = root.join(&name);
     if folder.exists() {
@@ -302,6 +346,18 @@ pub(crate) fn write(
         bytes,
         took: started.elapsed(),
     })
+}
+
+/// The sequence of the checkpoint the manifest under `root` names, if there is one.
+fn current_sequence(root: &Path) -> Result<Option<u64>> {
+    let path = root.join(MANIFEST);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice::<Manifest>(&bytes)
+            .map(|m| Some(m.sequence))
+            .map_err(|e| io("cannot read", &path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io("cannot read", &path, e)),
+    }
 }
 
 /// `bytes` into `path` whole or not at all: a temporary file beside it, synced, renamed

@@ -277,3 +277,75 @@ fn a_missing_state_file_fails_naming_it() {
         "{e}"
     );
 }
+
+#[test]
+fn a_stale_sequence_never_touches_the_folder_the_manifest_names() {
+    let (_dir, root) = data_dir();
+    write(&root, 2, vec![snapshot("v", 5)], Vec::new(), Instant::now()).unwrap();
+    // The same number again (a cancelled checkpoint that left its number unsaved) and
+    // an older one: both refused, the manifest's folder kept whole.
+    for stale in [2, 1] {
+        let e = write(
+            &root,
+            stale,
+            vec![snapshot("w", 9)],
+            Vec::new(),
+            Instant::now(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("already names checkpoint 2"), "{e}");
+        assert_eq!(folders(&root), ["MANIFEST.json", "ckpt-0000000002"]);
+    }
+    let (_, restored) = Checkpoints::open(root.parent().unwrap()).unwrap();
+    let restored = restored.unwrap();
+    assert_eq!(restored.sequence, 2);
+    let v = restored.view("v").unwrap();
+    assert_eq!(restored.sections(v).unwrap()["closed"].len(), 2);
+}
+
+#[tokio::test]
+async fn a_cancelled_checkpoint_does_not_leave_its_number_to_be_used_again() {
+    let (dir, root) = data_dir();
+    let (checkpoints, _) = Checkpoints::open(dir.path()).unwrap();
+    checkpoints
+        .write_next(vec![snapshot("v", 5)], Vec::new(), Instant::now())
+        .await
+        .unwrap();
+    // The caller goes away right after the writer started (its first poll).
+    let _ = tokio::time::timeout(
+        Duration::ZERO,
+        checkpoints.write_next(vec![snapshot("v", 6)], Vec::new(), Instant::now()),
+    )
+    .await;
+    // The next checkpoint waits for the orphaned writer, takes a number of its own and
+    // keeps its folder; the manifest names it.
+    let taken = checkpoints
+        .write_next(vec![snapshot("v", 7)], Vec::new(), Instant::now())
+        .await
+        .unwrap();
+    assert_eq!(taken.sequence, 3);
+    assert_eq!(folders(&root), ["MANIFEST.json", "ckpt-0000000003"]);
+    let (_, restored) = Checkpoints::open(dir.path()).unwrap();
+    let restored = restored.unwrap();
+    assert_eq!(restored.sequence, 3);
+    assert_eq!(
+        restored.view("v").unwrap().positions,
+        Positions::from([(0, 7), (1, 9)])
+    );
+    assert!(restored.sections(restored.view("v").unwrap()).is_ok());
+}
+
+#[test]
+fn a_view_snapshot_reads_one_view_of_the_current_checkpoint() {
+    let (dir, root) = data_dir();
+    let (checkpoints, _) = Checkpoints::open(dir.path()).unwrap();
+    assert!(checkpoints.view_snapshot("v").unwrap().is_none());
+    write(&root, 1, vec![snapshot("v", 5)], Vec::new(), Instant::now()).unwrap();
+    let kept = checkpoints.view_snapshot("v").unwrap().unwrap();
+    assert_eq!(kept.meta.positions, Positions::from([(0, 5), (1, 7)]));
+    let sections: BTreeMap<String, Vec<RecordBatch>> = kept.sections.into_iter().collect();
+    assert_eq!(sections["closed"].len(), 2);
+    assert_eq!(sections["out.aggregate"], vec![rows(30, &["d"])]);
+    assert!(checkpoints.view_snapshot("w").unwrap().is_none());
+}

@@ -1053,6 +1053,7 @@ impl crate::connector::SourceConnector for DatagenSpec {
         &self,
         _columns: &[usize],
         resume: Option<&crate::connector::Positions>,
+        _guard: Option<crate::decode::TimeGuard>,
     ) -> Result<Box<dyn crate::connector::SourceReader>> {
         crate::connector::generated::GeneratedReader::new(
             Box::new(Generator::new(self.options.clone())?),

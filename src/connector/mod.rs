@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 
+use crate::decode::TimeGuard;
 use crate::error::{Result, WeirError};
 use crate::sql::streaming::Options;
 
@@ -52,11 +53,13 @@ pub trait SourceConnector: std::fmt::Debug + Send + Sync {
     fn name(&self) -> &'static str;
     /// A new reader that fills the `columns` given (indexes into the source's schema;
     /// others may be left NULL), positioned where the start-up options say, or at
-    /// `resume` (a checkpoint's positions).
+    /// `resume` (a checkpoint's positions). A connector that decodes records checks
+    /// their event times with `guard` (the others generate their own).
     async fn reader(
         &self,
         columns: &[usize],
         resume: Option<&Positions>,
+        guard: Option<TimeGuard>,
     ) -> Result<Box<dyn SourceReader>>;
     /// Where the source ends now, per partition (empty where it cannot be known).
     async fn end_positions(&self, partitions: Vec<i32>) -> Positions;
@@ -175,7 +178,11 @@ pub fn reached(positions: &Positions, target: &Positions) -> bool {
 }
 
 /// Options every connector accepts; the stream layer reads them.
-pub const COMMON_OPTIONS: &[&str] = &["connector", "watermark.idle_timeout"];
+pub const COMMON_OPTIONS: &[&str] = &[
+    "connector",
+    "watermark.idle_timeout",
+    "watermark.max_future",
+];
 
 /// Fail on an option `connector` does not know, naming it and listing the valid ones.
 /// `prefixes` are families passed through as they are (`properties.`).

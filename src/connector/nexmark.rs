@@ -280,6 +280,7 @@ impl crate::connector::SourceConnector for NexmarkSpec {
         &self,
         _columns: &[usize],
         resume: Option<&Positions>,
+        _guard: Option<crate::decode::TimeGuard>,
     ) -> Result<Box<dyn SourceReader>> {
         GeneratedReader::new(
             Box::new(NexmarkGenerator::new(self.table, self.base_time_ms)),

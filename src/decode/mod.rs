@@ -1,11 +1,15 @@
 //! Decoding of message payloads (one record each) into Arrow record batches of a declared
 //! schema, as JSON objects (`arrow-json`) or CSV lines (`arrow-csv`). Records that cannot
-//! be decoded are skipped and reported, so one bad message does not stop a source.
+//! be decoded are skipped and reported, so one bad message does not stop a source; so are
+//! records whose event time is NULL, outside the representable range or too far ahead of
+//! the wall clock ([`TimeGuard`]), so that one hostile record cannot move a watermark.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{RecordBatch, RecordBatchOptions, new_null_array};
-use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::array::{
+    Array, BooleanArray, Int64Array, RecordBatch, RecordBatchOptions, new_null_array,
+};
+use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, SchemaRef, TimeUnit};
 use datafusion::arrow::error::ArrowError;
 
@@ -51,6 +55,103 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// The event-time checks a source's decoder makes (`WATERMARK FOR column`): a record whose
+/// event time is NULL, outside years 1 to 9999 (or the sentinel values `i64::MIN` and
+/// `i64::MAX`), or more than `max_future` ahead of the wall clock is undecodable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeGuard {
+    /// Index of the event-time column (a TIMESTAMP) in the schema.
+    pub column: usize,
+    /// How far ahead of the wall clock an event time may be, in nanoseconds (`None`: any).
+    pub max_future: Option<i64>,
+}
+
+/// Seconds since the epoch of 0001-01-01 00:00:00 UTC and of 10000-01-01 00:00:00 UTC.
+const FIRST_SECOND: i128 = -62_135_596_800;
+const END_SECOND: i128 = 253_402_300_800;
+
+impl TimeGuard {
+    /// Why the event time `t` (ticks of `unit`; `None`: NULL) makes its record a bad one,
+    /// the wall clock being `now_nanos`; `None` when it is good.
+    pub fn check(&self, t: Option<i64>, unit: TimeUnit, now_nanos: i64) -> Option<String> {
+        let Some(t) = t else {
+            return Some("event time is NULL".into());
+        };
+        let per_second = 1_000_000_000 / i128::from(nanos_per(unit));
+        let lo = (FIRST_SECOND * per_second).max(i128::from(i64::MIN) + 1);
+        let hi = (END_SECOND * per_second - 1).min(i128::from(i64::MAX) - 1);
+        let wide = i128::from(t);
+        if wide < lo || wide > hi {
+            return Some(format!(
+                "event time {t} ({unit:?}s since 1970) is outside the representable range \
+                 (years 1 to 9999)"
+            ));
+        }
+        let max_future = self.max_future?;
+        let limit = (i128::from(now_nanos) + i128::from(max_future)) / i128::from(nanos_per(unit));
+        (wide > limit).then(|| {
+            format!(
+                "event time {} is more than {} ahead of the wall clock \
+                 (option 'watermark.max_future')",
+                show_time(t, unit),
+                describe_nanos(max_future)
+            )
+        })
+    }
+}
+
+/// Nanoseconds per tick of `unit`.
+fn nanos_per(unit: TimeUnit) -> i64 {
+    match unit {
+        TimeUnit::Second => 1_000_000_000,
+        TimeUnit::Millisecond => 1_000_000,
+        TimeUnit::Microsecond => 1_000,
+        TimeUnit::Nanosecond => 1,
+    }
+}
+
+/// `t` ticks of `unit` as a UTC date and time, for messages.
+fn show_time(t: i64, unit: TimeUnit) -> String {
+    use datafusion::arrow::temporal_conversions as tc;
+    match unit {
+        TimeUnit::Second => tc::timestamp_s_to_datetime(t),
+        TimeUnit::Millisecond => tc::timestamp_ms_to_datetime(t),
+        TimeUnit::Microsecond => tc::timestamp_us_to_datetime(t),
+        TimeUnit::Nanosecond => tc::timestamp_ns_to_datetime(t),
+    }
+    .map(|d| d.format("%Y-%m-%d %H:%M:%S%.f").to_string())
+    .unwrap_or_else(|| t.to_string())
+}
+
+/// `3600000000000` → `1h`, for messages.
+fn describe_nanos(nanos: i64) -> String {
+    let mut out = String::new();
+    let mut rest = nanos;
+    for (unit, n) in [
+        ("d", 86_400_000_000_000i64),
+        ("h", 3_600_000_000_000),
+        ("m", 60_000_000_000),
+        ("s", 1_000_000_000),
+        ("ms", 1_000_000),
+        ("us", 1_000),
+        ("ns", 1),
+    ] {
+        if rest >= n {
+            out.push_str(&format!("{}{unit}", rest / n));
+            rest %= n;
+        }
+    }
+    if out.is_empty() { "0s".into() } else { out }
+}
+
+/// The wall clock in nanoseconds since the Unix epoch.
+fn wall_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
 /// Decodes batches of payloads of one format into record batches of one schema. The
 /// arrow decoder is kept from one call to the next, so its buffers are reused.
 pub struct Decoder {
@@ -65,6 +166,8 @@ pub struct Decoder {
     /// than the payloads it is fed, so that a payload holding two records shows up as a
     /// count mismatch rather than stopping early). Dropped when a call fails part way.
     fast: Option<(Inner, usize)>,
+    /// The event-time checks, when the source declares an event time.
+    guard: Option<TimeGuard>,
 }
 
 impl std::fmt::Debug for Decoder {
@@ -103,7 +206,24 @@ impl Decoder {
             format,
             layout: None,
             fast: None,
+            guard: None,
         })
+    }
+
+    /// Check event times with `guard` (before [`Decoder::only`], which then keeps the
+    /// event-time column).
+    pub fn guard(mut self, guard: Option<TimeGuard>) -> Self {
+        if let Some(g) = guard {
+            let fits = self
+                .schema
+                .fields()
+                .get(g.column)
+                .is_some_and(|f| matches!(f.data_type(), DataType::Timestamp(_, _)));
+            self.guard = fits.then_some(g);
+        } else {
+            self.guard = None;
+        }
+        self
     }
 
     /// Decode only the columns in `needed` (indexes into the schema); the batches keep the
@@ -119,7 +239,8 @@ impl Decoder {
             .iter()
             .enumerate()
             .map(|(i, f)| {
-                (needed.contains(&i) || !f.is_nullable()).then(|| {
+                let guarded = self.guard.is_some_and(|g| g.column == i);
+                (needed.contains(&i) || guarded || !f.is_nullable()).then(|| {
                     kept.push(i);
                     kept.len() - 1
                 })
@@ -159,10 +280,14 @@ impl Decoder {
         }
         // Fast path: every payload through one decoder, one flush.
         if let Ok(batch) = self.decode_all(payloads) {
-            return Ok((self.widen(batch)?, Vec::new()));
+            let batch = self.widen(batch)?;
+            let mut skipped = Vec::new();
+            let batch = self.screen(batch, |row| row, &mut skipped)?;
+            return Ok((batch, skipped));
         }
         // Something is wrong: decode one by one to keep the good records.
         let mut batches = Vec::with_capacity(payloads.len());
+        let mut decoded = Vec::with_capacity(payloads.len());
         let mut skipped = Vec::new();
         let mut inner: Option<Inner> = None;
         for (index, payload) in payloads.iter().enumerate() {
@@ -171,7 +296,10 @@ impl Decoder {
                 None => inner.insert(self.inner(2)?),
             };
             match dec.one(payload) {
-                Ok(batch) => batches.push(batch),
+                Ok(batch) => {
+                    batches.push(batch);
+                    decoded.push(index);
+                }
                 Err(reason) => {
                     // A decoder that failed part way holds a broken state: start afresh.
                     inner = None;
@@ -181,7 +309,53 @@ impl Decoder {
         }
         let batch = concat_batches(&self.decoded, &batches)
             .map_err(|e| WeirError::Internal(format!("concatenating decoded records: {e}")))?;
-        Ok((self.widen(batch)?, skipped))
+        let batch = self.widen(batch)?;
+        let batch = self.screen(batch, |row| decoded[row], &mut skipped)?;
+        skipped.sort_by_key(|s| s.index);
+        Ok((batch, skipped))
+    }
+
+    /// `batch` without the rows whose event time the guard refuses, each added to
+    /// `skipped` under its payload's index (`index_of` a row).
+    fn screen(
+        &self,
+        batch: RecordBatch,
+        index_of: impl Fn(usize) -> usize,
+        skipped: &mut Vec<Skipped>,
+    ) -> Result<RecordBatch> {
+        let Some(guard) = self.guard else {
+            return Ok(batch);
+        };
+        let column = batch.column(guard.column);
+        let DataType::Timestamp(unit, _) = column.data_type().clone() else {
+            return Ok(batch);
+        };
+        let ticks = cast(column, &DataType::Int64)?;
+        let ticks = ticks
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("cast to Int64");
+        let now = wall_nanos();
+        let mut bad = false;
+        let keep: BooleanArray = ticks
+            .iter()
+            .enumerate()
+            .map(|(row, t)| match guard.check(t, unit, now) {
+                None => Some(true),
+                Some(reason) => {
+                    bad = true;
+                    skipped.push(Skipped {
+                        index: index_of(row),
+                        reason,
+                    });
+                    Some(false)
+                }
+            })
+            .collect();
+        if !bad {
+            return Ok(batch);
+        }
+        Ok(filter_record_batch(&batch, &keep)?)
     }
 
     /// A batch of the decoded columns as one of the whole schema.
@@ -615,5 +789,110 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("\"tags\"") && err.contains("'csv'"), "{err}");
+    }
+
+    #[test]
+    fn hostile_event_times_are_bad_records() {
+        let schema = schema_of(&[
+            ("id", DataType::Int64),
+            ("ts", DataType::Timestamp(TimeUnit::Millisecond, None)),
+        ]);
+        let day = 86_400_000_000_000;
+        let mut dec = Decoder::new(schema.clone(), Format::Json)
+            .unwrap()
+            .guard(Some(TimeGuard {
+                column: 1,
+                max_future: Some(day),
+            }))
+            .only(&[0]);
+        let payloads = [
+            r#"{"id": 1, "ts": "2024-01-01T00:00:01Z"}"#,
+            r#"{"id": 2, "ts": "2200-01-01T00:00:00Z"}"#,
+            r#"{"id": 3, "ts": "9999-12-31T00:00:00Z"}"#,
+            r#"{"id": 4, "ts": -9223372036854775808}"#,
+            r#"{"id": 5, "ts": 9223372036854775807}"#,
+            r#"{"id": 6}"#,
+            r#"{"id": 7, "ts": 1000}"#,
+        ];
+        let bytes: Vec<&[u8]> = payloads.iter().map(|p| p.as_bytes()).collect();
+        let (batch, skipped) = dec.decode_reporting(&bytes).unwrap();
+        assert_eq!(ids(&batch), vec![1, 7]);
+        let indexes: Vec<usize> = skipped.iter().map(|s| s.index).collect();
+        assert_eq!(indexes, vec![1, 2, 3, 4, 5]);
+        assert!(
+            skipped[0].reason.contains("2200-01-01 00:00:00"),
+            "{skipped:?}"
+        );
+        assert!(skipped[0].reason.contains("'watermark.max_future'"));
+        assert!(skipped[2].reason.contains("representable"), "{skipped:?}");
+        assert!(skipped[4].reason.contains("NULL"), "{skipped:?}");
+        // Mixed with an undecodable record: indexes still name the payloads.
+        let payloads = [
+            r#"{"id": 1, "ts": 5}"#,
+            "not json",
+            r#"{"id": 3, "ts": 9223372036854775807}"#,
+            r#"{"id": 4, "ts": 6}"#,
+        ];
+        let bytes: Vec<&[u8]> = payloads.iter().map(|p| p.as_bytes()).collect();
+        let (batch, skipped) = dec.decode_reporting(&bytes).unwrap();
+        assert_eq!(ids(&batch), vec![1, 4]);
+        let indexes: Vec<usize> = skipped.iter().map(|s| s.index).collect();
+        assert_eq!(indexes, vec![1, 2]);
+        // Without max_future, far-future times within the range are good.
+        let mut dec = Decoder::new(schema, Format::Json)
+            .unwrap()
+            .guard(Some(TimeGuard {
+                column: 1,
+                max_future: None,
+            }));
+        let payloads = [
+            r#"{"id": 2, "ts": "2200-01-01T00:00:00Z"}"#,
+            r#"{"id": 3, "ts": "9999-12-31T00:00:00Z"}"#,
+            r#"{"id": 5, "ts": 9223372036854775807}"#,
+        ];
+        let bytes: Vec<&[u8]> = payloads.iter().map(|p| p.as_bytes()).collect();
+        let (batch, skipped) = dec.decode_reporting(&bytes).unwrap();
+        assert_eq!(ids(&batch), vec![2, 3]);
+        assert_eq!(skipped.len(), 1);
+    }
+
+    #[test]
+    fn time_guard_bounds_each_unit() {
+        let g = TimeGuard {
+            column: 0,
+            max_future: Some(1_000_000_000),
+        };
+        let now = 1_700_000_000_000_000_000;
+        for unit in [
+            TimeUnit::Second,
+            TimeUnit::Millisecond,
+            TimeUnit::Microsecond,
+            TimeUnit::Nanosecond,
+        ] {
+            let per = nanos_per(unit);
+            assert!(g.check(Some(i64::MIN), unit, now).is_some(), "{unit:?}");
+            assert!(g.check(Some(i64::MAX), unit, now).is_some(), "{unit:?}");
+            assert!(g.check(None, unit, now).is_some());
+            assert_eq!(g.check(Some(now / per), unit, now), None, "{unit:?}");
+            assert_eq!(g.check(Some((now + 1_000_000_000) / per), unit, now), None);
+            assert!(
+                g.check(Some((now + 2_000_000_000) / per), unit, now)
+                    .is_some()
+            );
+            assert_eq!(g.check(Some(0), unit, now), None);
+        }
+        // i64::MIN nanoseconds is 1677, inside the years, but the no-watermark sentinel.
+        let off = TimeGuard {
+            column: 0,
+            max_future: None,
+        };
+        assert!(
+            off.check(Some(i64::MIN), TimeUnit::Nanosecond, now)
+                .is_some()
+        );
+        assert_eq!(
+            off.check(Some(i64::MIN + 1), TimeUnit::Nanosecond, now),
+            None
+        );
     }
 }

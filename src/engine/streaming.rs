@@ -212,6 +212,22 @@ impl Engine {
                 };
                 Ok(Outcome::Rows(ctx.read_batch(batch)?))
             }
+            StreamingStatement::Restart { kind, name } => {
+                let tag = match kind {
+                    ObjectKind::MaterializedView => {
+                        catalog.restart_view(name).await?;
+                        "ALTER MATERIALIZED VIEW"
+                    }
+                    ObjectKind::Sink => {
+                        catalog.restart_sink(name).await?;
+                        "ALTER SINK"
+                    }
+                    ObjectKind::Source => {
+                        return Err(WeirError::NotSupported("ALTER SOURCE".into()));
+                    }
+                };
+                Ok(Outcome::Done(tag.into()))
+            }
             StreamingStatement::Drop {
                 kind,
                 name,

@@ -205,7 +205,7 @@ impl ViewRow {
         let last_update = v.stats.last_update.load(Ordering::Relaxed);
         let progress = v.stats.progress_now();
         let (status, status_detail) = match (v.failure(), v.stats.outage()) {
-            (Some(f), _) => ("stopped", Some(f)),
+            (Some(f), _) => ("failed", Some(f)),
             (None, Some(o)) => ("retrying", Some(o.describe())),
             (None, None) if v.has_ended() => ("ended", None),
             (None, None) => ("running", None),

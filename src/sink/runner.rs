@@ -3,6 +3,7 @@
 //! retrying with back-off while the destination fails — and answers `FLUSH` and the two
 //! phases of a checkpoint between reads.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -19,7 +20,10 @@ use crate::connector::retry::Backoff;
 use crate::connector::{Poll, Positions, SourceReader, now_micros, reached};
 use crate::error::{Result, WeirError};
 use crate::locks::Unpoisoned;
-use crate::view::pipeline::FLUSH_OUTAGE_WAIT;
+use crate::view::pipeline::{
+    FLUSH_OUTAGE_WAIT, MAX_RESTARTS, RESTART_FIRST_DELAY, RESTART_MAX_DELAY, RESTART_RESET_AFTER,
+    panic_message,
+};
 use crate::view::upstream::ViewReader;
 
 /// What the catalog asks of a running sink.
@@ -31,6 +35,9 @@ pub enum SinkCommand {
     /// The checkpoint holding these is durable: make them visible, then answer (a
     /// failed commit is retried at the next checkpoint or restart).
     Commit(Vec<Staged>, oneshot::Sender<()>),
+    /// `ALTER SINK … RESTART`: a failed sink starts again from its last checkpointed
+    /// position (nothing to do for a running one).
+    Restart(oneshot::Sender<Result<()>>),
     Stop,
 }
 
@@ -168,6 +175,10 @@ fn meanwhile(command: SinkCommand, deferred: &mut Deferred, why: impl Fn() -> St
             Meanwhile::Done
         }
         SinkCommand::Commit(staged, done) => Meanwhile::Commit(staged, done),
+        SinkCommand::Restart(reply) => {
+            let _ = reply.send(Ok(()));
+            Meanwhile::Done
+        }
     }
 }
 
@@ -212,8 +223,17 @@ struct Runner {
     uncommitted: Vec<Staged>,
     /// When the writer was last flushed by the timer.
     flushed: Instant,
-    /// `FLUSH`es that came while a write was failing.
+    /// `FLUSH`es that came while a write was failing, or while the sink waits to restart.
     deferred: Deferred,
+    /// Where the sink last stood at a checkpoint (prepared, or restored at start): what
+    /// a failed sink restarts from.
+    last_good: Option<SinkMeta>,
+    /// Automatic restarts since the sink last ran for `RESTART_RESET_AFTER`, their
+    /// back-off, and when the next is due (`None`: none is).
+    restarts: u32,
+    backoff: Backoff,
+    restart_at: Option<Instant>,
+    started: Instant,
 }
 
 /// Open a change stream of `view`: its rows now, then its changes (not the rows that
@@ -229,6 +249,10 @@ impl Runner {
         begin: SinkStart,
         checkpointing: bool,
     ) -> Result<Self> {
+        let last_good = match &begin {
+            SinkStart::Restore(meta) => Some(meta.clone()),
+            SinkStart::Fresh => None,
+        };
         let resume = match &begin {
             SinkStart::Restore(meta) => {
                 sink.stats
@@ -302,7 +326,59 @@ impl Runner {
             uncommitted: Vec::new(),
             flushed: Instant::now(),
             deferred: Vec::new(),
+            last_good,
+            restarts: 0,
+            backoff: Backoff::between(RESTART_FIRST_DELAY, RESTART_MAX_DELAY),
+            restart_at: None,
+            started: Instant::now(),
         })
+    }
+
+    fn is_failed(&self) -> bool {
+        self.sink.stats.failed.locked().is_some()
+    }
+
+    /// Start the failed sink again from its last checkpointed position: a new writer
+    /// (what it staged then is committed, what it staged after is removed) and input.
+    async fn restart(&mut self) -> Result<()> {
+        let begin = match &self.last_good {
+            Some(meta) => SinkStart::Restore(meta.clone()),
+            None => SinkStart::Fresh,
+        };
+        let sink = Arc::clone(&self.sink);
+        let opened = AssertUnwindSafe(async {
+            let writer = sink.connector.open(&sink.input).await?;
+            Runner::open(Arc::clone(&sink), writer, begin, self.checkpointing).await
+        })
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|p| Err(WeirError::Internal(panic_message(p.as_ref()))))?;
+        let mut fresh = opened;
+        fresh.deferred = std::mem::take(&mut self.deferred);
+        fresh.last_good = self.last_good.take();
+        fresh.restarts = self.restarts;
+        fresh.backoff = self.backoff.clone();
+        *self = fresh;
+        *self.sink.stats.failed.locked() = None;
+        info!(
+            target: "weir::sink",
+            "sink {} restarted from {} (restart {} of {MAX_RESTARTS})",
+            self.sink.name,
+            match &self.last_good {
+                Some(m) => format!("its checkpointed position {:?}", m.positions),
+                None => "its input's start (no checkpoint holds it)".into(),
+            },
+            self.restarts
+        );
+        Ok(())
+    }
+
+    /// An automatic restart is due: try it; when it fails, the next is scheduled.
+    async fn restart_due(&mut self) {
+        self.restarts += 1;
+        if let Err(e) = self.restart().await {
+            self.fail(WeirError::Stopped(format!("restarting failed: {e}")));
+        }
     }
 
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<SinkCommand>) {
@@ -321,16 +397,20 @@ impl Runner {
             for (_, reply) in std::mem::take(&mut self.deferred) {
                 self.flush(reply).await;
             }
-            if self.ended
-                || self
-                    .sink
-                    .stats
-                    .failed
-                    .lock()
-                    .map(|f| f.is_some())
-                    .unwrap_or(true)
-            {
-                let Some(command) = commands.recv().await else {
+            if self.ended || self.is_failed() {
+                let command = match (self.is_failed(), self.restart_at) {
+                    (true, Some(at)) => {
+                        tokio::select! {
+                            command = commands.recv() => command,
+                            _ = tokio::time::sleep_until(at.into()) => {
+                                self.restart_due().await;
+                                continue;
+                            }
+                        }
+                    }
+                    _ => commands.recv().await,
+                };
+                let Some(command) = command else {
                     return;
                 };
                 if !self.command(command).await {
@@ -338,8 +418,15 @@ impl Runner {
                 }
                 continue;
             }
-            let step = self.step(&mut commands).await;
-            if let Err(e) = step.and(self.auto_commit(false).await) {
+            // A panic in the sink's work fails the sink like an error does.
+            let step = AssertUnwindSafe(async {
+                self.step(&mut commands).await?;
+                self.auto_commit(false).await
+            })
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|p| Err(WeirError::Internal(panic_message(p.as_ref()))));
+            if let Err(e) = step {
                 self.fail(e);
             } else if let Err(e) = self.timed_flush().await {
                 // The rows stay with the writer: the next flush tries them again.
@@ -351,10 +438,30 @@ impl Runner {
         }
     }
 
+    /// The sink failed with `e`: it restarts from its last checkpointed position after
+    /// a back-off, up to `MAX_RESTARTS` times (the `FLUSH`es meanwhile wait for it), then
+    /// stays failed until `ALTER SINK … RESTART`.
     fn fail(&mut self, e: WeirError) {
         let message = e.to_string();
-        warn!(target: "weir::sink", "sink {} stopped: {message}", self.sink.name);
-        *self.sink.stats.failed.locked() = Some(message);
+        warn!(target: "weir::sink", "sink {} failed: {message}", self.sink.name);
+        if self.started.elapsed() >= RESTART_RESET_AFTER {
+            self.restarts = 0;
+            self.backoff.reset();
+        }
+        if self.restarts < MAX_RESTARTS {
+            let delay = self.backoff.delay();
+            self.restart_at = Some(Instant::now() + delay);
+            *self.sink.stats.failed.locked() = Some(format!(
+                "{message} (restarting from its last checkpoint in {delay:.1?}, restart {} of {MAX_RESTARTS})",
+                self.restarts + 1
+            ));
+            return;
+        }
+        self.restart_at = None;
+        *self.sink.stats.failed.locked() = Some(format!(
+            "{message} (gave up after {MAX_RESTARTS} restarts; ALTER SINK {} RESTART tries again)",
+            self.sink.name
+        ));
         for (_, reply) in self.deferred.drain(..) {
             let _ = reply.send(Err(e_stopped(&self.sink.name, &self.sink.stats)));
         }
@@ -364,10 +471,33 @@ impl Runner {
     async fn command(&mut self, command: SinkCommand) -> bool {
         match command {
             SinkCommand::Flush(reply) => self.flush(reply).await,
+            // A failed sink's position may be past rows it did not write: the checkpoint
+            // keeps its last one.
+            SinkCommand::Prepare(reply) if self.is_failed() => {
+                let _ = reply.send(Err(e_stopped(&self.sink.name, &self.sink.stats)));
+            }
             SinkCommand::Prepare(reply) => {
-                let _ = reply.send(self.prepare().await);
+                let prepared = self.prepare().await;
+                if let Ok(meta) = &prepared {
+                    self.last_good = Some(meta.clone());
+                }
+                let _ = reply.send(prepared);
             }
             SinkCommand::Commit(staged, done) => self.commit_checkpointed(&staged, done).await,
+            SinkCommand::Restart(reply) => {
+                if self.is_failed() {
+                    self.restarts = 0;
+                    self.backoff.reset();
+                    let restarted = self.restart().await;
+                    if let Err(e) = &restarted {
+                        self.fail(WeirError::Stopped(format!("restarting failed: {e}")));
+                    }
+                    let _ = reply
+                        .send(restarted.map_err(|_| e_stopped(&self.sink.name, &self.sink.stats)));
+                } else {
+                    let _ = reply.send(Ok(()));
+                }
+            }
             SinkCommand::Stop => {
                 info!(target: "weir::sink", "sink {} stopped", self.sink.name);
                 return false;
@@ -494,14 +624,12 @@ impl Runner {
     /// `FLUSH`: read the input up to what it holds now, write it, and flush the writer
     /// (and, without checkpoints, make staged files visible).
     async fn flush(&mut self, reply: oneshot::Sender<Result<()>>) {
-        if self
-            .sink
-            .stats
-            .failed
-            .lock()
-            .map(|f| f.is_some())
-            .unwrap_or(true)
-        {
+        if self.is_failed() {
+            // A restart is due: the FLUSH waits for it.
+            if self.restart_at.is_some() {
+                self.deferred.push((Instant::now(), reply));
+                return;
+            }
             let _ = reply.send(Err(e_stopped(&self.sink.name, &self.sink.stats)));
             return;
         }
@@ -650,7 +778,7 @@ fn e_stopped(name: &str, stats: &super::SinkStats) -> WeirError {
         .locked()
         .clone()
         .unwrap_or_else(|| "stopped".into());
-    WeirError::Stopped(format!("sink \"{name}\" stopped: {why}"))
+    WeirError::Stopped(format!("sink \"{name}\" failed: {why}"))
 }
 
 #[cfg(test)]

@@ -195,6 +195,8 @@ pub fn classify(text: &str) -> Result<Statement> {
             | ["DROP", "SOURCE", ..]
             | ["DROP", "MATERIALIZED", ..]
             | ["DROP", "SINK", ..]
+            | ["ALTER", "MATERIALIZED", ..]
+            | ["ALTER", "SINK", ..]
     );
     if streaming_form && let Some(statement) = streaming::parse(text)? {
         return Ok(Statement::Streaming(Box::new(statement), text.to_string()));

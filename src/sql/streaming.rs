@@ -37,6 +37,12 @@ pub enum StreamingStatement {
         if_exists: bool,
         cascade: bool,
     },
+    /// `ALTER MATERIALIZED VIEW name RESTART` / `ALTER SINK name RESTART`: start a failed
+    /// view or sink again from its last checkpointed state.
+    Restart {
+        kind: ObjectKind,
+        name: String,
+    },
 }
 
 /// The streaming objects of the catalog.
@@ -203,6 +209,22 @@ fn parse_statement(text: &str) -> Result<Option<StreamingStatement>> {
             Some(kind) => StreamingStatement::Show(kind),
             None => return Ok(None),
         }
+    } else if p.parse_keyword(Keyword::ALTER) {
+        let (kind, what) = if p.parse_keywords(&[Keyword::MATERIALIZED, Keyword::VIEW]) {
+            (ObjectKind::MaterializedView, "MATERIALIZED VIEW")
+        } else if parse_word(&mut p, "SINK") {
+            (ObjectKind::Sink, "SINK")
+        } else {
+            return Ok(None);
+        };
+        let name = name_of(&p.parse_object_name(false).map_err(syntax)?);
+        if !parse_word(&mut p, "RESTART") {
+            return Err(WeirError::Syntax(format!(
+                "ALTER {what} {name} RESTART is the only ALTER of a {}",
+                what.to_lowercase()
+            )));
+        }
+        StreamingStatement::Restart { kind, name }
     } else if p.parse_keyword(Keyword::DROP) {
         let kind = if p.parse_keyword(Keyword::SOURCE) {
             ObjectKind::Source
@@ -627,6 +649,30 @@ mod tests {
             (v.emit, v.query.as_str(), v.options.get("retention")),
             (Emit::OnUpdate, "select 1", Some("1 hour"))
         );
+    }
+
+    #[test]
+    fn alter_restart() {
+        assert_eq!(
+            parse("ALTER MATERIALIZED VIEW Counts RESTART;").unwrap(),
+            Some(StreamingStatement::Restart {
+                kind: ObjectKind::MaterializedView,
+                name: "counts".into()
+            })
+        );
+        assert_eq!(
+            parse("alter sink \"Out\" restart").unwrap(),
+            Some(StreamingStatement::Restart {
+                kind: ObjectKind::Sink,
+                name: "Out".into()
+            })
+        );
+        let e = parse("ALTER SINK out RENAME TO x").unwrap_err().to_string();
+        assert!(
+            e.contains("ALTER SINK out RESTART is the only ALTER"),
+            "{e}"
+        );
+        assert_eq!(parse("ALTER TABLE t RENAME TO u").unwrap(), None);
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! A view's pipeline: one thread per materialized view reads its source, tracks the
 //! watermark, assigns windows, drops late rows, folds rows into the aggregation and
 //! closes windows; it answers `FLUSH` once its reader has reached the flush's target, and
-//! gives up on a `FLUSH` after `FLUSH_OUTAGE_WAIT` of its source being unreachable.
+//! gives up on a `FLUSH` after `FLUSH_OUTAGE_WAIT` of its source being unreachable. A
+//! pipeline that fails (an error or a panic) is restarted from the view's last
+//! checkpointed state with back-off, a bounded number of times ([`Supervisor`]).
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -10,11 +13,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch};
 use datafusion::arrow::compute::{cast, filter_record_batch, max};
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit};
+use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::checkpoint::{Counters, MarkState, Restored, ViewMeta, ViewSnapshot};
+use crate::checkpoint::{Checkpoints, Counters, MarkState, Restored, ViewMeta, ViewSnapshot};
 use crate::connector::joined::{JoinedReader, of_side, side_of, split};
+use crate::connector::retry::Backoff;
 use crate::connector::{Poll, Positions, SourceReader, reached};
 use crate::error::{Result, WeirError};
 use crate::locks::Unpoisoned;
@@ -35,6 +40,9 @@ pub enum ViewCommand {
     Flush(oneshot::Sender<Result<()>>),
     /// Hand over the view's state and reader positions, between two polls.
     Checkpoint(oneshot::Sender<Result<ViewSnapshot>>),
+    /// `ALTER MATERIALIZED VIEW … RESTART`: a failed view starts again from its last
+    /// checkpointed state (nothing to do for a running one).
+    Restart(oneshot::Sender<Result<()>>),
     Stop,
 }
 
@@ -48,25 +56,275 @@ pub enum ViewStart {
     /// An empty state, reading from these positions (a changed view rebuilt from where
     /// its earlier definition began).
     Rebuild(Positions),
+    /// A failed view restarted from its last checkpointed state, read into memory.
+    Snapshot(ViewSnapshot),
 }
 
 /// Run the pipeline of `view`: open its reader, report on `ready_tx` (the catalog runs
 /// this on the view's own thread and returns from `CREATE MATERIALIZED VIEW` once it has
-/// reported), then process until told to stop.
+/// reported), then process until told to stop, restarting it when it fails.
+/// `checkpoints`: where the view's last checkpointed state is (a view that checkpoints
+/// keep, on a server with a data directory).
 pub async fn run(
     view: Arc<View>,
     commands: mpsc::UnboundedReceiver<ViewCommand>,
     begin: ViewStart,
     ready_tx: oneshot::Sender<Result<()>>,
+    checkpoints: Option<Arc<Checkpoints>>,
 ) {
-    match Pipeline::open(view, begin).await {
+    match Pipeline::open(Arc::clone(&view), begin).await {
         Ok(pipeline) => {
             let _ = ready_tx.send(Ok(()));
-            pipeline.run(commands).await;
+            Supervisor::new(view, checkpoints)
+                .run(pipeline, commands)
+                .await;
         }
         Err(e) => {
             let _ = ready_tx.send(Err(e));
         }
+    }
+}
+
+/// How many times a failed view is restarted before it stays failed (until `ALTER
+/// MATERIALIZED VIEW … RESTART` or a restart of the server).
+pub const MAX_RESTARTS: u32 = 5;
+/// The first and longest wait before restarting a failed view or sink.
+pub const RESTART_FIRST_DELAY: Duration = Duration::from_millis(100);
+pub const RESTART_MAX_DELAY: Duration = Duration::from_secs(30);
+/// A pipeline that ran this long before failing starts its count of restarts afresh.
+pub const RESTART_RESET_AFTER: Duration = Duration::from_secs(60);
+
+/// The text of a panic's payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into());
+    format!("panicked: {text}")
+}
+
+/// How a pipeline's run ended.
+enum Exit {
+    /// Told to stop (or the view was dropped).
+    Stop,
+    /// It failed with this error.
+    Failed(String),
+}
+
+/// Watches over a view's pipeline on its thread: a pipeline that fails (an error, or a
+/// panic caught here) marks the view failed with the reason; while failed, the view
+/// answers checkpoints with its last checkpointed state (so that none loses it), and is
+/// restarted from that state after a back-off, up to [`MAX_RESTARTS`] times; a `FLUSH`
+/// meanwhile waits for the restart, and fails naming the view once it gives up.
+struct Supervisor {
+    view: Arc<View>,
+    checkpoints: Option<Arc<Checkpoints>>,
+    backoff: Backoff,
+    /// Restarts since the view last ran for `RESTART_RESET_AFTER`.
+    attempts: u32,
+}
+
+impl Supervisor {
+    fn new(view: Arc<View>, checkpoints: Option<Arc<Checkpoints>>) -> Self {
+        Supervisor {
+            view,
+            checkpoints,
+            backoff: Backoff::between(RESTART_FIRST_DELAY, RESTART_MAX_DELAY),
+            attempts: 0,
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut pipeline: Pipeline,
+        mut commands: mpsc::UnboundedReceiver<ViewCommand>,
+    ) {
+        loop {
+            let started = Instant::now();
+            let exit = AssertUnwindSafe(pipeline.run(&mut commands))
+                .catch_unwind()
+                .await;
+            let message = match exit {
+                Ok(Exit::Stop) => return,
+                Ok(Exit::Failed(message)) => message,
+                Err(payload) => {
+                    let message = panic_message(payload.as_ref());
+                    warn!(target: "weir::view", "materialized view {} failed: {message}", self.view.name);
+                    self.view.fail(message.clone());
+                    message
+                }
+            };
+            if started.elapsed() >= RESTART_RESET_AFTER {
+                self.attempts = 0;
+                self.backoff.reset();
+            }
+            // The FLUSHes it was answering wait for the restart.
+            let waiting: Vec<_> = pipeline.pending.drain(..).map(|w| w.reply).collect();
+            // The reader goes: a view reading another lets go of it.
+            drop(pipeline);
+            match self.failed(message, waiting, &mut commands).await {
+                Some(next) => pipeline = next,
+                None => return,
+            }
+        }
+    }
+
+    /// The view's last checkpointed state, if a checkpoint holds the view as it is now.
+    fn kept(&self) -> Result<Option<ViewSnapshot>> {
+        let Some(checkpoints) = &self.checkpoints else {
+            return Ok(None);
+        };
+        let view = &self.view;
+        Ok(checkpoints.view_snapshot(&view.name)?.filter(|s| {
+            s.meta.definition == view.definition && s.meta.sources == view.source_definitions()
+        }))
+    }
+
+    /// While the view is failed: answer commands, restart it when due; the restarted
+    /// pipeline, or `None` once told to stop.
+    async fn failed(
+        &mut self,
+        mut message: String,
+        mut waiting: Vec<oneshot::Sender<Result<()>>>,
+        commands: &mut mpsc::UnboundedReceiver<ViewCommand>,
+    ) -> Option<Pipeline> {
+        let name = self.view.name.clone();
+        let mut kept = self.kept();
+        let mut due = self.schedule(&message, &mut waiting);
+        loop {
+            let restart = match due {
+                Some(at) => {
+                    tokio::select! {
+                        command = commands.recv() => Some(command),
+                        _ = tokio::time::sleep_until(at.into()) => None,
+                    }
+                }
+                None => Some(commands.recv().await),
+            };
+            let reply = match restart {
+                None => None,
+                Some(None) | Some(Some(ViewCommand::Stop)) => return None,
+                Some(Some(ViewCommand::Flush(reply))) => {
+                    if due.is_some() {
+                        waiting.push(reply);
+                    } else {
+                        let _ = reply.send(Err(self.failure_error()));
+                    }
+                    continue;
+                }
+                Some(Some(ViewCommand::Checkpoint(reply))) => {
+                    // Nothing checkpointed yet: the view is left out (nothing to lose).
+                    match &kept {
+                        Ok(Some(snapshot)) => {
+                            let _ = reply.send(Ok(snapshot.clone()));
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            let _ = reply.send(Err(WeirError::Internal(format!(
+                                "the last checkpointed state of failed materialized view \"{name}\" \
+                                 cannot be read: {e}"
+                            ))));
+                        }
+                    }
+                    continue;
+                }
+                Some(Some(ViewCommand::Restart(reply))) => {
+                    self.attempts = 0;
+                    self.backoff.reset();
+                    Some(reply)
+                }
+            };
+            // Restart now.
+            if kept.is_err() {
+                kept = self.kept();
+            }
+            let begin = match &kept {
+                Ok(Some(snapshot)) => Ok(ViewStart::Snapshot(snapshot.clone())),
+                Ok(None) => Ok(ViewStart::Fresh),
+                Err(e) => Err(WeirError::Internal(format!(
+                    "its last checkpointed state cannot be read: {e}"
+                ))),
+            };
+            self.attempts += 1;
+            let opened = match begin {
+                Ok(begin) => {
+                    self.view.restarting();
+                    AssertUnwindSafe(Pipeline::open(Arc::clone(&self.view), begin))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|p| Err(WeirError::Internal(panic_message(p.as_ref()))))
+                }
+                Err(e) => Err(e),
+            };
+            match opened {
+                Ok(mut pipeline) => {
+                    info!(
+                        target: "weir::view",
+                        "materialized view {name} restarted from {} (restart {} of {MAX_RESTARTS})",
+                        match &kept {
+                            Ok(Some(s)) => format!("its checkpointed state at {:?}", s.meta.positions),
+                            _ => "its sources' start (no checkpoint holds it)".into(),
+                        },
+                        self.attempts
+                    );
+                    self.view.recovered();
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(()));
+                    }
+                    for reply in waiting {
+                        pipeline.flush(reply).await;
+                    }
+                    return Some(pipeline);
+                }
+                Err(e) => {
+                    message = format!("restarting failed: {e}");
+                    warn!(target: "weir::view", "materialized view {name}: {message}");
+                    due = self.schedule(&message, &mut waiting);
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(self.failure_error()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a failure with `message`: when to restart (`None`: restarts are used up, the
+    /// waiting `FLUSH`es fail); the view's failure says which.
+    fn schedule(
+        &mut self,
+        message: &str,
+        waiting: &mut Vec<oneshot::Sender<Result<()>>>,
+    ) -> Option<Instant> {
+        let name = &self.view.name;
+        if self.attempts < MAX_RESTARTS {
+            let delay = self.backoff.delay();
+            self.view.fail(format!(
+                "{message} (restarting from its last checkpoint in {delay:.1?}, restart {} of {MAX_RESTARTS})",
+                self.attempts + 1
+            ));
+            return Some(Instant::now() + delay);
+        }
+        self.view.fail(format!(
+            "{message} (gave up after {MAX_RESTARTS} restarts; ALTER MATERIALIZED VIEW {name} \
+             RESTART tries again)"
+        ));
+        warn!(
+            target: "weir::view",
+            "materialized view {name} stays failed after {MAX_RESTARTS} restarts: {message}"
+        );
+        for reply in waiting.drain(..) {
+            let _ = reply.send(Err(self.failure_error()));
+        }
+        None
+    }
+
+    fn failure_error(&self) -> WeirError {
+        WeirError::Stopped(format!(
+            "materialized view \"{}\" failed: {}",
+            self.view.name,
+            self.view.failure().unwrap_or_default()
+        ))
     }
 }
 
@@ -531,29 +789,6 @@ const PUBLISH_COST_RATIO: u32 = 4;
 /// While no query reads the view, its rows are published this often at most.
 const PUBLISH_IDLE: Duration = Duration::from_secs(1);
 
-/// The reader of a pipeline that stopped on an error, at the positions it had reached: a
-/// view reading another lets go of it, so that its rows no longer hold that view back.
-struct Stopped(Positions);
-
-#[async_trait::async_trait]
-impl SourceReader for Stopped {
-    async fn poll(&mut self) -> Result<Poll> {
-        Ok(Poll::End)
-    }
-    async fn end_positions(&mut self) -> Result<Positions> {
-        Ok(Positions::new())
-    }
-    fn positions(&self) -> &Positions {
-        &self.0
-    }
-    fn partitions(&self) -> Vec<i32> {
-        Vec::new()
-    }
-    fn decode_errors(&self) -> u64 {
-        0
-    }
-}
-
 /// A view read again from its origin: how far it has to go, for the log.
 struct Rebuild {
     /// Records to read again in all.
@@ -582,6 +817,11 @@ impl Pipeline {
                 (Some(meta), None)
             }
             ViewStart::Rebuild(origin) => (None, Some(origin)),
+            ViewStart::Snapshot(snapshot) => {
+                let sections = snapshot.sections.into_iter().collect();
+                view.with_state(|s| s.import(sections))?;
+                (Some(snapshot.meta), None)
+            }
         };
         let resume = restore.as_ref().map(|m| &m.positions).or(resume.as_ref());
         let mut reader = open_reader(&view, resume).await?;
@@ -678,7 +918,9 @@ impl Pipeline {
         }
     }
 
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<ViewCommand>) {
+    /// Process until told to stop, or until it fails (the view is then marked failed;
+    /// the `FLUSH`es it was answering stay in `pending`).
+    async fn run(&mut self, commands: &mut mpsc::UnboundedReceiver<ViewCommand>) -> Exit {
         let view = Arc::clone(&self.processor.view);
         info!(target: "weir::view", "materialized view {} started", view.name);
         loop {
@@ -686,10 +928,10 @@ impl Pipeline {
                 match commands.try_recv() {
                     Ok(command) => {
                         if !self.command(command).await {
-                            return;
+                            return Exit::Stop;
                         }
                     }
-                    Err(mpsc::error::TryRecvError::Disconnected) => return,
+                    Err(mpsc::error::TryRecvError::Disconnected) => return Exit::Stop,
                     Err(mpsc::error::TryRecvError::Empty) => break,
                 }
             }
@@ -699,37 +941,30 @@ impl Pipeline {
                 tokio::select! {
                     command = commands.recv() => {
                         let Some(command) = command else {
-                            return;
+                            return Exit::Stop;
                         };
                         if !self.command(command).await {
-                            return;
+                            return Exit::Stop;
                         }
                     }
                     _ = view.deliver() => {}
                 }
                 continue;
             }
-            if self.processor.ended() || view.failure().is_some() {
+            if self.processor.ended() {
                 let Some(command) = commands.recv().await else {
-                    return;
+                    return Exit::Stop;
                 };
                 if !self.command(command).await {
-                    return;
+                    return Exit::Stop;
                 }
                 continue;
             }
             if let Err(e) = self.step().await {
                 let message = e.to_string();
-                warn!(target: "weir::view", "materialized view {} stopped: {message}", view.name);
+                warn!(target: "weir::view", "materialized view {} failed: {message}", view.name);
                 view.fail(message.clone());
-                // Where it stood stays, for the checkpoints it still answers.
-                self.reader = Box::new(Stopped(self.reader.positions().clone()));
-                for Waiting { reply, .. } in self.pending.drain(..) {
-                    let _ = reply.send(Err(WeirError::Stopped(format!(
-                        "materialized view \"{}\" stopped: {message}",
-                        view.name
-                    ))));
-                }
+                return Exit::Failed(message);
             }
         }
     }
@@ -741,6 +976,10 @@ impl Pipeline {
             ViewCommand::Checkpoint(reply) => {
                 let _ = reply.send(self.snapshot());
             }
+            // Running: nothing to restart.
+            ViewCommand::Restart(reply) => {
+                let _ = reply.send(Ok(()));
+            }
             ViewCommand::Stop => return false,
         }
         true
@@ -750,7 +989,7 @@ impl Pipeline {
         let view = &self.processor.view;
         if let Some(f) = view.failure() {
             let _ = reply.send(Err(WeirError::Stopped(format!(
-                "materialized view \"{}\" stopped: {f}",
+                "materialized view \"{}\" failed: {f}",
                 view.name
             ))));
             return;

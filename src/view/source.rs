@@ -14,6 +14,7 @@ use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::connector::{Positions, SourceConnector, SourceReader};
+use crate::decode::TimeGuard;
 use crate::error::Result;
 use crate::locks::UnpoisonedRw;
 use crate::sql::streaming::Options;
@@ -44,7 +45,13 @@ pub struct EventTime {
     pub column: usize,
     /// Allowed lateness, in nanoseconds.
     pub delay: i64,
+    /// How far ahead of the wall clock an event time may be, in nanoseconds
+    /// (`watermark.max_future`; `None`: any); a record further ahead is a bad record.
+    pub max_future: Option<i64>,
 }
+
+/// Default `watermark.max_future`: one day.
+pub const DEFAULT_MAX_FUTURE: i64 = 86_400_000_000_000;
 
 /// A source as created: what `CREATE SOURCE` said, validated.
 #[derive(Debug, Clone)]
@@ -109,7 +116,13 @@ impl SourceDef {
         resume: Option<&Positions>,
     ) -> Result<Box<dyn SourceReader>> {
         match &self.connector {
-            ConnectorSpec::Connector(c) => c.reader(columns, resume).await,
+            ConnectorSpec::Connector(c) => {
+                let guard = self.event_time.map(|e| TimeGuard {
+                    column: e.column,
+                    max_future: e.max_future,
+                });
+                c.reader(columns, resume, guard).await
+            }
             ConnectorSpec::View(v) => Ok(Box::new(ViewReader::open(Arc::clone(v), true))),
         }
     }

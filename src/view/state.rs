@@ -368,7 +368,7 @@ impl View {
     fn check_running(&self) -> Result<()> {
         match self.failure() {
             Some(f) => Err(WeirError::Stopped(format!(
-                "materialized view \"{}\" stopped: {f}",
+                "materialized view \"{}\" failed: {f}",
                 self.name
             ))),
             None => Ok(()),
@@ -499,11 +499,32 @@ impl View {
     pub fn fail(&self, message: String) {
         self.with_state(|state| {
             state.feed.stop(format!(
-                "materialized view \"{}\" stopped: {message}",
+                "materialized view \"{}\" failed: {message}",
                 self.name
             ))
         });
         *self.failure.locked() = Some(message);
+    }
+
+    /// A failed view's pipeline restarts: the state goes back to empty (the restarted
+    /// pipeline brings back the last checkpointed state), and the views and sinks that
+    /// read this one are let go, to start again over it.
+    pub fn restarting(&self) {
+        self.with_state(|state| {
+            state.operator = self.plan.operator.state();
+            state.closed.clear();
+            state.open.clear();
+            state.readers.clear();
+            state.ended = false;
+            state.version += 1;
+        });
+        self.restore_counters(&Counters::default());
+        self.stats.watermark.store(i64::MIN, Ordering::Relaxed);
+    }
+
+    /// A failed view's pipeline runs again.
+    pub fn recovered(&self) {
+        *self.failure.locked() = None;
     }
 
     /// The view was dropped: subscribers are told.
@@ -598,7 +619,11 @@ impl View {
         Ok(Arc::new(SourceDef {
             name: self.name.clone(),
             schema: self.schema(),
-            event_time: time.map(|column| EventTime { column, delay }),
+            event_time: time.map(|column| EventTime {
+                column,
+                delay,
+                max_future: None,
+            }),
             idle_timeout: self.plan.stream.source.idle_timeout,
             connector: ConnectorSpec::View(Arc::clone(self)),
             options: Default::default(),

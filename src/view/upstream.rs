@@ -12,7 +12,7 @@ use datafusion::arrow::array::RecordBatch;
 use tokio::sync::mpsc;
 
 use crate::connector::{PartitionBatch, Poll, Positions, SourceReader};
-use crate::error::Result;
+use crate::error::{Result, WeirError};
 use crate::view::state::{Emissions, Emitted, View};
 
 pub struct ViewReader {
@@ -71,7 +71,23 @@ impl SourceReader for ViewReader {
         loop {
             match next {
                 Some(Emitted::Rows(b)) => batches.push(b),
-                Some(Emitted::End) | None => {
+                Some(Emitted::End) => {
+                    self.ended = true;
+                    break;
+                }
+                // Let go without its end: the upstream view restarted from its last
+                // checkpoint (its rows since are emitted again), so this reader must
+                // start again too.
+                None if !self.upstream.has_ended() => {
+                    if batches.is_empty() {
+                        return Err(WeirError::Stopped(format!(
+                            "materialized view \"{}\" it reads restarted from its last checkpoint",
+                            self.upstream.name
+                        )));
+                    }
+                    break;
+                }
+                None => {
                     self.ended = true;
                     break;
                 }

@@ -10,6 +10,10 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 
 use crate::error::{Result, WeirError};
 
+/// The most windows of one `HOP` an event may fall into (size / slide): beyond it, one
+/// event would make that many rows under the view's lock.
+pub const MAX_HOPS: i64 = 1000;
+
 pub const WINDOW_START: &str = "window_start";
 pub const WINDOW_END: &str = "window_end";
 
@@ -49,6 +53,14 @@ impl WindowSpec {
                 describe(size)
             )));
         }
+        if size / slide > MAX_HOPS {
+            return Err(WeirError::InvalidParameter(format!(
+                "HOP slide ({}) puts each event into {} windows of size {}; at most {MAX_HOPS}",
+                describe(slide),
+                size / slide,
+                describe(size)
+            )));
+        }
         Ok(WindowSpec {
             slide,
             size,
@@ -80,9 +92,34 @@ impl WindowSpec {
         })
     }
 
-    /// The latest window start at or before `t` (in this spec's unit).
-    pub fn last_start(&self, t: i64) -> i64 {
-        t - (t - self.offset).rem_euclid(self.slide)
+    /// The latest window start at or before `t` (in this spec's unit); `None` when it
+    /// lies before the smallest representable time.
+    pub fn last_start(&self, t: i64) -> Option<i64> {
+        let t = i128::from(t);
+        let s = t - (t - i128::from(self.offset)).rem_euclid(i128::from(self.slide));
+        i64::try_from(s).ok()
+    }
+
+    /// The starts of the windows that hold `t`, latest first, pushed onto `out`; `false`
+    /// (and nothing pushed) when one of them would start or end outside the representable
+    /// times: such an event belongs to no window. Computed in 128 bits, so that no event
+    /// time overflows or loops.
+    pub fn starts(&self, t: i64, out: &mut Vec<i64>) -> bool {
+        let (size, slide) = (i128::from(self.size), i128::from(self.slide));
+        let t128 = i128::from(t);
+        let last = t128 - (t128 - i128::from(self.offset)).rem_euclid(slide);
+        let fits = |v: i128| i64::try_from(v).is_ok();
+        // Windows run from `last` down to the earliest start still holding `t`.
+        let first = last - (size - 1) / slide * slide;
+        if !fits(first) || !fits(last + size) {
+            return false;
+        }
+        let mut s = last;
+        while s + size > t128 {
+            out.push(s as i64);
+            s -= slide;
+        }
+        true
     }
 }
 
@@ -116,7 +153,8 @@ pub fn windowed_schema(input: &Schema, time_type: &DataType) -> SchemaRef {
 }
 
 /// Assigns the rows of `batch` to windows over column `time` (already in `spec`'s unit).
-/// Rows with a NULL event time belong to no window. Returns the windowed batch with
+/// Rows with a NULL event time belong to no window, and so do rows whose windows would
+/// start or end outside the representable times. Returns the windowed batch with
 /// `schema` (from `windowed_schema`).
 pub fn assign(
     batch: &RecordBatch,
@@ -132,19 +170,29 @@ pub fn assign(
         .downcast_ref::<Int64Array>()
         .expect("cast to Int64");
     let all_valid = ticks.null_count() == 0;
-    let (columns, starts): (Vec<ArrayRef>, Vec<i64>) = if spec.is_tumble() && all_valid {
-        let starts = ticks.values().iter().map(|&t| spec.last_start(t)).collect();
+    let fast = spec.is_tumble() && all_valid;
+    let tumbled: Option<Vec<i64>> = if fast {
+        ticks
+            .values()
+            .iter()
+            .map(|&t| {
+                spec.last_start(t)
+                    .filter(|s| s.checked_add(spec.size).is_some())
+            })
+            .collect()
+    } else {
+        None
+    };
+    let (columns, starts): (Vec<ArrayRef>, Vec<i64>) = if let Some(starts) = tumbled {
         (batch.columns().to_vec(), starts)
     } else {
         let mut rows: Vec<u32> = Vec::with_capacity(ticks.len());
         let mut starts = Vec::with_capacity(ticks.len());
         for (i, t) in ticks.iter().enumerate() {
             let Some(t) = t else { continue };
-            let mut s = spec.last_start(t);
-            while s + spec.size > t {
-                rows.push(i as u32);
-                starts.push(s);
-                s -= spec.slide;
+            let before = starts.len();
+            if spec.starts(t, &mut starts) {
+                rows.extend(std::iter::repeat_n(i as u32, starts.len() - before));
             }
         }
         let idx = UInt32Array::from(rows);
@@ -229,6 +277,50 @@ mod tests {
         let got: Vec<i64> = starts_ends(&out).iter().map(|r| r.1).collect();
         assert_eq!(got, vec![60_000, 0, -60_000, -120_000, -180_000]);
         assert!(WindowSpec::hop(2, 1, 0).is_err());
+        let e = WindowSpec::hop(1_000_000, 86_400_000_000_000, 0).unwrap_err();
+        assert!(e.to_string().contains("at most 1000"), "{e}");
+        assert!(WindowSpec::hop(1, 1000, 0).is_ok());
         assert_eq!(describe(90_000_000_000), "1m30s");
+    }
+
+    #[test]
+    fn extreme_event_times_neither_overflow_nor_loop() {
+        let b = batch(vec![
+            Some(i64::MIN),
+            Some(i64::MIN + 1),
+            Some(61_000),
+            Some(i64::MAX),
+            Some(i64::MAX - 1),
+        ]);
+        let schema = windowed_schema(&b.schema(), b.column(0).data_type());
+        for (slide, size) in [(60_000, 60_000), (60_000, 300_000), (7, 10)] {
+            for offset in [0, 3, -3] {
+                let spec = WindowSpec::hop(slide, size, offset).unwrap();
+                let out = assign(&b, 0, &spec, &schema).unwrap();
+                let rows = starts_ends(&out);
+                // Only the ordinary event time has windows; each holds it.
+                assert!(!rows.is_empty(), "{spec:?}");
+                for (t, s, e) in rows {
+                    assert_eq!(t, 61_000, "{spec:?}");
+                    assert!(s <= t && t < e && e - s == size, "{spec:?}");
+                }
+            }
+        }
+        // The extremes alone, through the tumbling fast path too.
+        let b = batch(vec![Some(i64::MIN), Some(i64::MAX)]);
+        let spec = WindowSpec::tumble(10, 0).unwrap();
+        assert_eq!(assign(&b, 0, &spec, &schema).unwrap().num_rows(), 0);
+        let spec = WindowSpec::hop(5, 10, 0).unwrap();
+        assert_eq!(assign(&b, 0, &spec, &schema).unwrap().num_rows(), 0);
+        // Windows that still fit are assigned near both ends.
+        let spec = WindowSpec::tumble(10, 0).unwrap();
+        assert_eq!(spec.last_start(i64::MIN + 10), Some(i64::MIN + 8));
+        let b = batch(vec![Some(i64::MIN + 10), Some(i64::MAX - 20)]);
+        let rows = starts_ends(&assign(&b, 0, &spec, &schema).unwrap());
+        assert_eq!(rows.len(), 2);
+        let hop = WindowSpec::hop(5, 10, 0).unwrap();
+        let mut out = Vec::new();
+        assert!(hop.starts(i64::MAX - 20, &mut out));
+        assert_eq!(out.len(), 2);
     }
 }

@@ -149,13 +149,23 @@ impl Server {
     /// Start on `sql_dir` with the data directory `data`, which outlives the server (for
     /// restarts on it).
     pub fn start_on(sql_dir: &Path, data: &Path, extra: &[&str]) -> Server {
+        Self::start_on_with_env(sql_dir, data, extra, &[])
+    }
+
+    /// [`Server::start_on`] with environment variables.
+    pub fn start_on_with_env(
+        sql_dir: &Path,
+        data: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         Self::launch(
             "127.0.0.1",
             sql_dir.to_str().unwrap(),
             data,
             None,
             extra,
-            &[],
+            env,
         )
     }
 

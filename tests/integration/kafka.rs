@@ -38,7 +38,7 @@ async fn open(broker: &Broker, topic: &str, extra: &[(&str, &str)]) -> Box<dyn S
     KafkaSpec::from_options(schema(), &options(broker, topic, extra))
         .await
         .unwrap()
-        .reader(&[0, 1, 2], None)
+        .reader(&[0, 1, 2], None, None)
         .await
         .unwrap()
 }

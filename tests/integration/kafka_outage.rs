@@ -317,7 +317,7 @@ mod mock {
         KafkaSpec::from_options(schema_of(&[("id", DataType::Int64)]), &o)
             .await
             .unwrap()
-            .reader(&[0], None)
+            .reader(&[0], None, None)
             .await
             .unwrap()
     }

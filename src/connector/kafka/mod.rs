@@ -30,7 +30,7 @@ use super::{
     DECODE_SAMPLES, DecodeSample, Outage, PartitionBatch, Poll, Positions, SAMPLE_BYTES,
     SourceReader, check_options, now_micros, parsed, required,
 };
-use crate::decode::{Decoder, Format};
+use crate::decode::{Decoder, Format, TimeGuard};
 use crate::error::{Result, WeirError};
 use crate::sql::streaming::Options;
 
@@ -497,6 +497,7 @@ impl crate::connector::SourceConnector for KafkaSpec {
         &self,
         columns: &[usize],
         resume: Option<&Positions>,
+        guard: Option<TimeGuard>,
     ) -> Result<Box<dyn SourceReader>> {
         let spec = self.clone();
         let resume = resume.cloned();
@@ -513,7 +514,7 @@ impl crate::connector::SourceConnector for KafkaSpec {
         .await?;
         tracing::debug!(topic = %self.topic, ?positions, "kafka reader assigned");
         Ok(Box::new(reader::KafkaReader::new(
-            self, consumer, positions, columns,
+            self, consumer, positions, columns, guard,
         )?))
     }
 

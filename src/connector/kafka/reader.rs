@@ -110,6 +110,7 @@ impl KafkaReader {
         consumer: Arc<BaseConsumer>,
         positions: Positions,
         columns: &[usize],
+        guard: Option<TimeGuard>,
     ) -> Result<Self> {
         Ok(KafkaReader {
             health: Health::new(format!(
@@ -118,7 +119,9 @@ impl KafkaReader {
                 spec.brokers()
             )),
             probing: None,
-            decoder: Decoder::new(spec.schema.clone(), spec.format)?.only(columns),
+            decoder: Decoder::new(spec.schema.clone(), spec.format)?
+                .guard(guard)
+                .only(columns),
             spec: Arc::new(spec.clone()),
             consumer: Some(consumer),
             refreshing: None,

@@ -431,7 +431,7 @@ impl SourceReader for Broken {
 }
 
 #[tokio::test]
-async fn a_sink_whose_input_fails_is_reported_failed_and_answers_flush_with_why() {
+async fn a_sink_whose_input_fails_restarts_from_its_input_and_a_flush_waits_for_it() {
     let (sink, rx, _dir) = sink(&[], no_start());
     let dest = Arc::new(Mutex::new(Destination::default()));
     let mut runner = runner(&sink, &dest, SinkStart::Fresh).await;
@@ -440,21 +440,20 @@ async fn a_sink_whose_input_fails_is_reported_failed_and_answers_flush_with_why(
         skip: 0,
     };
     let test = async {
+        // The input fails at the first read; the sink restarts with its input opened
+        // again (it works), and the FLUSH that came meanwhile is answered then.
         let (reply, answer) = oneshot::channel();
         sink.commands.send(SinkCommand::Flush(reply)).unwrap();
-        let e = tokio::time::timeout(Duration::from_secs(10), answer)
+        tokio::time::timeout(Duration::from_secs(10), answer)
             .await
             .expect("an answer")
             .unwrap()
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("sink \"out\" stopped: ") && e.contains("the source broke"),
-            "{e}"
-        );
-        let (status, why) = sink.stats.status();
-        assert_eq!(status, "failed");
-        assert!(why.unwrap().contains("the source broke"));
+            .unwrap();
+        assert_eq!(sink.stats.status(), ("running", None));
+        // On a running sink, ALTER SINK … RESTART does nothing.
+        let (reply, answer) = oneshot::channel();
+        sink.commands.send(SinkCommand::Restart(reply)).unwrap();
+        answer.await.unwrap().unwrap();
         sink.commands.send(SinkCommand::Stop).unwrap();
     };
     // The runner on this task, next to the test: it ends at the Stop.
@@ -617,4 +616,67 @@ async fn the_commit_counter_does_not_go_back_at_a_restart() {
         1,
         "part-1 was committed before the restart"
     );
+}
+
+/// A reader whose poll panics.
+struct Panicking;
+
+#[async_trait]
+impl SourceReader for Panicking {
+    async fn poll(&mut self) -> Result<Poll> {
+        panic!("a bug in the reader");
+    }
+    async fn end_positions(&mut self) -> Result<Positions> {
+        Ok(Positions::new())
+    }
+    fn positions(&self) -> &Positions {
+        static NONE: Positions = Positions::new();
+        &NONE
+    }
+    fn partitions(&self) -> Vec<i32> {
+        vec![0]
+    }
+    fn decode_errors(&self) -> u64 {
+        0
+    }
+}
+
+#[tokio::test]
+async fn a_panic_on_a_sinks_thread_fails_it_and_it_restarts() {
+    let (sink, rx, _dir) = sink(&[], no_start());
+    let dest = Arc::new(Mutex::new(Destination::default()));
+    let mut runner = runner(&sink, &dest, SinkStart::Fresh).await;
+    runner.input = Reading::Reader {
+        reader: Box::new(Panicking),
+        skip: 0,
+    };
+    let test = async {
+        // The runner panicked at its first read (before this runs) and is failed,
+        // waiting to restart: the reason says so, a checkpoint keeps its last position.
+        let (status, why) = sink.stats.status();
+        assert_eq!(status, "failed");
+        let why = why.unwrap();
+        assert!(
+            why.contains("panicked: a bug in the reader") && why.contains("restart 1 of 5"),
+            "{why}"
+        );
+        let (reply, answer) = oneshot::channel();
+        sink.commands.send(SinkCommand::Prepare(reply)).unwrap();
+        assert!(answer.await.unwrap().is_err());
+        // A FLUSH waits for the restart (its input opened again).
+        let (reply, answer) = oneshot::channel();
+        sink.commands.send(SinkCommand::Flush(reply)).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .expect("an answer")
+            .unwrap()
+            .unwrap();
+        assert_eq!(sink.stats.status(), ("running", None));
+        sink.commands.send(SinkCommand::Stop).unwrap();
+    };
+    tokio::time::timeout(Duration::from_secs(20), async {
+        tokio::join!(runner.run(rx), test)
+    })
+    .await
+    .expect("the runner stopped");
 }

@@ -896,7 +896,7 @@ impl SourceReader for Failing {
 }
 
 #[tokio::test]
-async fn a_view_whose_source_fails_stops_and_says_why() {
+async fn a_view_whose_source_fails_is_restarted_then_stays_failed_and_says_why() {
     let engine = engine().await;
     let open: Arc<OpenReader> =
         Arc::new(|_columns: &[usize]| Ok(Box::new(Failing) as Box<dyn SourceReader>));
@@ -912,19 +912,40 @@ async fn a_view_whose_source_fails_stops_and_says_why() {
     let test = async {
         let (reply, answer) = oneshot::channel();
         commands.send(ViewCommand::Flush(reply)).unwrap();
+        // The FLUSH waits through the restarts, then fails naming the view.
         let e = answer.await.unwrap().unwrap_err().to_string();
         assert!(
-            e.contains("materialized view \"v\" stopped: ") && e.contains("the source broke"),
+            e.contains("materialized view \"v\" failed: ")
+                && e.contains("the source broke")
+                && e.contains("gave up after 5 restarts"),
             "{e}"
         );
         assert!(view.failure().unwrap().contains("the source broke"));
         let e = view.rows_now().unwrap_err().to_string();
-        assert!(e.contains("materialized view \"v\" stopped"), "{e}");
+        assert!(e.contains("materialized view \"v\" failed"), "{e}");
+        // Without a checkpoint, a failed view is left out of one.
+        let (reply, answer) = oneshot::channel();
+        commands.send(ViewCommand::Checkpoint(reply)).unwrap();
+        assert!(answer.await.is_err());
+        // ALTER … RESTART tries again (and fails again here).
+        let (reply, answer) = oneshot::channel();
+        commands.send(ViewCommand::Restart(reply)).unwrap();
+        let (reply2, answer2) = oneshot::channel();
+        commands.send(ViewCommand::Flush(reply2)).unwrap();
+        assert!(
+            answer.await.unwrap().is_ok(),
+            "the restart opened the reader"
+        );
+        let e = answer2.await.unwrap().unwrap_err().to_string();
+        assert!(e.contains("the source broke"), "{e}");
         commands.send(ViewCommand::Stop).unwrap();
     };
     // The pipeline on this task, next to the test: it ends at the Stop.
-    tokio::time::timeout(Duration::from_secs(20), async {
-        tokio::join!(pipeline.run(rx), test)
+    tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(
+            Supervisor::new(Arc::clone(&view), None).run(pipeline, rx),
+            test
+        )
     })
     .await
     .expect("the pipeline stopped");
@@ -1009,4 +1030,85 @@ async fn a_reading_view_that_falls_behind_holds_rows_back_in_order_and_loses_non
     deliver.await.unwrap();
     assert_eq!(auctions, (0..polls.len() as i64).collect::<Vec<_>>());
     assert!(!view.backlogged());
+}
+
+/// A reader whose poll panics.
+struct PanicReader;
+
+#[async_trait]
+impl SourceReader for PanicReader {
+    async fn poll(&mut self) -> Result<Poll> {
+        panic!("a bug in the reader");
+    }
+    async fn end_positions(&mut self) -> Result<Positions> {
+        Ok(Positions::from([(0, 2)]))
+    }
+    fn positions(&self) -> &Positions {
+        static AT: Positions = Positions::new();
+        &AT
+    }
+    fn partitions(&self) -> Vec<i32> {
+        vec![0]
+    }
+    fn decode_errors(&self) -> u64 {
+        0
+    }
+}
+
+#[tokio::test]
+async fn a_panic_on_a_views_thread_fails_it_and_a_restart_recovers_it() {
+    let engine = engine().await;
+    let schema = engine.catalog().source("bids").unwrap().schema.clone();
+    let script = script(&schema, &[&[(1, 10, 1_000), (2, 20, 2_000)]]);
+    // The first reader panics; the one the restart opens reads the bids.
+    let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let open: Arc<OpenReader> = {
+        let opened = Arc::clone(&opened);
+        Arc::new(move |_columns: &[usize]| {
+            if opened.fetch_add(1, Ordering::SeqCst) == 0 {
+                Ok(Box::new(PanicReader) as Box<dyn SourceReader>)
+            } else {
+                Ok(Box::new(Scripted::new(script.clone(), true)) as Box<dyn SourceReader>)
+            }
+        })
+    };
+    engine
+        .catalog()
+        .supply(engine.context(), "bids", Supplied::connector(open, 2))
+        .unwrap();
+    let view = view(
+        &engine,
+        "SELECT auction, count(*) AS n FROM bids GROUP BY auction",
+        "",
+    )
+    .await;
+    let pipeline = Pipeline::open(Arc::clone(&view), ViewStart::Fresh)
+        .await
+        .unwrap();
+    let (commands, rx) = mpsc::unbounded_channel();
+    let test = async {
+        // It panicked at its first poll (before this runs): failed, with the reason.
+        let why = view.failure().unwrap();
+        assert!(
+            why.contains("panicked: a bug in the reader") && why.contains("restart 1 of 5"),
+            "{why}"
+        );
+        assert!(view.rows_now().is_err());
+        // A FLUSH waits for the restart, which reads the source afresh (no checkpoint).
+        let (reply, answer) = oneshot::channel();
+        commands.send(ViewCommand::Flush(reply)).unwrap();
+        answer.await.unwrap().unwrap();
+        assert_eq!(view.failure(), None);
+        assert_eq!(rows(&view.rows_now().unwrap()), ["1|1", "2|1"]);
+        commands.send(ViewCommand::Stop).unwrap();
+    };
+    tokio::time::timeout(Duration::from_secs(20), async {
+        tokio::join!(
+            Supervisor::new(Arc::clone(&view), None).run(pipeline, rx),
+            test
+        )
+    })
+    .await
+    .expect("the pipeline stopped");
+    assert_eq!(opened.load(Ordering::SeqCst), 2);
 }
