@@ -14,6 +14,7 @@ use datafusion::arrow::datatypes::{DataType, Field, SchemaRef, TimeUnit};
 use datafusion::arrow::error::ArrowError;
 
 use crate::error::{Result, WeirError};
+use crate::window::assign::describe;
 
 /// How a payload encodes one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +95,7 @@ impl TimeGuard {
                 "event time {} is more than {} ahead of the wall clock \
                  (option 'watermark.max_future')",
                 show_time(t, unit),
-                describe_nanos(max_future)
+                describe(max_future)
             )
         })
     }
@@ -121,27 +122,6 @@ fn show_time(t: i64, unit: TimeUnit) -> String {
     }
     .map(|d| d.format("%Y-%m-%d %H:%M:%S%.f").to_string())
     .unwrap_or_else(|| t.to_string())
-}
-
-/// `3600000000000` → `1h`, for messages.
-fn describe_nanos(nanos: i64) -> String {
-    let mut out = String::new();
-    let mut rest = nanos;
-    for (unit, n) in [
-        ("d", 86_400_000_000_000i64),
-        ("h", 3_600_000_000_000),
-        ("m", 60_000_000_000),
-        ("s", 1_000_000_000),
-        ("ms", 1_000_000),
-        ("us", 1_000),
-        ("ns", 1),
-    ] {
-        if rest >= n {
-            out.push_str(&format!("{}{unit}", rest / n));
-            rest %= n;
-        }
-    }
-    if out.is_empty() { "0s".into() } else { out }
 }
 
 /// The wall clock in nanoseconds since the Unix epoch.
