@@ -208,24 +208,56 @@ pub fn time_zone_set(statement: &Statement) -> Option<String> {
     Some(text.trim_matches('\'').trim_matches('"').to_string())
 }
 
-/// A short name for a refused statement, for the error.
+/// A short name for a refused statement, for the error: its leading keywords
+/// (`DROP TABLE`, `CREATE MATERIALIZED VIEW`, `COPY`).
 fn what(statement: &Statement) -> String {
+    const KEYWORDS: &[&str] = &[
+        "CREATE",
+        "DROP",
+        "ALTER",
+        "OR",
+        "REPLACE",
+        "MATERIALIZED",
+        "VIEW",
+        "TABLE",
+        "EXTERNAL",
+        "UNBOUNDED",
+        "SOURCE",
+        "SINK",
+        "INSERT",
+        "INTO",
+        "UPDATE",
+        "DELETE",
+        "FROM",
+        "COPY",
+        "FLUSH",
+        "CHECKPOINT",
+        "TRUNCATE",
+        "SCHEMA",
+        "DATABASE",
+        "INDEX",
+        "FUNCTION",
+        "EXPLAIN",
+        "ANALYZE",
+        "MERGE",
+        "PREPARE",
+    ];
     let text = match statement {
         Statement::DataFusion(_, text)
         | Statement::Streaming(_, text)
         | Statement::Postgres(text) => text.as_str(),
-        _ => "this statement",
+        _ => "",
     };
-    let words: Vec<&str> = text.split_whitespace().take(3).collect();
-    let mut words: Vec<String> = words
-        .iter()
-        .take_while(|w| w.chars().all(|c| c.is_ascii_alphabetic()))
-        .map(|w| w.to_ascii_uppercase())
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(str::to_ascii_uppercase)
+        .take_while(|w| KEYWORDS.contains(&w.as_str()))
         .collect();
     if words.is_empty() {
-        words.push("this statement".into());
+        "this statement".into()
+    } else {
+        words.join(" ")
     }
-    words.join(" ")
 }
 
 #[cfg(test)]
@@ -281,7 +313,10 @@ mod tests {
             assert_eq!(reader(refused), "42501", "{refused}");
         }
         let e = check(Role::Reader, &classify("DROP TABLE t").unwrap()).unwrap_err();
-        assert!(e.to_string().contains("DROP TABLE"), "{e}");
+        assert!(
+            e.to_string().contains("; DROP TABLE needs the admin role"),
+            "{e}"
+        );
         assert!(check(Role::Admin, &classify("DROP TABLE t").unwrap()).is_ok());
     }
 
