@@ -177,13 +177,18 @@ mod tests {
         verdict(&wide).unwrap();
         let list = format!(
             "SELECT 1 WHERE 1 IN ({})",
-            (0..20_000).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+            (0..20_000)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
         );
         verdict(&list).unwrap();
         // A CASE with many branches is flat.
         let case = format!(
             "SELECT CASE {} END",
-            (0..400).map(|i| format!("WHEN {i} = 1 THEN {i}")).collect::<String>()
+            (0..400)
+                .map(|i| format!("WHEN {i} = 1 THEN {i}"))
+                .collect::<String>()
         );
         verdict(&case).unwrap();
     }

@@ -402,7 +402,10 @@ async fn a_100_mb_frame_is_refused_before_and_after_login() {
     s.write_all(&v).unwrap();
     let _ = s.write_all(&chunk);
     let text = String::from_utf8_lossy(&read_all(&mut s)).to_string();
-    assert!(text.contains("C54000") && text.contains("before authentication"), "{text}");
+    assert!(
+        text.contains("C54000") && text.contains("before authentication"),
+        "{text}"
+    );
     assert!(secured.alive());
     let rows = client.simple_query("SELECT 41 + 1").await.unwrap();
     assert_eq!(first_value(&rows).as_deref(), Some("42"));
@@ -419,7 +422,11 @@ async fn deep_expressions_are_too_complex_and_the_server_goes_on() {
         let err = client.simple_query(&sum(n)).await.unwrap_err();
         let db = err.as_db_error().expect("a server error");
         assert_eq!(db.code().code(), "54001", "{n}: {}", db.message());
-        assert!(db.message().contains("statement too complex"), "{}", db.message());
+        assert!(
+            db.message().contains("statement too complex"),
+            "{}",
+            db.message()
+        );
         let err = client.query(&sum(n), &[]).await.unwrap_err();
         assert_eq!(err.code().map(|c| c.code()), Some("54001"), "{n}: {err}");
         assert!(server.alive(), "server died on {n} terms");

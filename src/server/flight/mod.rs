@@ -40,9 +40,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::config::SessionLimits;
 use crate::engine::{Engine, Outcome, Prepared};
-use crate::server::Admission;
 use crate::error::{Result, WeirError};
 use crate::locks::Unpoisoned;
+use crate::server::Admission;
 use crate::server::metrics::Metrics;
 use crate::sql::{classify, numbered_placeholders, split_statements};
 use auth::{Auth, Caller, Gate, Gated};
@@ -178,29 +178,30 @@ impl FlightSql {
             .limits
             .statement_timeout
             .map(|t| tokio::time::Instant::now() + t);
-        let result: Result<Rows> = self.bounded(async {
-            match self.engine.execute_prepared(prepared, parameters).await? {
-                Outcome::Rows(df) => {
-                    // The plan's schema with the parameters bound: what FlightInfo announced.
-                    let schema = flight_schema(df.schema().as_arrow());
-                    let stream = df.execute_stream().await?;
-                    Ok(Rows {
-                        schema,
-                        batches: until(
-                            stream.map_err(WeirError::from).boxed(),
-                            self.shutdown.clone(),
-                            deadline,
-                        ),
-                    })
+        let result: Result<Rows> = self
+            .bounded(async {
+                match self.engine.execute_prepared(prepared, parameters).await? {
+                    Outcome::Rows(df) => {
+                        // The plan's schema with the parameters bound: what FlightInfo announced.
+                        let schema = flight_schema(df.schema().as_arrow());
+                        let stream = df.execute_stream().await?;
+                        Ok(Rows {
+                            schema,
+                            batches: until(
+                                stream.map_err(WeirError::from).boxed(),
+                                self.shutdown.clone(),
+                                deadline,
+                            ),
+                        })
+                    }
+                    Outcome::Done(_) => Ok(Rows::none()),
+                    Outcome::Changes(changes) => Ok(Rows {
+                        schema: changes.schema,
+                        batches: until(changes.stream, self.shutdown.clone(), deadline),
+                    }),
                 }
-                Outcome::Done(_) => Ok(Rows::none()),
-                Outcome::Changes(changes) => Ok(Rows {
-                    schema: changes.schema,
-                    batches: until(changes.stream, self.shutdown.clone(), deadline),
-                }),
-            }
-        })
-        .await;
+            })
+            .await;
         timer.finish(result.as_ref().err().map(WeirError::sqlstate));
         result
     }

@@ -323,7 +323,9 @@ mod tests {
         assert!(parameter_rows(&one, &open.parameter_types).is_err());
 
         statements.insert(prepare("SELECT 1").await, "b").unwrap();
-        let full = statements.insert(prepare("SELECT 2").await, "c").unwrap_err();
+        let full = statements
+            .insert(prepare("SELECT 2").await, "c")
+            .unwrap_err();
         assert!(
             full.to_string()
                 .contains("too many open prepared statements")
@@ -339,7 +341,9 @@ mod tests {
         for _ in 0..2 {
             statements.insert(prepare("SELECT 1").await, "a").unwrap();
         }
-        let e = statements.insert(prepare("SELECT 1").await, "a").unwrap_err();
+        let e = statements
+            .insert(prepare("SELECT 1").await, "a")
+            .unwrap_err();
         assert!(e.to_string().contains("for this client (2)"), "{e}");
         statements.insert(prepare("SELECT 1").await, "b").unwrap();
         // Unused past the lifetime, they are closed and free the bound.

@@ -479,8 +479,8 @@ impl ExtendedQueryHandler for QueryHandler {
                     ExtendedQueryHandler::do_query(&*self.df, client, portal, max_rows),
                 )
                 .await
-                    .map(|r| map_response(client, &self.metrics, Some(text), r))
-                    .map_err(map_error);
+                .map(|r| map_response(client, &self.metrics, Some(text), r))
+                .map_err(map_error);
                 match (result, pending) {
                     (Ok(r), Some(pending)) => match self.engine.after(pending).await {
                         Ok(()) => Ok(r),
