@@ -62,7 +62,11 @@ impl Pending {
             let victim = victim(&waiting, ip, !hard);
             if let Some((addr, _, t)) = victim.and_then(|v| waiting.remove(&v)) {
                 t.cancel();
-                if self.evicted.fetch_add(1, Ordering::SeqCst) % 1000 == 0 {
+                if self
+                    .evicted
+                    .fetch_add(1, Ordering::SeqCst)
+                    .is_multiple_of(1000)
+                {
                     warn!(
                         %addr,
                         "closed a connection that had not authenticated to make room (max_unauthenticated_connections = {}); further ones are logged every 1000",
@@ -111,7 +115,7 @@ fn victim(
         }
     }
     let mut ranked: Vec<(IpAddr, usize)> = counts.into_iter().collect();
-    ranked.sort_by(|a, b| b.1.cmp(&a.1));
+    ranked.sort_by_key(|r| std::cmp::Reverse(r.1));
     ranked.into_iter().find_map(|(addr, _)| {
         waiting
             .iter()
