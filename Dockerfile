@@ -10,7 +10,7 @@ RUN cargo build --release --locked --bin weir && cp target/release/weir /usr/loc
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libcurl4 libssl3 libsasl2-2 zlib1g \
+ && apt-get install -y --no-install-recommends ca-certificates libcurl4 libssl3 libsasl2-2 zlib1g openssl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 10001 weir
 COPY --from=build /usr/local/bin/weir /usr/local/bin/weir

@@ -21,5 +21,17 @@ for topic in $topics; do
     sleep 2
   done
 done
+# Flight SQL beyond loopback needs TLS: without a certificate of the operator's, the demo
+# makes a self-signed one (clients pass it as their trusted root).
+if [ -z "${WEIR_TLS_CERT:-}" ]; then
+  tls="$HOME/tls"
+  mkdir -p "$tls"
+  if [ ! -f "$tls/cert.pem" ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
+      -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+      -keyout "$tls/key.pem" -out "$tls/cert.pem" 2>/dev/null
+  fi
+  export WEIR_TLS_CERT="$tls/cert.pem" WEIR_TLS_KEY="$tls/key.pem"
+fi
 weir gen --brokers "$KAFKA_BROKERS" --profile "$profile" --rate "${GEN_RATE:-50}" --seed "${GEN_SEED:-1}" &
 exec weir serve --sql-dir "$dir"

@@ -33,9 +33,19 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// Log filter in `tracing`'s syntax (`info`, `weir=debug,info`…). Default `info`.
     pub log: String,
-    /// PostgreSQL connections open at once; past it a client gets `53300 sorry, too many
-    /// clients already`. Default 100.
+    /// Authenticated connections open at once, PostgreSQL and Flight SQL together; past it
+    /// a client gets `53300 sorry, too many clients already`. Default 100.
     pub max_connections: usize,
+    /// Connections that have not authenticated yet, both ports together; when full, a new
+    /// one closes the oldest of the address holding the most. Default 32.
+    pub max_unauthenticated_connections: usize,
+    /// A connection that has not authenticated after this many milliseconds is closed.
+    /// Default 10000.
+    pub auth_timeout_ms: u64,
+    /// The largest message a client may send once authenticated (a PostgreSQL frame, a
+    /// Flight SQL gRPC message), in bytes; a larger one is refused with 54000. Before
+    /// authentication frames are capped at 16 KiB. Default 67108864 (64 MiB).
+    pub max_message_bytes: usize,
     /// Default `statement_timeout` of every session, in milliseconds (a session's `SET
     /// statement_timeout` overrides it); past it a statement ends with 57014. Default 0:
     /// none.
@@ -53,7 +63,8 @@ pub struct Config {
     /// Password (or verifier) of every user name the users file does not list. Default:
     /// none.
     pub auth_password: Option<Secret>,
-    /// PEM certificate chain; with `tls_key`, turns TLS on. Default: none.
+    /// PEM certificate chain; with `tls_key`, turns TLS on for the PostgreSQL and Flight SQL
+    /// ports. Default: none.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`. Default: none.
     pub tls_key: Option<PathBuf>,
@@ -116,6 +127,9 @@ impl Default for Config {
             shutdown_grace_secs: 10,
             log: "info".to_string(),
             max_connections: 100,
+            max_unauthenticated_connections: 32,
+            auth_timeout_ms: 10_000,
+            max_message_bytes: 64 << 20,
             statement_timeout_ms: 0,
             idle_session_timeout_secs: 0,
             query_memory_mb: 2048,
@@ -131,10 +145,13 @@ impl Default for Config {
     }
 }
 
-/// What the PostgreSQL front enforces per connection.
+/// What the fronts enforce per connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionLimits {
     pub max_connections: usize,
+    pub max_unauthenticated: usize,
+    pub auth_timeout: Duration,
+    pub max_message_bytes: usize,
     pub statement_timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
 }
@@ -172,9 +189,18 @@ pub struct Overrides {
     /// Log filter, e.g. `info` or `weir=debug,info` [default: info]
     #[arg(long, env = "WEIR_LOG")]
     pub log: Option<String>,
-    /// PostgreSQL connections open at once [default: 100]
+    /// Authenticated connections open at once, both ports [default: 100]
     #[arg(long, env = "WEIR_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Connections not yet authenticated, both ports [default: 32]
+    #[arg(long, env = "WEIR_MAX_UNAUTHENTICATED_CONNECTIONS")]
+    pub max_unauthenticated_connections: Option<usize>,
+    /// Close connections not authenticated after this many ms [default: 10000]
+    #[arg(long, env = "WEIR_AUTH_TIMEOUT_MS")]
+    pub auth_timeout_ms: Option<u64>,
+    /// Largest message a client may send once authenticated, in bytes [default: 67108864]
+    #[arg(long, env = "WEIR_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
     /// Default statement_timeout of sessions, in ms; 0: none [default: 0]
     #[arg(long, env = "WEIR_STATEMENT_TIMEOUT_MS")]
     pub statement_timeout_ms: Option<u64>,
@@ -190,7 +216,7 @@ pub struct Overrides {
     /// Password (or SCRAM verifier) of any user not in the users file; turns on authentication
     #[arg(long, env = "WEIR_AUTH_PASSWORD", hide_env_values = true)]
     pub auth_password: Option<Secret>,
-    /// PEM certificate chain for TLS on the PostgreSQL port (with --tls-key)
+    /// PEM certificate chain for TLS on the PostgreSQL and Flight SQL ports (with --tls-key)
     #[arg(long, env = "WEIR_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of the TLS certificate
@@ -260,6 +286,9 @@ impl Config {
             shutdown_grace_secs,
             log,
             max_connections,
+            max_unauthenticated_connections,
+            auth_timeout_ms,
+            max_message_bytes,
             statement_timeout_ms,
             idle_session_timeout_secs,
             query_memory_mb,
@@ -299,6 +328,9 @@ impl Config {
     pub fn session_limits(&self) -> SessionLimits {
         SessionLimits {
             max_connections: self.max_connections.max(1),
+            max_unauthenticated: self.max_unauthenticated_connections.max(1),
+            auth_timeout: Duration::from_millis(self.auth_timeout_ms.max(1)),
+            max_message_bytes: self.max_message_bytes.max(frames_floor()),
             statement_timeout: (self.statement_timeout_ms > 0)
                 .then(|| Duration::from_millis(self.statement_timeout_ms)),
             idle_timeout: (self.idle_session_timeout_secs > 0)
@@ -321,6 +353,11 @@ impl Config {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
     }
+}
+
+/// `max_message_bytes` is never below what a client may send before authenticating.
+fn frames_floor() -> usize {
+    16 * 1024
 }
 
 #[cfg(test)]

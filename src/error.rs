@@ -73,6 +73,15 @@ pub enum WeirError {
         missed: u64,
         kept: usize,
     },
+    /// A statement nested too deeply to plan safely.
+    #[error("{0}")]
+    TooComplex(String),
+    /// A statement stopped by `statement_timeout` or a cancel request.
+    #[error("canceling statement due to {0}")]
+    Canceled(String),
+    /// A per-client limit of the server was reached (prepared statements…).
+    #[error("{0}")]
+    LimitExceeded(String),
     /// The server is stopping and takes no new statements.
     #[error("terminating connection due to administrator command")]
     ShuttingDown,
@@ -119,6 +128,9 @@ impl WeirError {
             WeirError::DependentObjects(_) => "2BP01",
             WeirError::InsufficientPrivilege(_) => "42501",
             WeirError::Stopped(_) | WeirError::Lagged { .. } => "55000",
+            WeirError::TooComplex(_) => "54001",
+            WeirError::Canceled(_) => "57014",
+            WeirError::LimitExceeded(_) => "53400",
             WeirError::ShuttingDown => "57P01",
             WeirError::Internal(_) => "XX000",
         }

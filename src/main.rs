@@ -92,6 +92,9 @@ fn init_logs(filter: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        // Planning and running recurse once per level of an expression: room for the
+        // deepest a statement may nest (sql::depth::MAX_DEPTH) in a debug build too.
+        .thread_stack_size(16 << 20)
         .enable_all()
         .build()
         .expect("tokio runtime");

@@ -121,6 +121,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         shutdown.clone(),
         Default::default(),
         Default::default(),
+        Default::default(),
     ));
     let server = tokio::spawn(serve(
         listener,

@@ -263,6 +263,7 @@ async fn measure(dir: &std::path::Path, rows: u64, view_rows: u64) -> Result<()>
         shutdown.clone(),
         SessionLimits::default(),
         Security::default(),
+        Default::default(),
     ));
     tokio::spawn(serve(
         pg_listener,
@@ -277,6 +278,7 @@ async fn measure(dir: &std::path::Path, rows: u64, view_rows: u64) -> Result<()>
         flight_listener,
         FlightSql::new(engine.clone(), metrics.clone(), None),
         shutdown.clone(),
+        None,
     ));
     let sent = Arc::new(AtomicU64::new(0));
     let pg_relay = counting_relay(pg_addr, Arc::clone(&sent)).await?;

@@ -3,8 +3,11 @@
 //! that every listener watches, and a task tracker that waits for open connections.
 
 pub mod flight;
+pub mod frames;
+pub mod guard;
 pub mod http;
 pub mod metrics;
+pub mod pending;
 pub mod pgwire;
 
 use std::net::SocketAddr;
@@ -18,10 +21,40 @@ use tracing::{info, warn};
 use crate::catalog::{self, Durable};
 use crate::checkpoint::{self, Checkpoints};
 use crate::config::Config;
+use crate::config::SessionLimits;
 use crate::engine::Engine;
 use crate::error::{Result, WeirError};
 use crate::storage::locations::Locations;
+use guard::LoginGuard;
 use metrics::Metrics;
+use pending::Pending;
+use pgwire::session::Sessions;
+
+/// What both ports share about admitting clients: the pool of connections that have not
+/// authenticated yet, the count of authenticated ones (`max_connections`), and the
+/// failed logins per address.
+#[derive(Clone)]
+pub struct Admission {
+    pub pending: Arc<Pending>,
+    pub sessions: Arc<Sessions>,
+    pub logins: Arc<LoginGuard>,
+}
+
+impl Admission {
+    pub fn new(limits: &SessionLimits) -> Admission {
+        Admission {
+            pending: Pending::new(limits.max_unauthenticated),
+            sessions: Arc::default(),
+            logins: Arc::default(),
+        }
+    }
+}
+
+impl Default for Admission {
+    fn default() -> Self {
+        Admission::new(&SessionLimits::default())
+    }
+}
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
     TcpListener::bind(addr)
@@ -50,13 +83,7 @@ impl Bound {
 /// statements `shutdown_grace_secs` to finish, and return.
 pub async fn run(config: Config) -> Result<()> {
     let security = pgwire::Security::from_config(&config)?;
-    for addr in [config.pg_listen, config.flight_listen] {
-        if !addr.ip().is_loopback() && security.users.is_none() {
-            return Err(WeirError::Config(format!(
-                "refusing to listen on {addr} without authentication; set auth_users_file or auth_password, or listen on a loopback address"
-            )));
-        }
-    }
+    refuse_open_listeners(&config, &security)?;
     if let Some(users) = &security.users {
         info!(
             "PostgreSQL clients authenticate with SCRAM-SHA-256, Flight SQL clients with a password or a bearer token ({} users in the users file{})",
@@ -70,7 +97,7 @@ pub async fn run(config: Config) -> Result<()> {
     }
     if security.tls.is_some() {
         info!(
-            "TLS on the PostgreSQL port{}",
+            "TLS on the PostgreSQL port{} and the Flight SQL port",
             if security.tls_required {
                 " (required)"
             } else {
@@ -81,12 +108,6 @@ pub async fn run(config: Config) -> Result<()> {
         warn!(
             "listening on {} without TLS: passwords are not sent, but queries and results travel in plain text",
             config.pg_listen
-        );
-    }
-    if !config.flight_listen.ip().is_loopback() {
-        warn!(
-            "Flight SQL on {} has no TLS: passwords, tokens, queries and results travel in plain text",
-            config.flight_listen
         );
     }
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
@@ -164,18 +185,22 @@ pub async fn run(config: Config) -> Result<()> {
     });
     let metrics = Metrics::new();
 
+    let limits = config.session_limits();
+    let admission = Admission::new(&limits);
     let flight_auth = security
         .users
         .clone()
         .map(|users| Arc::new(flight::auth::Auth::new(users)));
-    let flight = flight::FlightSql::new(engine.clone(), metrics.clone(), flight_auth);
-    let limits = config.session_limits();
+    let flight = flight::FlightSql::new(engine.clone(), metrics.clone(), flight_auth)
+        .with_admission(admission.clone(), limits, config.idle_session_timeout_secs);
+    let flight_tls = security.flight_tls.clone();
     let handlers = Arc::new(pgwire::Handlers::new(
         engine.clone(),
         metrics.clone(),
         shutdown.clone(),
         limits,
         security,
+        admission,
     ));
     let shutdown_flight = shutdown.clone();
     let pg = tokio::spawn(pgwire::serve(
@@ -187,7 +212,7 @@ pub async fn run(config: Config) -> Result<()> {
     ));
     // The Flight server drains its own calls on shutdown; the tracker bounds the wait.
     tracker.spawn(async move {
-        if let Err(e) = flight::serve(flight_listener, flight, shutdown_flight).await {
+        if let Err(e) = flight::serve(flight_listener, flight, shutdown_flight, flight_tls).await {
             warn!("{e}");
         }
     });
@@ -236,6 +261,39 @@ pub async fn run(config: Config) -> Result<()> {
         Err(e) => warn!("the last checkpoint failed: {e}"),
     }
     info!("stopped");
+    Ok(())
+}
+
+/// A listener beyond loopback is refused without what protects it there: authentication
+/// on the PostgreSQL port (SCRAM never sends the password), authentication and TLS on the
+/// Flight SQL port (Basic credentials and tokens travel in each call), and authentication
+/// configured for the HTTP port (which serves only /healthz and /metrics, to anyone).
+fn refuse_open_listeners(config: &Config, security: &pgwire::Security) -> Result<()> {
+    let authenticated = security.users.is_some();
+    let refuse = |addr: SocketAddr, what: &str, needs: &str| {
+        Err(WeirError::Config(format!(
+            "refusing to listen on {addr} without {needs}, or listen on a loopback address ({what} port)"
+        )))
+    };
+    const AUTH: &str = "authentication; set auth_users_file or auth_password";
+    if !config.pg_listen.ip().is_loopback() && !authenticated {
+        return refuse(config.pg_listen, "PostgreSQL", AUTH);
+    }
+    if !config.flight_listen.ip().is_loopback() {
+        if !authenticated {
+            return refuse(config.flight_listen, "Flight SQL", AUTH);
+        }
+        if security.flight_tls.is_none() {
+            return refuse(
+                config.flight_listen,
+                "Flight SQL",
+                "TLS; set tls_cert and tls_key (its passwords and tokens would travel in plain text)",
+            );
+        }
+    }
+    if !config.http_listen.ip().is_loopback() && !authenticated {
+        return refuse(config.http_listen, "HTTP", AUTH);
+    }
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod compat;
+pub mod depth;
 pub mod loader;
 pub mod names;
 pub mod redact;
@@ -166,6 +167,8 @@ fn leading_words(tokens: &[TokenWithSpan], n: usize) -> Vec<String> {
 /// Sort one statement (as produced by [`split_statements`]).
 pub fn classify(text: &str) -> Result<Statement> {
     let tokens = tokenize(text)?;
+    // Before anything parses it into a tree: too deep a tree is refused (54001).
+    depth::check(text, &tokens)?;
     let words = leading_words(&tokens, 6);
     let w: Vec<&str> = words.iter().map(String::as_str).collect();
     // `COPY (query) TO 'location'` writes files; PostgreSQL's COPY … TO STDOUT is not it.

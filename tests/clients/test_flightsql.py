@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import subprocess
 import warnings
 from decimal import Decimal
 
@@ -371,5 +372,85 @@ def test_wrong_password_and_no_credentials(auth_server):
     finally:
         client.close()
     text = log.read_text()
-    assert "Flight SQL authentication" in text and "alice" in text
+    # Logged once per burst of failures from the address, never the password.
+    assert "Flight SQL: password authentication failed" in text and "alice" in text
     assert "wrong" not in text and "Al1ce pw" not in text
+
+
+# --- TLS, limits -----------------------------------------------------------------------------
+
+def _certificate(d):
+    from test_auth import OPENSSL
+
+    if OPENSSL is None:
+        pytest.fail("openssl not installed (scripts/setup.sh installs it)", pytrace=False)
+    subprocess.run(
+        [OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
+        check=True, capture_output=True,
+    )
+    return d / "cert.pem", d / "key.pem"
+
+
+def test_tls_with_a_self_signed_certificate(tmp_path):
+    from test_auth import weir_server
+
+    cert, key = _certificate(tmp_path)
+    (tmp_path / "users").write_text("alice:Al1ce pw\n")
+    port = _free_port()
+    with weir_server(tmp_path, "--auth-users-file", str(tmp_path / "users"),
+                     "--tls-cert", str(cert), "--tls-key", str(key), flight_port=port):
+        kwargs = {"username": "alice", "password": "Al1ce pw",
+                  "adbc.flight.sql.client_option.tls_root_certs": cert.read_text()}
+        with flight_sql.connect(f"grpc+tls://127.0.0.1:{port}", db_kwargs=kwargs,
+                                autocommit=True) as c, c.cursor() as cur:
+            cur.execute("SELECT count(*) AS n FROM typed")
+            assert cur.fetchall() == [(4,)]
+        # Plain text to the TLS port gets nowhere.
+        with pytest.raises(adbc_driver_manager.Error):
+            with flight_sql.connect(uri(port), db_kwargs={"username": "alice", "password": "Al1ce pw"},
+                                    autocommit=True) as c, c.cursor() as cur:
+                cur.execute("SELECT 1")
+
+
+def test_statement_timeout(tmp_path):
+    from test_auth import weir_server
+
+    port = _free_port()
+    with weir_server(tmp_path, "--statement-timeout-ms", "300", flight_port=port):
+        with flight_sql.connect(uri(port), autocommit=True) as c, c.cursor() as cur:
+            with pytest.raises(adbc_driver_manager.Error) as err:
+                cur.execute("SELECT count(*) FROM generate_series(1, 2000000000) a")
+                cur.fetchall()
+            assert "57014" in str(err.value) and "statement timeout" in str(err.value)
+            cur.execute("SELECT 2 AS n")
+            assert cur.fetchall() == [(2,)]
+
+
+def create_prepared(client, sql: str) -> bytes:
+    """DoAction CreatePreparedStatement; the handle."""
+    request = _field(1, b"type.googleapis.com/arrow.flight.protocol.sql.ActionCreatePreparedStatementRequest") \
+        + _field(2, _field(1, sql.encode()))
+    results = list(client.do_action(flight.Action("CreatePreparedStatement", request)))
+    return results[0].body.to_pybytes()
+
+
+def test_prepared_statements_are_bounded_per_client(tmp_path):
+    from test_auth import weir_server
+
+    port = _free_port()
+    with weir_server(tmp_path, flight_port=port):
+        client = flight.FlightClient(uri(port))
+        try:
+            for _ in range(256):
+                create_prepared(client, "SELECT 1")
+            # RESOURCE_EXHAUSTED, which pyarrow raises as ArrowInvalid.
+            with pytest.raises(pa.ArrowInvalid) as err:
+                create_prepared(client, "SELECT 1")
+            assert "53400" in str(err.value) and "for this client (256)" in str(err.value)
+            # The server goes on: statements run, and closing some frees the bound.
+            info = client.get_flight_info(flight.FlightDescriptor.for_command(statement_query("SELECT 3 AS n")))
+            assert client.do_get(info.endpoints[0].ticket).read_all().to_pylist() == [{"n": 3}]
+        finally:
+            client.close()

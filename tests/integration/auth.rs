@@ -317,3 +317,89 @@ async fn statements_after_a_refused_login_are_not_run() {
         .unwrap_err();
     assert_eq!(err.code().map(|c| c.code()), Some("42P01"));
 }
+
+/// 10,000 wrong passwords from 127.0.0.2, as fast as it can send them: its attempts are
+/// slowed and crowd only its own connections out of the unauthenticated pool, while the
+/// right password from 127.0.0.1 logs in within seconds, and the failures are logged once,
+/// not 10,000 times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_from_one_address_do_not_slow_another() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let server = Arc::new(Server::start_with(
+        SQL,
+        &["--auth-password", "pw", "--log", "warn"],
+    ));
+    // One wrong password from 127.0.0.2 gets its answer: the burst begins.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let stream = socket
+        .connect(([127, 0, 0, 1], server.pg_port).into())
+        .await
+        .unwrap();
+    let mut eve = server.pg_config();
+    eve.user("eve").password("guess");
+    let refused = eve
+        .connect_raw(stream, tokio_postgres::NoTls)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        code(&refused),
+        "28P01 password authentication failed for user \"eve\""
+    );
+    let attempts = Arc::new(AtomicUsize::new(0));
+    const ATTEMPTS: usize = 10_000;
+    let mut attackers = Vec::new();
+    // More at once than the unauthenticated pool stretches to: the attacker's own waiting
+    // attempts are closed to make room for its next ones.
+    for _ in 0..300 {
+        let (server, attempts) = (server.clone(), attempts.clone());
+        attackers.push(tokio::spawn(async move {
+            let mut config = server.pg_config();
+            config.user("eve").password("guess");
+            while attempts.fetch_add(1, Ordering::SeqCst) < ATTEMPTS {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+                let Ok(stream) = socket
+                    .connect(([127, 0, 0, 1], server.pg_port).into())
+                    .await
+                else {
+                    continue;
+                };
+                let outcome = config.connect_raw(stream, tokio_postgres::NoTls).await;
+                assert!(outcome.is_err(), "a wrong password logged in");
+            }
+        }));
+    }
+    // The right password, from the other address, while the attack goes on.
+    while attempts.load(Ordering::SeqCst) < ATTEMPTS / 5 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for _ in 0..3 {
+        let outcome = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            login(&server, "alice", Some("pw")),
+        )
+        .await
+        .expect("the right password logs in within 10 s during the attack");
+        assert_eq!(outcome, Ok("1".into()));
+    }
+    for a in attackers {
+        a.await.unwrap();
+    }
+    let log = server.output();
+    let logged = log
+        .lines()
+        .filter(|l| l.contains("password authentication failed") && l.contains("127.0.0.2"))
+        .count();
+    assert!(
+        logged <= 3,
+        "{logged} lines for one burst of failures:\n{}",
+        &log[..log.len().min(4000)]
+    );
+    assert_eq!(
+        login(&server, "alice", Some("pw")).await,
+        Ok("1".into()),
+        "the server still serves"
+    );
+}

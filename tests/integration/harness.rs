@@ -132,7 +132,7 @@ impl Server {
     }
 
     /// [`Server::start_with`], the PostgreSQL listener on `host` (clients still reach it
-    /// on 127.0.0.1).
+    /// on 127.0.0.1); Flight SQL stays on loopback (beyond it, it needs TLS).
     pub fn start_on_host(host: &str, sql_dir: &str, extra: &[&str]) -> Server {
         let data = tempfile::tempdir().unwrap();
         let path = data.path().to_path_buf();
@@ -200,7 +200,7 @@ impl Server {
             .current_dir(root)
             .args(["serve", "--sql-dir", sql_dir])
             .args(["--pg-listen", &format!("{host}:0")])
-            .args(["--flight-listen", &format!("{host}:0")])
+            .args(["--flight-listen", "127.0.0.1:0"])
             .args(["--http-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)

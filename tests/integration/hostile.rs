@@ -302,3 +302,137 @@ async fn a_binary_array_claiming_billions_of_elements_fails_alone() {
     drop(client);
     assert!(server.stop().success());
 }
+
+/// A socket from `from` (another loopback address) to the server's PostgreSQL port.
+async fn socket_from(from: &str, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(format!("{from}:0").parse().unwrap())?;
+    socket.connect(([127, 0, 0, 1], port).into()).await
+}
+
+/// 500 sockets from one address that never authenticate: they fill only the small
+/// unauthenticated pool, never max_connections, and a client from elsewhere logs in and
+/// queries. The attacker's oldest sockets are the ones closed to make room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_that_never_authenticate_do_not_lock_out_clients() {
+    use tokio::io::AsyncWriteExt;
+    let mut server = Server::start_with(
+        "tests/fixtures/sql",
+        &["--auth-password", "pw", "--max-connections", "4"],
+    );
+    let mut idle = Vec::new();
+    for i in 0..500 {
+        let mut s = socket_from("127.0.0.2", server.pg_port).await.unwrap();
+        // Half send a start-up packet and stop there; half send nothing at all.
+        if i % 2 == 0 {
+            s.write_all(&startup("idle")).await.unwrap();
+        }
+        idle.push(s);
+    }
+    let mut config = server.pg_config();
+    config.password("pw");
+    for _ in 0..3 {
+        let (client, conn) = tokio::time::timeout(
+            Duration::from_secs(10),
+            config.connect(tokio_postgres::NoTls),
+        )
+        .await
+        .expect("a client logs in while 500 sockets wait")
+        .unwrap();
+        tokio::spawn(conn);
+        let rows = client.simple_query("SELECT 41 + 1").await.unwrap();
+        assert_eq!(first_value(&rows).as_deref(), Some("42"));
+    }
+    assert!(server.alive());
+    drop(idle);
+}
+
+/// Read what the server answers until it closes the connection.
+fn read_all(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// A 100 MB frame before login (a start-up packet, a password message) and after it (a
+/// query) is refused with 54000 from its header alone; the server goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_mb_frame_is_refused_before_and_after_login() {
+    let mut server = Server::start("tests/fixtures/sql");
+    let client = connect(&server).await;
+    const BIG: i32 = 100_000_004;
+    let chunk = vec![b'x'; 64 * 1024];
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("start-up packet", {
+            let mut v = BIG.to_be_bytes().to_vec();
+            v.extend_from_slice(&196608i32.to_be_bytes());
+            v
+        }),
+        ("query after start-up", {
+            let mut v = startup("big");
+            v.push(b'Q');
+            v.extend_from_slice(&BIG.to_be_bytes());
+            v
+        }),
+    ];
+    for (what, head) in cases {
+        let mut s = TcpStream::connect(("127.0.0.1", server.pg_port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&head).unwrap();
+        // Some of the body; the server does not wait for the rest.
+        let _ = s.write_all(&chunk);
+        let answer = read_all(&mut s);
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.contains("C54000"), "{what}: {text}");
+        assert!(text.contains("exceeds the limit"), "{what}: {text}");
+        assert!(server.alive(), "server died on a 100 MB {what}");
+    }
+    // With a password, the frames of the exchange are capped before login.
+    let mut secured = Server::start_with("tests/fixtures/sql", &["--auth-password", "pw"]);
+    let mut s = TcpStream::connect(("127.0.0.1", secured.pg_port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut v = startup("big");
+    v.push(b'p');
+    v.extend_from_slice(&BIG.to_be_bytes());
+    s.write_all(&v).unwrap();
+    let _ = s.write_all(&chunk);
+    let text = String::from_utf8_lossy(&read_all(&mut s)).to_string();
+    assert!(
+        text.contains("C54000") && text.contains("before authentication"),
+        "{text}"
+    );
+    assert!(secured.alive());
+    let rows = client.simple_query("SELECT 41 + 1").await.unwrap();
+    assert_eq!(first_value(&rows).as_deref(), Some("42"));
+}
+
+/// `SELECT 1+1+…` with 10,000 and 20,000 terms: 54001 over both protocols, and the
+/// server keeps answering; a 500-term one runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_expressions_are_too_complex_and_the_server_goes_on() {
+    let mut server = Server::start("tests/fixtures/sql");
+    let client = connect(&server).await;
+    let sum = |n: usize| format!("SELECT 1{}", "+1".repeat(n));
+    for n in [10_000, 20_000] {
+        let err = client.simple_query(&sum(n)).await.unwrap_err();
+        let db = err.as_db_error().expect("a server error");
+        assert_eq!(db.code().code(), "54001", "{n}: {}", db.message());
+        assert!(
+            db.message().contains("statement too complex"),
+            "{}",
+            db.message()
+        );
+        let err = client.query(&sum(n), &[]).await.unwrap_err();
+        assert_eq!(err.code().map(|c| c.code()), Some("54001"), "{n}: {err}");
+        assert!(server.alive(), "server died on {n} terms");
+    }
+    let rows = client.simple_query(&sum(500)).await.unwrap();
+    assert_eq!(first_value(&rows).as_deref(), Some("501"));
+    let n: i64 = client.query_one(&sum(500), &[]).await.unwrap().get(0);
+    assert_eq!(n, 501);
+}

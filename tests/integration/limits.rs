@@ -193,3 +193,47 @@ async fn two_hundred_clients_read_views_while_events_arrive() {
         .unwrap();
     assert_eq!(first_value(&messages), None);
 }
+
+/// FLUSH over a Kafka source whose broker is gone waits for rows that cannot come: the
+/// session's statement_timeout stops it with 57014 (not the flush's own 15 s), and the
+/// server goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_over_a_stalled_source_ends_at_the_statement_timeout() {
+    let mut broker = crate::harness::Broker::start();
+    broker.create_topic("stalled", 1).await;
+    broker
+        .produce("stalled", 0, &[r#"{"id": 1, "ts": "2026-01-01 00:00:00"}"#])
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("s.sql"),
+        format!(
+            "CREATE SOURCE s (id BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+             WITH (connector = 'kafka', topic = 'stalled', 'properties.bootstrap.servers' = '{}');
+             CREATE MATERIALIZED VIEW n AS SELECT count(*) AS n FROM s;",
+            broker.addr()
+        ),
+    )
+    .unwrap();
+    let mut server = Server::start_with(dir.path().to_str().unwrap(), &[]);
+    let client = connect(&server).await;
+    client.simple_query("FLUSH").await.unwrap();
+    let messages = client.simple_query("SELECT n FROM n").await.unwrap();
+    assert_eq!(first_value(&messages).as_deref(), Some("1"));
+    broker.kill();
+    client
+        .simple_query("SET statement_timeout = '1s'")
+        .await
+        .unwrap();
+    let err = client.simple_query("FLUSH").await.unwrap_err();
+    assert_eq!(
+        code(&err),
+        "57014 canceling statement due to statement timeout"
+    );
+    // The extended protocol too, and the server's default.
+    let err = client.execute("FLUSH", &[]).await.unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("57014"));
+    let messages = client.simple_query("SELECT n FROM n").await.unwrap();
+    assert_eq!(first_value(&messages).as_deref(), Some("1"));
+    assert!(server.alive());
+}

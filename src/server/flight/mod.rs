@@ -3,6 +3,7 @@
 //! metadata calls), every error carrying Weir's message and SQLSTATE.
 
 pub mod auth;
+pub mod conn;
 pub mod metadata;
 pub mod statements;
 
@@ -35,16 +36,17 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::config::SessionLimits;
 use crate::engine::{Engine, Outcome, Prepared};
 use crate::error::{Result, WeirError};
 use crate::locks::Unpoisoned;
+use crate::server::Admission;
 use crate::server::metrics::Metrics;
 use crate::sql::access::{self, Role};
 use crate::sql::{classify, numbered_placeholders, split_statements};
-use auth::{Auth, Caller, Gate};
+use auth::{Auth, Caller, Gate, Gated};
 use statements::{MAX_PREPARED, PreparedStatements, parameter_rows};
 
 /// Parameter rows one DoPut may bind (each row of an update runs it once).
@@ -62,6 +64,9 @@ pub struct FlightSql {
     auth: Option<Arc<Auth>>,
     /// Ends the subscriptions still streaming when the server stops ([`serve`] sets it).
     shutdown: CancellationToken,
+    /// The pools both ports share, and the limits (`statement_timeout_ms`, …).
+    admission: Admission,
+    limits: SessionLimits,
 }
 
 /// Rows to send: the schema they go out in (batches are cast to it) and a stream of
@@ -97,6 +102,34 @@ impl FlightSql {
             statements: PreparedStatements::new(MAX_PREPARED),
             auth,
             shutdown: CancellationToken::new(),
+            admission: Admission::default(),
+            limits: SessionLimits::default(),
+        }
+    }
+
+    /// Share the PostgreSQL port's pools and limits; prepared statements unused for
+    /// `idle_session_timeout_secs` (an hour when 0) are closed.
+    pub fn with_admission(
+        mut self,
+        admission: Admission,
+        limits: SessionLimits,
+        idle_secs: u64,
+    ) -> FlightSql {
+        self.admission = admission;
+        self.limits = limits;
+        let idle = if idle_secs > 0 { idle_secs } else { 3600 };
+        self.statements = PreparedStatements::new(MAX_PREPARED)
+            .with_idle_lifetime(std::time::Duration::from_secs(idle));
+        self
+    }
+
+    /// `work` within `statement_timeout_ms` (57014 past it).
+    async fn bounded<T>(&self, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        match self.limits.statement_timeout {
+            Some(t) => tokio::time::timeout(t, work)
+                .await
+                .unwrap_or_else(|_| Err(WeirError::Canceled("statement timeout".into()))),
+            None => work.await,
         }
     }
 
@@ -145,25 +178,34 @@ impl FlightSql {
         parameters: Option<Vec<ScalarValue>>,
     ) -> Result<Rows> {
         let timer = self.metrics.query_started();
-        let result: Result<Rows> = async {
-            match self.engine.execute_prepared(prepared, parameters).await? {
-                Outcome::Rows(df) => {
-                    // The plan's schema with the parameters bound: what FlightInfo announced.
-                    let schema = flight_schema(df.schema().as_arrow());
-                    let stream = df.execute_stream().await?;
-                    Ok(Rows {
-                        schema,
-                        batches: stream.map_err(WeirError::from).boxed(),
-                    })
+        let deadline = self
+            .limits
+            .statement_timeout
+            .map(|t| tokio::time::Instant::now() + t);
+        let result: Result<Rows> = self
+            .bounded(async {
+                match self.engine.execute_prepared(prepared, parameters).await? {
+                    Outcome::Rows(df) => {
+                        // The plan's schema with the parameters bound: what FlightInfo announced.
+                        let schema = flight_schema(df.schema().as_arrow());
+                        let stream = df.execute_stream().await?;
+                        Ok(Rows {
+                            schema,
+                            batches: until(
+                                stream.map_err(WeirError::from).boxed(),
+                                self.shutdown.clone(),
+                                deadline,
+                            ),
+                        })
+                    }
+                    Outcome::Done(_) => Ok(Rows::none()),
+                    Outcome::Changes(changes) => Ok(Rows {
+                        schema: changes.schema,
+                        batches: until(changes.stream, self.shutdown.clone(), deadline),
+                    }),
                 }
-                Outcome::Done(_) => Ok(Rows::none()),
-                Outcome::Changes(changes) => Ok(Rows {
-                    schema: changes.schema,
-                    batches: until_shutdown(changes.stream, self.shutdown.clone()),
-                }),
-            }
-        }
-        .await;
+            })
+            .await;
         timer.finish(result.as_ref().err().map(WeirError::sqlstate));
         result
     }
@@ -175,7 +217,7 @@ impl FlightSql {
         parameters: Option<Vec<ScalarValue>>,
     ) -> Result<i64> {
         let timer = self.metrics.query_started();
-        let result: Result<i64> = async {
+        let result: Result<i64> = self.bounded(async {
             match self.engine.execute_prepared(prepared, parameters).await? {
                 Outcome::Done(_) => Ok(0),
                 Outcome::Changes(_) => Err(WeirError::NotSupported(
@@ -203,7 +245,7 @@ impl FlightSql {
                     Ok(if counted { count } else { -1 })
                 }
             }
-        }
+        })
         .await;
         timer.finish(result.as_ref().err().map(WeirError::sqlstate));
         result
@@ -319,7 +361,8 @@ pub fn status(e: &WeirError) -> Status {
         "42501" => Code::PermissionDenied,
         "57P01" => Code::Unavailable,
         "57014" => Code::Cancelled,
-        "53200" | "53300" => Code::ResourceExhausted,
+        "53200" | "53300" | "53400" | "54000" => Code::ResourceExhausted,
+        "54001" => Code::InvalidArgument,
         "55000" => Code::FailedPrecondition,
         s if s.starts_with("28") => Code::Unauthenticated,
         s if s.starts_with("42")
@@ -641,6 +684,16 @@ impl FlightSqlService for FlightSql {
         query: ActionCreatePreparedStatementRequest,
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        // Prepared statements are bounded per client: a user, or an address when no
+        // users are configured.
+        let owner = match request.extensions().get::<Caller>() {
+            Some(Caller::Anyone) | None => request
+                .extensions()
+                .get::<conn::ConnInfo>()
+                .map(|c| c.state.peer.ip().to_string())
+                .unwrap_or_default(),
+            Some(caller) => caller.user().to_string(),
+        };
         let prepared = self
             .prepare(&query.query, role_of(&request))
             .await
@@ -651,7 +704,7 @@ impl FlightSqlService for FlightSql {
             .unwrap_or_else(|| Arc::new(Schema::empty()));
         let (handle, open) = self
             .statements
-            .insert(prepared)
+            .insert(prepared, &owner)
             .map_err(|e| self.failed(e))?;
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle,
@@ -879,29 +932,36 @@ fn schema_ipc(schema: &Schema) -> Result<bytes::Bytes, Status> {
     Ok(bytes)
 }
 
-/// A subscription's batches until `shutdown`, which ends it with an error (a
-/// subscription does not end by itself, and the server waits for running calls).
-fn until_shutdown(
+/// Batches until `shutdown` (a subscription does not end by itself, and the server waits
+/// for running calls) or `deadline` (`statement_timeout_ms`), either of which ends them
+/// with an error.
+fn until(
     batches: BoxStream<'static, Result<RecordBatch>>,
     shutdown: CancellationToken,
+    deadline: Option<tokio::time::Instant>,
 ) -> BoxStream<'static, Result<RecordBatch>> {
     stream::unfold(
         (batches, shutdown, false),
-        |(mut batches, shutdown, done)| async move {
+        move |(mut batches, shutdown, done)| async move {
             if done {
                 return None;
             }
+            let expired = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 item = batches.next() => item.map(|item| (item, (batches, shutdown, false))),
                 _ = shutdown.cancelled() => Some((Err(WeirError::ShuttingDown), (batches, shutdown, true))),
+                _ = expired => Some((Err(WeirError::Canceled("statement timeout".into())), (batches, shutdown, true))),
             }
         },
     )
     .boxed()
 }
 
-/// Serve Flight SQL on `listener` until `shutdown`; then stop accepting, refuse new calls
-/// (Unavailable) and let running ones finish.
 /// The role the gate found for the caller; a call it did not see may only read.
 fn role_of<T>(request: &Request<T>) -> Role {
     request
@@ -911,19 +971,44 @@ fn role_of<T>(request: &Request<T>) -> Role {
         .unwrap_or(Role::Reader)
 }
 
+/// Serve Flight SQL on `listener` (over TLS with `tls`) until `shutdown`; then stop
+/// accepting, refuse new calls (Unavailable) and let running ones finish.
 pub async fn serve(
     listener: TcpListener,
     mut flight: FlightSql,
     shutdown: CancellationToken,
+    tls: Option<pgwire::tokio::TlsAcceptor>,
 ) -> Result<()> {
     flight.shutdown = shutdown.clone();
-    let gate = Gate {
+    let limits = flight.limits;
+    let admission = flight.admission.clone();
+    let gate = Arc::new(Gate {
         shutdown: shutdown.clone(),
         auth: flight.auth.clone(),
-    };
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        admission: admission.clone(),
+        max_connections: limits.max_connections,
+    });
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(conn::accept(
+        listener,
+        tls,
+        admission,
+        limits,
+        tx,
+        shutdown.clone(),
+    ));
+    let incoming = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    let service = FlightServiceServer::new(flight)
+        .max_decoding_message_size(limits.max_message_bytes)
+        .max_encoding_message_size(usize::MAX);
     tonic::transport::Server::builder()
-        .add_service(FlightServiceServer::with_interceptor(flight, gate))
+        // Headers (credentials, metadata) are small; a call's body is bounded by
+        // max_message_bytes.
+        .http2_max_header_list_size(Some(64 * 1024))
+        .add_service(Gated {
+            inner: service,
+            gate,
+        })
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await
         .map_err(|e| WeirError::Internal(format!("Flight SQL server: {e}")))

@@ -1,9 +1,11 @@
 //! What the Flight SQL front keeps between calls: the tickets DoGet redeems (stateless:
-//! each carries what to run), the open prepared statements (a bounded map of handles)
-//! with their bound parameters, and parameter batches turned into values.
+//! each carries what to run), the open prepared statements (a map of handles bounded in
+//! all and per client, closed when unused for long) with their bound parameters, and
+//! parameter batches turned into values.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use datafusion::arrow::array::RecordBatch;
@@ -16,7 +18,9 @@ use crate::locks::Unpoisoned;
 
 /// Prepared statements open at once, all clients together; past it creating one fails
 /// until some are closed.
-pub const MAX_PREPARED: usize = 1024;
+pub const MAX_PREPARED: usize = 4096;
+/// Prepared statements one client (a user, or an address without users) may keep open.
+pub const MAX_PREPARED_PER_CLIENT: usize = 256;
 
 /// What a statement ticket (`TicketStatementQuery.statement_handle`) asks DoGet for. The
 /// first byte is the kind, so other kinds can be added.
@@ -65,6 +69,10 @@ pub struct Open {
     pub parameter_types: Vec<Option<DataType>>,
     /// The values the client bound last (DoPut), for the next execution.
     pub parameters: Mutex<Option<Vec<ScalarValue>>>,
+    /// Who made it (its bound counts against them).
+    owner: String,
+    /// When it was last used; unused for the idle lifetime, it is closed.
+    last_used: Mutex<Instant>,
 }
 
 impl Open {
@@ -104,6 +112,8 @@ impl Open {
 pub struct PreparedStatements {
     open: Mutex<HashMap<Bytes, Arc<Open>>>,
     max: usize,
+    per_client: usize,
+    idle_lifetime: Duration,
 }
 
 impl PreparedStatements {
@@ -111,22 +121,48 @@ impl PreparedStatements {
         PreparedStatements {
             open: Mutex::new(HashMap::new()),
             max,
+            per_client: MAX_PREPARED_PER_CLIENT.min(max),
+            idle_lifetime: Duration::from_secs(3600),
         }
     }
 
-    /// Keep `prepared` under a new random handle.
-    pub fn insert(&self, prepared: Prepared) -> Result<(Bytes, Arc<Open>)> {
+    /// Close statements unused for `lifetime`.
+    pub fn with_idle_lifetime(mut self, lifetime: Duration) -> Self {
+        self.idle_lifetime = lifetime;
+        self
+    }
+
+    /// Bound each client to `n` statements.
+    pub fn with_per_client(mut self, n: usize) -> Self {
+        self.per_client = n;
+        self
+    }
+
+    /// Keep `prepared`, made by `owner`, under a new random handle. Past the bound (the
+    /// owner's or everyone's), 53400.
+    pub fn insert(&self, prepared: Prepared, owner: &str) -> Result<(Bytes, Arc<Open>)> {
         let parameter_types = prepared.parameter_types()?;
         let open = Arc::new(Open {
             prepared,
             parameter_types,
             parameters: Mutex::new(None),
+            owner: owner.to_string(),
+            last_used: Mutex::new(Instant::now()),
         });
         let mut map = self.open.locked();
+        let lifetime = self.idle_lifetime;
+        map.retain(|_, o| o.last_used.locked().elapsed() < lifetime);
         if map.len() >= self.max {
-            return Err(WeirError::InvalidParameter(format!(
+            return Err(WeirError::LimitExceeded(format!(
                 "too many open prepared statements ({}); close some (ClosePreparedStatement) first",
                 self.max
+            )));
+        }
+        let mine = map.values().filter(|o| o.owner == owner).count();
+        if mine >= self.per_client {
+            return Err(WeirError::LimitExceeded(format!(
+                "too many open prepared statements for this client ({}); close some (ClosePreparedStatement) first",
+                self.per_client
             )));
         }
         let handle = loop {
@@ -145,11 +181,19 @@ impl PreparedStatements {
     }
 
     pub fn get(&self, handle: &[u8]) -> Result<Arc<Open>> {
-        self.open
-            .locked()
-            .get(handle)
-            .cloned()
-            .ok_or_else(unknown_handle)
+        let mut map = self.open.locked();
+        let open = map.get(handle).cloned().ok_or_else(unknown_handle)?;
+        let mut last = open.last_used.locked();
+        if last.elapsed() >= self.idle_lifetime {
+            drop(last);
+            map.remove(handle);
+            return Err(WeirError::InvalidParameter(
+                "the prepared statement was closed after going unused for too long; prepare it again".into(),
+            ));
+        }
+        *last = Instant::now();
+        drop(last);
+        Ok(open)
     }
 
     pub fn remove(&self, handle: &[u8]) -> Result<()> {
@@ -239,7 +283,10 @@ mod tests {
         };
         let statements = PreparedStatements::new(2);
         let (handle, open) = statements
-            .insert(prepare("SELECT * FROM t WHERE column1 = $1 AND column2 = $2").await)
+            .insert(
+                prepare("SELECT * FROM t WHERE column1 = $1 AND column2 = $2").await,
+                "a",
+            )
             .unwrap();
         assert_eq!(
             open.parameter_types,
@@ -275,15 +322,35 @@ mod tests {
         .unwrap();
         assert!(parameter_rows(&one, &open.parameter_types).is_err());
 
-        statements.insert(prepare("SELECT 1").await).unwrap();
-        let full = statements.insert(prepare("SELECT 2").await).unwrap_err();
+        statements.insert(prepare("SELECT 1").await, "b").unwrap();
+        let full = statements
+            .insert(prepare("SELECT 2").await, "c")
+            .unwrap_err();
         assert!(
             full.to_string()
                 .contains("too many open prepared statements")
         );
+        assert_eq!(full.sqlstate(), "53400");
         statements.remove(&handle).unwrap();
         assert!(statements.get(&handle).is_err());
         assert!(statements.remove(&handle).is_err());
-        statements.insert(prepare("SELECT 2").await).unwrap();
+        statements.insert(prepare("SELECT 2").await, "a").unwrap();
+
+        // Per client: one client's bound leaves others theirs; unused ones expire.
+        let statements = PreparedStatements::new(10).with_per_client(2);
+        for _ in 0..2 {
+            statements.insert(prepare("SELECT 1").await, "a").unwrap();
+        }
+        let e = statements
+            .insert(prepare("SELECT 1").await, "a")
+            .unwrap_err();
+        assert!(e.to_string().contains("for this client (2)"), "{e}");
+        statements.insert(prepare("SELECT 1").await, "b").unwrap();
+        // Unused past the lifetime, they are closed and free the bound.
+        let statements = statements.with_idle_lifetime(Duration::ZERO);
+        statements.insert(prepare("SELECT 1").await, "a").unwrap();
+        let statements = PreparedStatements::new(10).with_idle_lifetime(Duration::ZERO);
+        let (h, _) = statements.insert(prepare("SELECT 1").await, "a").unwrap();
+        assert!(statements.get(&h).is_err());
     }
 }

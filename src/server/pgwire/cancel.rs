@@ -118,6 +118,35 @@ fn canceled(why: &str) -> PgWireError {
     )))
 }
 
+/// Run `work` until it ends, `deadline` (the session's `statement_timeout`) passes, or
+/// the connection's `flag` moves (a CancelRequest): the statements that do their work
+/// before any row streams (FLUSH, COPY, CREATE TABLE AS, CREATE MATERIALIZED VIEW…).
+pub async fn bounded<T>(
+    flag: Option<Arc<CancelFlag>>,
+    deadline: Option<tokio::time::Instant>,
+    work: impl std::future::Future<Output = PgWireResult<T>>,
+) -> PgWireResult<T> {
+    let epoch = flag.as_ref().map(|f| f.epoch());
+    let expired = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let cancelled = async {
+        match (&flag, epoch) {
+            (Some(f), Some(e)) => f.cancelled_since(e).await,
+            _ => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        _ = cancelled => Err(canceled("user request")),
+        _ = expired => Err(canceled("statement timeout")),
+        result = work => result,
+    }
+}
+
 /// Rows that end with a 57014 error as soon as the connection's flag moves past `epoch`,
 /// or once `deadline` (the session's `statement_timeout`) passes.
 pub fn cancellable<S, T>(

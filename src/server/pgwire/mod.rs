@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod binary;
 pub mod cancel;
+pub mod connection;
 pub mod pgtext;
 pub mod query;
 pub mod session;
@@ -20,10 +21,9 @@ use pgwire::api::auth::{
     DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
     save_startup_parameters_to_metadata,
 };
-use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::{
     ClientInfo, ConnectionHandle, ConnectionManager, METADATA_USER, PgWireConnectionState,
-    PgWireServerHandlers, PidSecretKeyGenerator, RandomPidSecretKeyGenerator,
+    PidSecretKeyGenerator, RandomPidSecretKeyGenerator,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::startup::Authentication;
@@ -39,6 +39,8 @@ use crate::engine::Engine;
 use crate::engine::functions::server_version;
 use crate::error::{Result, WeirError};
 use crate::locks::Unpoisoned;
+use crate::server::Admission;
+use crate::server::guard::LoginGuard;
 use crate::server::metrics::Metrics;
 use crate::sql::access::Role;
 use auth::{Exchange, Refusal, SCRAM_SHA_256, Users};
@@ -46,12 +48,14 @@ use cancel::Cancels;
 use query::QueryHandler;
 use session::{Activity, Sessions};
 
-/// Who may connect and how: the users (none: any user, no password), the TLS acceptor,
-/// and whether plain-text connections are refused.
+/// Who may connect and how: the users (none: any user, no password), the TLS acceptors
+/// (PostgreSQL's and Flight SQL's, one certificate), and whether plain-text PostgreSQL
+/// connections are refused.
 #[derive(Default)]
 pub struct Security {
     pub users: Option<Arc<Users>>,
     pub tls: Option<TlsAcceptor>,
+    pub flight_tls: Option<TlsAcceptor>,
     pub tls_required: bool,
 }
 
@@ -64,9 +68,12 @@ impl Security {
             config.auth_password.as_ref().map(|p| p.expose()),
         )?
         .map(Arc::new);
-        let tls = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
-            (None, None) => None,
+        let (tls, flight_tls) = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => (
+                Some(tls::acceptor(cert, key)?),
+                Some(tls::flight_acceptor(cert, key)?),
+            ),
+            (None, None) => (None, None),
             _ => {
                 return Err(WeirError::Config(
                     "tls_cert and tls_key go together: set both to turn TLS on".into(),
@@ -81,6 +88,7 @@ impl Security {
         Ok(Security {
             users,
             tls,
+            flight_tls,
             tls_required: config.tls_required,
         })
     }
@@ -96,6 +104,10 @@ struct StartupShared {
     statement_timeout: Option<Duration>,
     users: Option<Arc<Users>>,
     tls_required: bool,
+    /// Authenticated connections of both ports, against `max_connections`.
+    sessions: Arc<Sessions>,
+    max_connections: usize,
+    logins: Arc<LoginGuard>,
 }
 
 /// Where one connection's start-up stands.
@@ -182,6 +194,8 @@ impl StartupHandler for Startup {
                     return self.refused(client, Refusal::Protocol(reason.into())).await;
                 }
                 let data = initial.data.unwrap_or_default();
+                // An address whose logins keep failing waits longer before each check.
+                self.shared.logins.wait(client.socket_addr().ip()).await;
                 match Exchange::start(users, &user_of(client), &data) {
                     Ok((server_first, exchange)) => {
                         *self.step.locked() = Step::Sent(exchange);
@@ -204,6 +218,7 @@ impl StartupHandler for Startup {
                     Ok(server_final) => {
                         let user = user_of(client);
                         debug!(peer = %client.socket_addr(), user, "authenticated");
+                        self.shared.logins.succeeded(client.socket_addr().ip());
                         client
                             .feed(PgWireBackendMessage::Authentication(
                                 Authentication::SASLFinal(server_final.into()),
@@ -259,6 +274,18 @@ impl Startup {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let shared = &self.shared;
+        // A slot of max_connections is taken only now, once the client has authenticated.
+        let Some(open) = shared.sessions.admit(shared.max_connections) else {
+            warn!(
+                peer = %client.socket_addr(),
+                "refused a connection: {} are open (max_connections)",
+                shared.max_connections
+            );
+            return self
+                .refuse(client, "53300", "sorry, too many clients already".into())
+                .await;
+        };
+        client.session_extensions().insert(open);
         let (pid, secret) = shared.pids.generate(client);
         client.set_pid_and_secret_key(pid, secret.clone());
         // Registered so that a CancelRequest carrying this key reaches the running query.
@@ -299,7 +326,9 @@ impl Startup {
         let user = user_of(client);
         match refusal {
             Refusal::Failed => {
-                warn!(%peer, user, "password authentication failed");
+                // Logged once per burst of failures from the address, not per attempt.
+                debug!(%peer, user, "password authentication failed");
+                self.shared.logins.failed(peer.ip(), "PostgreSQL", &user);
                 let message = format!("password authentication failed for user \"{user}\"");
                 self.refuse(client, "28P01", message).await
             }
@@ -337,7 +366,7 @@ pub struct Handlers {
     query: Arc<QueryHandler>,
     startup: Arc<StartupShared>,
     cancel: Arc<Cancels>,
-    sessions: Arc<Sessions>,
+    admission: Admission,
     limits: SessionLimits,
     tls: Option<TlsAcceptor>,
 }
@@ -349,6 +378,7 @@ impl Handlers {
         shutdown: CancellationToken,
         limits: SessionLimits,
         security: Security,
+        admission: Admission,
     ) -> Self {
         let connections = Arc::new(ConnectionManager::new());
         let cancels = Cancels::new(connections.clone());
@@ -365,37 +395,15 @@ impl Handlers {
                 statement_timeout: limits.statement_timeout,
                 users: security.users,
                 tls_required: security.tls_required,
+                sessions: admission.sessions.clone(),
+                max_connections: limits.max_connections,
+                logins: admission.logins.clone(),
             }),
             cancel: cancels,
-            sessions: Arc::default(),
+            admission,
             limits,
             tls: security.tls,
         }
-    }
-}
-
-/// The handlers of one connection: the shared ones, and its own start-up (which holds
-/// that connection's authentication exchange).
-struct Connection {
-    shared: Arc<Handlers>,
-    startup: Arc<Startup>,
-}
-
-impl PgWireServerHandlers for Connection {
-    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
-        self.shared.query.clone()
-    }
-
-    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
-        self.shared.query.clone()
-    }
-
-    fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        self.startup.clone()
-    }
-
-    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
-        self.shared.cancel.clone()
     }
 }
 
@@ -430,28 +438,20 @@ pub async fn serve(
             Ok((socket, addr)) => {
                 let _ = socket.set_nodelay(true);
                 let limits = handlers.limits;
-                let Some(open) = handlers.sessions.admit(limits.max_connections) else {
-                    warn!(
-                        %addr,
-                        "refused a connection: {} are open (max_connections)",
-                        limits.max_connections
-                    );
-                    tokio::spawn(session::refuse(
-                        socket,
-                        "53300",
-                        "sorry, too many clients already",
-                    ));
-                    continue;
-                };
+                // Until it authenticates, the connection holds a place in the small
+                // unauthenticated pool, not a max_connections slot.
+                let waiting = handlers.admission.pending.join(addr.ip());
                 let closed = CancellationToken::new();
+                let activity = Arc::new(Activity::default());
                 let tls = handlers.tls.clone();
-                let connection = Connection {
+                let connection = connection::Handlers {
                     startup: Arc::new(Startup::new(
                         handlers.startup.clone(),
-                        open.activity.clone(),
+                        activity.clone(),
                         closed.clone(),
                     )),
-                    shared: handlers.clone(),
+                    query: handlers.query.clone(),
+                    cancel: handlers.cancel.clone(),
                 };
                 let metrics = metrics.clone();
                 let shutdown = shutdown.clone();
@@ -459,12 +459,12 @@ pub async fn serve(
                     let _open = metrics.connection_opened();
                     let idle = async {
                         match limits.idle_timeout {
-                            Some(t) => open.activity.idle_for(t).await,
+                            Some(t) => activity.idle_for(t).await,
                             None => std::future::pending().await,
                         }
                     };
                     tokio::select! {
-                        result = pgwire::tokio::process_socket(socket, tls, connection) => {
+                        result = connection::process(socket, tls, connection, limits, waiting) => {
                             if let Err(e) = result {
                                 debug!(%addr, "connection closed with error: {e}");
                             }

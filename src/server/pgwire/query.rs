@@ -28,7 +28,7 @@ use pgwire::types::format::FormatOptions;
 use tokio_util::sync::CancellationToken;
 
 use super::binary;
-use super::cancel::{CancelFlag, cancellable};
+use super::cancel::{CancelFlag, bounded, cancellable};
 use super::pgtext;
 use super::session::{Activity, Busy, statement_timeout};
 use crate::engine::{Engine, Outcome};
@@ -89,6 +89,7 @@ impl QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let (flag, deadline) = limits(client);
         let statement = classify(text).map_err(|e| pg_error(&e))?;
         authorize(client, &statement).map_err(|e| pg_error(&e))?;
         if let Some(response) = session_time_zone(client, &statement).await? {
@@ -97,9 +98,13 @@ impl QueryHandler {
         match statement {
             Statement::Postgres(sql) => {
                 let pending = self.engine.before_sql(&sql);
-                let responses = SimpleQueryHandler::do_query(&*self.df, client, &sql)
-                    .await
-                    .map_err(map_error)?;
+                let responses = bounded(
+                    flag,
+                    deadline,
+                    SimpleQueryHandler::do_query(&*self.df, client, &sql),
+                )
+                .await
+                .map_err(map_error)?;
                 if let Some(pending) = pending {
                     self.engine.after(pending).await.map_err(|e| pg_error(&e))?;
                 }
@@ -109,10 +114,12 @@ impl QueryHandler {
                     .collect())
             }
             statement => {
-                let outcome = self
-                    .run_engine(client, &statement)
-                    .await
-                    .map_err(|e| pg_error(&e))?;
+                let outcome = bounded(flag.clone(), deadline, async {
+                    self.run_engine(client, &statement)
+                        .await
+                        .map_err(|e| pg_error(&e))
+                })
+                .await?;
                 if let Outcome::Changes(changes) = outcome {
                     if !alone {
                         return Err(pg_error(&WeirError::NotSupported(
@@ -125,7 +132,12 @@ impl QueryHandler {
                     ]);
                 }
                 Ok(vec![
-                    outcome_response(outcome, &Format::UnifiedText, client, &self.metrics).await?,
+                    bounded(
+                        flag,
+                        deadline,
+                        outcome_response(outcome, &Format::UnifiedText, client, &self.metrics),
+                    )
+                    .await?,
                 ])
             }
         }
@@ -389,6 +401,17 @@ fn map_query<C: ClientInfo>(
     mapped
 }
 
+/// The connection's cancel flag and the deadline its `statement_timeout` sets for a
+/// statement starting now.
+fn limits<C: ClientInfo>(client: &C) -> (Option<Arc<CancelFlag>>, Option<tokio::time::Instant>) {
+    let flag = client
+        .session_extensions()
+        .get::<Arc<CancelFlag>>()
+        .map(|f| Arc::clone(&*f));
+    let deadline = statement_timeout(client.metadata()).map(|t| tokio::time::Instant::now() + t);
+    (flag, deadline)
+}
+
 /// A statement running on the client's connection, for the idle timeout.
 fn busy<C: ClientInfo>(client: &C) -> Option<Busy> {
     client
@@ -489,6 +512,7 @@ impl ExtendedQueryHandler for QueryHandler {
                 Vec::new()
             }
         })?;
+        let (flag, deadline) = limits(client);
         let result = match &portal.statement.statement {
             (text, _) if let Err(e) = classify(text).and_then(|s| authorize(client, &s)) => {
                 Err(pg_error(&e))
@@ -501,10 +525,14 @@ impl ExtendedQueryHandler for QueryHandler {
             }
             (text, Some(_)) => {
                 let pending = self.engine.before_sql(text);
-                let result = ExtendedQueryHandler::do_query(&*self.df, client, portal, max_rows)
-                    .await
-                    .map(|r| map_response(client, &self.metrics, Some(text), r))
-                    .map_err(map_error);
+                let result = bounded(
+                    flag,
+                    deadline,
+                    ExtendedQueryHandler::do_query(&*self.df, client, portal, max_rows),
+                )
+                .await
+                .map(|r| map_response(client, &self.metrics, Some(text), r))
+                .map_err(map_error);
                 match (result, pending) {
                     (Ok(r), Some(pending)) => match self.engine.after(pending).await {
                         Ok(()) => Ok(r),
@@ -514,21 +542,31 @@ impl ExtendedQueryHandler for QueryHandler {
                 }
             }
             (text, None) => match classify(text) {
-                Ok(statement) => match self.run_engine(client, &statement).await {
+                Ok(statement) => match bounded(flag.clone(), deadline, async {
+                    self.run_engine(client, &statement)
+                        .await
+                        .map_err(|e| pg_error(&e))
+                })
+                .await
+                {
                     Ok(Outcome::Changes(changes)) => {
                         self.follow(client, changes, &portal.result_column_format, false)
                             .await
                     }
                     Ok(outcome) => {
-                        outcome_response(
-                            outcome,
-                            &portal.result_column_format,
-                            client,
-                            &self.metrics,
+                        bounded(
+                            flag,
+                            deadline,
+                            outcome_response(
+                                outcome,
+                                &portal.result_column_format,
+                                client,
+                                &self.metrics,
+                            ),
                         )
                         .await
                     }
-                    Err(e) => Err(pg_error(&e)),
+                    Err(e) => Err(e),
                 },
                 Err(e) => Err(pg_error(&e)),
             },

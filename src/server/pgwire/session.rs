@@ -1,5 +1,5 @@
-//! Limits on PostgreSQL sessions: how many may be open (a client past the limit gets
-//! PostgreSQL's `53300` error), when an idle one is closed, and each session's activity
+//! Limits on sessions: how many authenticated ones may be open on both ports (a client
+//! past the limit gets PostgreSQL's `53300` error), when an idle one is closed, and each session's activity
 //! (statements running, the end of the last one) that the idle timeout reads.
 
 use std::collections::HashMap;
@@ -70,10 +70,10 @@ pub struct Sessions {
     open: AtomicUsize,
 }
 
-/// An open connection and its activity; it stops counting when dropped.
+/// An authenticated connection (PostgreSQL) or Flight SQL client connection; it stops
+/// counting when dropped.
 pub struct Open {
     sessions: Arc<Sessions>,
-    pub activity: Arc<Activity>,
 }
 
 impl Drop for Open {
@@ -92,8 +92,12 @@ impl Sessions {
             .ok()?;
         Some(Open {
             sessions: Arc::clone(self),
-            activity: Arc::new(Activity::default()),
         })
+    }
+
+    /// Connections counted now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
     }
 }
 

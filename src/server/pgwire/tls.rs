@@ -1,5 +1,5 @@
-//! TLS on the PostgreSQL port: the rustls acceptor built from the `tls_cert` and `tls_key`
-//! PEM files, with the aws-lc-rs crypto provider chosen explicitly.
+//! TLS on the PostgreSQL and Flight SQL ports: the rustls acceptors built from the
+//! `tls_cert` and `tls_key` PEM files, with the aws-lc-rs crypto provider chosen explicitly.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,6 +15,19 @@ use crate::error::{Result, WeirError};
 /// PKCS#8, PKCS#1 or SEC1). Offers the ALPN name `postgresql`, which PostgreSQL 17's
 /// direct TLS negotiation (`sslnegotiation=direct`) requires.
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
+    let mut config = server_config(cert, key)?;
+    config.alpn_protocols = vec![b"postgresql".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The acceptor of the Flight SQL port: the same certificate, ALPN `h2` (gRPC).
+pub fn flight_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
+    let mut config = server_config(cert, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+fn server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig> {
     let read = |path: &Path, what: &str| {
         std::fs::read(path)
             .map_err(|e| WeirError::Config(format!("cannot read {what} {}: {e}", path.display())))
@@ -42,7 +55,7 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
         ))
     })?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| WeirError::Config(format!("TLS: {e}")))?
         .with_no_client_auth()
@@ -53,7 +66,5 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
                 cert.display(),
                 key.display()
             ))
-        })?;
-    config.alpn_protocols = vec![b"postgresql".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+        })
 }
