@@ -99,23 +99,23 @@ const YOUNG: Duration = Duration::from_millis(250);
 /// How far the pool stretches for a burst of young connections.
 const STRETCH: usize = 8;
 
-/// The connection to close: the oldest of the address holding the most (the new one from
-/// `ip` counted), among those older than [`YOUNG`] when `old_only`.
+/// The connection to close: the oldest of the address holding the most, among those
+/// older than [`YOUNG`] when `old_only`; on a tie, another address than the newcomer's
+/// `ip`, so a client's new connection does not push out its own.
 fn victim(
     waiting: &BTreeMap<u64, (IpAddr, Instant, CancellationToken)>,
     ip: IpAddr,
     old_only: bool,
 ) -> Option<u64> {
     let eligible = |at: &Instant| !old_only || at.elapsed() >= YOUNG;
-    let mut counts: std::collections::HashMap<IpAddr, usize> = Default::default();
-    *counts.entry(ip).or_default() += 1;
+    let mut counts: BTreeMap<IpAddr, usize> = BTreeMap::new();
     for (a, at, _) in waiting.values() {
         if eligible(at) {
             *counts.entry(*a).or_default() += 1;
         }
     }
     let mut ranked: Vec<(IpAddr, usize)> = counts.into_iter().collect();
-    ranked.sort_by_key(|r| std::cmp::Reverse(r.1));
+    ranked.sort_by_key(|r| (std::cmp::Reverse(r.1), r.0 == ip));
     ranked.into_iter().find_map(|(addr, _)| {
         waiting
             .iter()
