@@ -332,6 +332,39 @@ impl Engine {
         Ok(outcome)
     }
 
+    /// [`Engine::execute`], run to its end on a task of its own when the statement
+    /// creates or drops a streaming object: a client that stops waiting (its
+    /// `statement_timeout`, a cancel, a closed connection) cannot leave it half done.
+    pub async fn execute_whole(
+        self: &Arc<Self>,
+        statement: &Statement,
+        base: Option<&Path>,
+    ) -> Result<Outcome> {
+        if !changes_the_catalog(statement) {
+            return self.execute(statement, base).await;
+        }
+        let (engine, statement) = (Arc::clone(self), statement.clone());
+        let base = base.map(Path::to_path_buf);
+        tokio::spawn(async move { engine.execute(&statement, base.as_deref()).await })
+            .await
+            .map_err(|e| WeirError::Internal(format!("a statement's task: {e}")))?
+    }
+
+    /// [`Engine::execute_prepared`], run to its end as [`Engine::execute_whole`] is.
+    pub async fn execute_prepared_whole(
+        self: &Arc<Self>,
+        prepared: &Prepared,
+        parameters: Option<Vec<ScalarValue>>,
+    ) -> Result<Outcome> {
+        if !changes_the_catalog(&prepared.statement) {
+            return self.execute_prepared(prepared, parameters).await;
+        }
+        let (engine, prepared) = (Arc::clone(self), prepared.clone());
+        tokio::spawn(async move { engine.execute_prepared(&prepared, parameters).await })
+            .await
+            .map_err(|e| WeirError::Internal(format!("a statement's task: {e}")))?
+    }
+
     /// Run one statement from a client. `base` is the folder relative locations are read
     /// from. What it creates, drops or writes is kept in the durable catalog.
     pub async fn execute(&self, statement: &Statement, base: Option<&Path>) -> Result<Outcome> {
@@ -418,6 +451,22 @@ impl Engine {
             None => Ok(Outcome::Rows(df)),
         }
     }
+}
+
+/// Does the statement create, drop or restart a streaming object (work that must not
+/// stop half way)?
+fn changes_the_catalog(statement: &Statement) -> bool {
+    matches!(
+        statement,
+        Statement::Streaming(s, _) if matches!(
+            s.as_ref(),
+            StreamingStatement::CreateSource(_)
+                | StreamingStatement::CreateMaterializedView(_)
+                | StreamingStatement::CreateSink(_)
+                | StreamingStatement::Drop { .. }
+                | StreamingStatement::Restart { .. }
+        )
+    )
 }
 
 /// The PostgreSQL command tag of a plan that does not return rows.

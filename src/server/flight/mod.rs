@@ -184,7 +184,11 @@ impl FlightSql {
             .map(|t| tokio::time::Instant::now() + t);
         let result: Result<Rows> = self
             .bounded(async {
-                match self.engine.execute_prepared(prepared, parameters).await? {
+                match self
+                    .engine
+                    .execute_prepared_whole(prepared, parameters)
+                    .await?
+                {
                     Outcome::Rows(df) => {
                         // The plan's schema with the parameters bound: what FlightInfo announced.
                         let schema = flight_schema(df.schema().as_arrow());
@@ -218,7 +222,7 @@ impl FlightSql {
     ) -> Result<i64> {
         let timer = self.metrics.query_started();
         let result: Result<i64> = self.bounded(async {
-            match self.engine.execute_prepared(prepared, parameters).await? {
+            match self.engine.execute_prepared_whole(prepared, parameters).await? {
                 Outcome::Done(_) => Ok(0),
                 Outcome::Changes(_) => Err(WeirError::NotSupported(
                     "SUBSCRIBE streams rows: run it as a query (GetFlightInfo, then DoGet), not as an update".into(),

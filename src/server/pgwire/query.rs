@@ -222,7 +222,7 @@ impl QueryHandler {
             Statement::Show(name) => self
                 .engine
                 .show(name, client.metadata().get(name).map(String::as_str)),
-            other => self.engine.execute(other, None).await,
+            other => self.engine.execute_whole(other, None).await,
         }
     }
 }
