@@ -138,7 +138,7 @@ fn query_reads_only(query: &ast::Query) -> bool {
 pub fn server_setting(statement: &Statement) -> Option<String> {
     let parsed;
     let ast = match statement {
-        Statement::Postgres(text) => {
+        Statement::Postgres(text) if may_be_set(text) => {
             parsed = parse_postgres(text).ok()?;
             match &parsed {
                 DFStatement::Statement(s) => s.as_ref(),
@@ -178,7 +178,7 @@ pub fn time_zone_set(statement: &Statement) -> Option<String> {
     let Statement::Postgres(text) = statement else {
         return None;
     };
-    if !text.to_ascii_lowercase().contains("zone") {
+    if !may_be_set(text) || !contains_word(text, "ZONE") {
         return None;
     }
     let DFStatement::Statement(ast) = parse_postgres(text).ok()? else {
@@ -206,6 +206,18 @@ pub fn time_zone_set(statement: &Statement) -> Option<String> {
     };
     let text = value.to_string();
     Some(text.trim_matches('\'').trim_matches('"').to_string())
+}
+
+/// Could `text` be a `SET`? Queries, which never contain the word, are not parsed again.
+fn may_be_set(text: &str) -> bool {
+    contains_word(text, "SET")
+}
+
+/// Does `text` contain `word` (upper-case ASCII), in any case?
+fn contains_word(text: &str, word: &str) -> bool {
+    text.as_bytes()
+        .windows(word.len())
+        .any(|w| w.eq_ignore_ascii_case(word.as_bytes()))
 }
 
 /// A short name for a refused statement, for the error: its leading keywords

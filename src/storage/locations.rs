@@ -200,7 +200,7 @@ pub fn admit(location: &str) -> Result<()> {
 
 /// A URL with a scheme of two letters or more (so `C:\…` stays a path); `file:/etc/x`
 /// and `FILE:///etc/x` are URLs too.
-fn url_of(location: &str) -> Option<Url> {
+pub(crate) fn url_of(location: &str) -> Option<Url> {
     let url = Url::parse(location).ok()?;
     (url.scheme().len() > 1).then_some(url)
 }

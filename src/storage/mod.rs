@@ -101,10 +101,7 @@ pub fn resolve_location(location: &str, base: Option<&Path>) -> Result<String> {
 }
 
 fn resolve(location: &str, base: Option<&Path>) -> Result<String> {
-    if location.contains(':') && url::Url::parse(location).is_ok_and(|u| u.scheme().len() > 1) {
-        let url = Url::parse(location).map_err(|e| {
-            WeirError::InvalidParameter(format!("invalid location \"{location}\": {e}"))
-        })?;
+    if let Some(url) = locations::url_of(location) {
         return match url.scheme() {
             "file" | "hdfs" | "viewfs" | "s3" => Ok(location.to_string()),
             other => Err(WeirError::InvalidParameter(format!(

@@ -513,17 +513,18 @@ impl ExtendedQueryHandler for QueryHandler {
             }
         })?;
         let (flag, deadline) = limits(client);
-        let result = match &portal.statement.statement {
-            (text, _) if let Err(e) = classify(text).and_then(|s| authorize(client, &s)) => {
-                Err(pg_error(&e))
-            }
-            (text, Some(_))
-                if let Ok(statement) = classify(text)
-                    && let Some(response) = session_time_zone(client, &statement).await? =>
+        // Classified once: the role's check, the session's time zone and the engine's own
+        // statements all use it.
+        let text = &portal.statement.statement.0;
+        let classified = classify(text).and_then(|s| authorize(client, &s).map(|()| s));
+        let result = match (classified, &portal.statement.statement.1) {
+            (Err(e), _) => Err(pg_error(&e)),
+            (Ok(statement), _)
+                if let Some(response) = session_time_zone(client, &statement).await? =>
             {
                 Ok(response)
             }
-            (text, Some(_)) => {
+            (Ok(_), Some(_)) => {
                 let pending = self.engine.before_sql(text);
                 let result = bounded(
                     flag,
@@ -541,34 +542,31 @@ impl ExtendedQueryHandler for QueryHandler {
                     (result, _) => result,
                 }
             }
-            (text, None) => match classify(text) {
-                Ok(statement) => match bounded(flag.clone(), deadline, async {
-                    self.run_engine(client, &statement)
+            (Ok(statement), None) => match bounded(flag.clone(), deadline, async {
+                self.run_engine(client, &statement)
+                    .await
+                    .map_err(|e| pg_error(&e))
+            })
+            .await
+            {
+                Ok(Outcome::Changes(changes)) => {
+                    self.follow(client, changes, &portal.result_column_format, false)
                         .await
-                        .map_err(|e| pg_error(&e))
-                })
-                .await
-                {
-                    Ok(Outcome::Changes(changes)) => {
-                        self.follow(client, changes, &portal.result_column_format, false)
-                            .await
-                    }
-                    Ok(outcome) => {
-                        bounded(
-                            flag,
-                            deadline,
-                            outcome_response(
-                                outcome,
-                                &portal.result_column_format,
-                                client,
-                                &self.metrics,
-                            ),
-                        )
-                        .await
-                    }
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(pg_error(&e)),
+                }
+                Ok(outcome) => {
+                    bounded(
+                        flag,
+                        deadline,
+                        outcome_response(
+                            outcome,
+                            &portal.result_column_format,
+                            client,
+                            &self.metrics,
+                        ),
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
             },
         };
         match result {
